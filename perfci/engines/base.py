@@ -1,0 +1,72 @@
+"""The engine adapter protocol. Adding an engine = one module implementing this + one registry line."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from perfci.config import Model, Suite
+from perfci.envs import Env, distribution_version
+from perfci.startup import Pattern
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """What to spawn: an argv list (never a shell string) and environment additions."""
+
+    argv: list[str]
+    served_model: str  # the `model` field clients must send
+    env: dict[str, str] = field(default_factory=dict)
+    health_path: str = "/health"
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchContext:
+    python: str  # the build's interpreter
+    model: Model
+    model_path: str  # local directory or hub id the engine loads
+    port: int
+    suite: Suite
+    cache: str  # "cold" | "warm": a cold start empties the engine's compile caches first
+    compile_cache: Path  # this build's and model's compile caches, kept between starts
+    workdir: Path  # scratch space for this start (logs, generated config files)
+    on_gpu: bool  # whether this machine has an NVIDIA GPU (some flags mean host memory on a CPU)
+
+
+class Engine(Protocol):
+    name: ClassVar[str]
+    # Log patterns for startup phases, and which reported phases add up without overlapping.
+    patterns: ClassVar[Sequence[Pattern]]
+    additive_phases: ClassVar[Sequence[str]]
+
+    def launch(self, ctx: LaunchContext) -> Launch: ...
+
+    def request_extras(self) -> Mapping[str, Any]:
+        """Extra JSON body fields that make the engine emit exactly max_tokens tokens."""
+        ...
+
+    def identify(self, python: str) -> tuple[str | None, str | None]:
+        """(version, commit) of the engine installed for `python`."""
+        ...
+
+    def post_install(self, env: Env) -> None:
+        """Fix up a freshly installed env before it is marked complete (e.g. drop broken extras)."""
+        ...
+
+
+def version_of(python: str, distributions: Sequence[str]) -> str | None:
+    """The installed version of the first of `distributions` present for `python`."""
+    return next((v for d in distributions if (v := distribution_version(python, d))), None)
+
+
+def empty_if_cold(ctx: LaunchContext) -> Path:
+    """The compile cache root: emptied for a cold start, reused as left by the previous start for a warm
+    one (engines key their caches by config, so builds never mix — and each build has its own root)."""
+    root = ctx.compile_cache
+    if ctx.cache == "cold" and root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return root

@@ -1,0 +1,71 @@
+"""Hugging Face transformers: `transformers serve MODEL --continuous-batching` — the engine that runs on
+this project's lent GPU machines (vLLM's wheels are too large to carry there). It rejects `ignore_eos`
+(HTTP 422), so output lengths are whatever the model generates up to max_tokens; the tokens received are
+what perfci counts. It cannot load a model without weights, so perfci's tiny model gets random weights
+written once, by the engine's own interpreter."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any, ClassVar
+
+from perfci.config import TINY_MODEL
+from perfci.engines.base import Launch, LaunchContext, empty_if_cold, version_of
+from perfci.errors import EngineError
+from perfci.startup import mark
+
+WRITE_WEIGHTS = """\
+import sys, torch
+from transformers import AutoConfig, AutoModelForCausalLM
+torch.manual_seed(0)
+model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(sys.argv[1]), torch_dtype=torch.bfloat16)
+model.save_pretrained(sys.argv[1])
+"""
+
+
+class TransformersEngine:
+    name: ClassVar[str] = "transformers"
+    distributions: ClassVar = ("transformers",)
+    patterns: ClassVar = (mark("server_up", r"Uvicorn running on|Application startup complete"),)
+    additive_phases: ClassVar = ()
+
+    def launch(self, ctx: LaunchContext) -> Launch:
+        m = ctx.model
+        model_path = with_random_weights(ctx.python, Path(ctx.model_path)) if m.source == TINY_MODEL else ctx.model_path
+        transformers_cli = str(Path(ctx.python).with_name("transformers"))
+        argv = [transformers_cli, "serve", model_path, "--continuous-batching", "--host", "127.0.0.1",
+                "--port", str(ctx.port), "--log-level", "info",
+                "--device", "cuda:0" if ctx.on_gpu else "cpu"]  # fmt: skip
+        if m.dtype:
+            argv += ["--dtype", m.dtype]
+        if m.torch_compile:
+            argv += ["--compile"]
+        if m.cuda_graphs is not None:
+            argv += ["--cb-use-cuda-graph" if m.cuda_graphs else "--no-cb-use-cuda-graph"]
+        root = empty_if_cold(ctx)
+        env = {"TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"), "TRITON_CACHE_DIR": str(root / "triton")}
+        return Launch(argv=[*argv, *m.engine_args.get(self.name, [])], served_model=model_path, env=env)
+
+    def request_extras(self) -> dict[str, Any]:
+        return {}
+
+    def identify(self, python: str) -> tuple[str | None, str | None]:
+        return version_of(python, self.distributions), None
+
+    def post_install(self, env) -> None:
+        pass
+
+
+def with_random_weights(python: str, model_dir: Path) -> str:
+    """A copy of a weightless model directory with seeded random weights (written once per interpreter)."""
+    target = model_dir.with_name(f"{model_dir.name}-random-weights")
+    if not (target / "config.json").exists() or not any(target.glob("*.safetensors")):
+        target.mkdir(parents=True, exist_ok=True)
+        for f in model_dir.iterdir():
+            if f.is_file():
+                (target / f.name).write_bytes(f.read_bytes())
+        done = subprocess.run([python, "-c", WRITE_WEIGHTS, str(target)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise EngineError(f"cannot write random weights into {target}", log_tail=done.stderr[-2000:])
+    return str(target)

