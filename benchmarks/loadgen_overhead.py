@@ -12,12 +12,17 @@ prompts, 128 tokens out; N closed-loop streams, each sending requests back to ba
 
 Per client and stream count it prints: per-chunk receipt error p50/p99, TTFT error p50/p99 (client TTFT
 minus the server's first-send - read), per-gap ITL error p99 (|client gap - server gap|), delivered chunk
-rate and its share of what the streams allow, and the server's own lateness against its schedule (if that
-grows, the server, not the client, limits delivery). Then, per client, the highest chunk rate sustained with
-p99 chunk error under 1 ms.
+rate and its share of what the streams allow, the client's CPU time per chunk, the send delay (server read
+minus client send stamp) and the server's own lateness against its schedule (if that grows, the server, not
+the client, limits delivery). Then, per client, the highest chunk rate sustained with p99 chunk error under
+1 ms. Each configuration runs `--repeats` times, interleaved; the table shows the repeat with the lowest p99
+chunk error.
 
-    .venv/bin/python benchmarks/loadgen_overhead.py            # full run, ~3 minutes
-    .venv/bin/python benchmarks/loadgen_overhead.py --quick    # ~30 s
+    chrt -f 10 .venv/bin/python benchmarks/loadgen_overhead.py   # full run, under 3 minutes
+    .venv/bin/python benchmarks/loadgen_overhead.py --quick      # ~20 s
+
+On a shared machine, real-time priority (`chrt`, root) keeps other processes from preempting the two pinned
+processes, so that what is measured is the client rather than its neighbours.
 """
 
 from __future__ import annotations
@@ -140,7 +145,9 @@ class _TruthConnection(asyncio.Protocol):
             self._schedule(entry, i + 1, n)
         else:
             usage = b'data: {"choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d}}\n\n' % (
-                self.shape.prompt_tokens, n)
+                self.shape.prompt_tokens,
+                n,
+            )
             self.transport.write(_chunk(usage) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
 
 
@@ -177,7 +184,7 @@ def _body(spec: RequestSpec) -> bytes:
 
 def _text_receipts(stamps: list[int], reads: list[bytes]) -> list[int]:
     parser = SSEParser()
-    return [t for t, data in zip(stamps, reads) for p in parser.feed(data) if b'"text"' in p]
+    return [t for t, data in zip(stamps, reads, strict=True) for p in parser.feed(data) if b'"text"' in p]
 
 
 async def perfci_client(url: str, specs: Sequence[RequestSpec], streams: int) -> list[Received]:
@@ -298,9 +305,17 @@ def measure(name: str, client: Client, loop: str, url: str, shape: Shape, stream
     return row
 
 
+def best_run(runs: list[dict]) -> dict:
+    """The repeat with the lowest p99 chunk error. The machine is shared: a repeat disturbed by a neighbour
+    tells about the neighbour, not the client; the per-run lines printed during the run show the spread."""
+    best = dict(min(runs, key=lambda r: r["chunk_p99"]))
+    best["broken"] = sum(r["broken"] for r in runs)
+    return best
+
+
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor() or "unknown")  # fmt: skip
+    with open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
     return (f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
             f"httpx {httpx.__version__}, uvloop {uvloop.__version__ if uvloop else 'not installed'}")  # fmt: skip
 
@@ -325,16 +340,17 @@ def sustained(rows: list[dict]) -> str:
     for client in dict.fromkeys(r["client"] for r in rows):
         ok = [r for r in rows if r["client"] == client and r["chunk_p99"] < 1.0]
         best = max(ok, key=lambda r: r["rate"], default=None)
-        lines.append(f"| {client} | " + (f"{best['rate']:.0f} chunks/s ({best['streams']} streams)" if best
-                                          else "none of the measured stream counts") + " |")  # fmt: skip
+        where = f"{best['rate']:.0f} chunks/s (streams={best['streams']})" if best else "none of the stream counts"
+        lines.append(f"| {client} | {where} |")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 request per stream, streams 1,64 (~30 s)")
+    parser.add_argument("--quick", action="store_true", help="streams 1,64, 1 request per stream, 1 repeat (~20 s)")
     parser.add_argument("--streams", default="1,16,64,128", help="comma-separated stream counts")
     parser.add_argument("--per-stream", type=int, default=2, help="requests each stream sends back to back")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each configuration; the table shows the best")
     parser.add_argument("--clients", default=",".join(CLIENTS), help=f"subset of {','.join(CLIENTS)}")
     parser.add_argument("--loops", default="asyncio,uvloop", help="event loops for the clients")
     parser.add_argument("--server-cpu", type=int, default=0)
@@ -342,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     streams = [1, 64] if args.quick else [int(s) for s in args.streams.split(",")]
     per_stream = 1 if args.quick else args.per_stream
+    repeats = 1 if args.quick else args.repeats
     loops = [lp for lp in args.loops.split(",") if lp == "asyncio" or uvloop is not None]
     shape = Shape()
 
@@ -354,16 +371,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.sched_setaffinity(0, {args.client_cpu})
         print(f"machine: {machine()}", flush=True)
         print(f"server on cpu {args.server_cpu} ({'uvloop' if uvloop else 'asyncio'}), clients on cpu "
-              f"{args.client_cpu}; {per_stream} request(s) per stream", flush=True)  # fmt: skip
+              f"{args.client_cpu}; {per_stream} request(s) per stream; best of {repeats} run(s)")  # fmt: skip
         measure("perfci", perfci_client, "asyncio", url, shape, 1, 1)  # warm imports and the server
-        rows = []
-        for n in streams:
-            for name in args.clients.split(","):
-                for loop in loops:
-                    rows.append(measure(name, CLIENTS[name], loop, url, shape, n, per_stream))
-                    r = rows[-1]
-                    print(f"  {r['client']:>16} x{n:<4} chunk p99 {r['chunk_p99']:6.2f} ms  TTFT p99 "
-                          f"{r['ttft_p99']:6.2f} ms  delivered {r['share']:.1%}", flush=True)  # fmt: skip
+        runs: dict[tuple, list[dict]] = {}
+        for repeat in range(repeats):  # each repeat goes through every configuration: noise hits all alike
+            for n in streams:
+                for name in args.clients.split(","):
+                    for loop in loops:
+                        r = measure(name, CLIENTS[name], loop, url, shape, n, per_stream)
+                        runs.setdefault((r["client"], n), []).append(r)
+                        print(f"  {repeat + 1}/{repeats} {r['client']:>16} x{n:<4} chunk p99 "
+                              f"{r['chunk_p99']:6.2f} ms  TTFT p99 {r['ttft_p99']:6.2f} ms  "
+                              f"delivered {r['share']:.1%}", flush=True)  # fmt: skip
+        rows = [best_run(rs) for rs in runs.values()]
     finally:
         server.terminate()
         server.join()

@@ -27,7 +27,7 @@ from perfci import engines, envs, hardware, metrics, records, startup, tinymodel
 from perfci.config import TINY_MODEL, Model, Suite
 from perfci.engines.base import Engine, LaunchContext
 from perfci.engines.sim import SimEngine
-from perfci.errors import ConfigError, EngineError
+from perfci.errors import ConfigError, EngineError, PerfciError
 from perfci.loadgen.arrivals import arrival_offsets
 from perfci.loadgen.client import RequestSpec, run_point
 from perfci.loadgen.prompts import Prompts, request_specs
@@ -250,7 +250,11 @@ def _measure_points(suite: Suite, target: Target, model: Model, plans: Plans, to
             if "synchronous" not in rates or "throughput" not in rates:
                 state.points.append(_skipped(plan, index, "sweep needs measured synchronous and throughput points"))
                 continue
-            swept = sweep_rates(rates["synchronous"], rates["throughput"], plan.workload.load.sweep)
+            try:
+                swept = sweep_rates(rates["synchronous"], rates["throughput"], plan.workload.load.sweep)
+            except PerfciError as e:  # throughput no higher than synchronous: nothing to sweep between
+                state.points.append(_skipped(plan, index, str(e)))
+                continue
             plan = plan.resolved(swept[plan.load.sweep_slot])
         point = _measure(suite, target, plan, base_url, served, prompts, server, reporter, index, total)
         if point["status"] == "ok" and plan.load.kind in ("synchronous", "throughput") and plan.repeat == 0:
@@ -292,7 +296,7 @@ def _measure(suite: Suite, target: Target, plan: PointPlan, base_url: str, serve
             base_url=base_url, model=served, api=plan.workload.api, specs=specs,
             concurrency=plan.load.concurrency, arrivals=arrivals, duration_s=suite.run.duration_s,
             warmup=warmup, request_timeout_s=suite.run.request_timeout_s,
-            extra_body=target.engine.request_extras(),
+            extra_body=target.engine.request_extras(), on_sample=lambda _: reporter.request_done(index),
         ))  # fmt: skip
     m = metrics.summarize(result.samples, started_ns=result.started_ns, ended_ns=result.ended_ns, slo=suite.slo)
     status, error = "ok", None

@@ -2,8 +2,8 @@
 /health. Behaviour by argv: MODE PORT where MODE is ok | exit | hang | stubborn."""
 
 import http.server
-import os
 import multiprocessing
+import os
 import signal
 import sys
 import time

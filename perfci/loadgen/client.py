@@ -1,14 +1,15 @@
 """Streaming client for OpenAI-compatible servers: one point of load, one sample per request.
 
-Timing: every read from the socket is stamped with `perf_counter_ns` before anything else looks at it;
-the SSE line splitting that follows is a few bytes operations, and JSON decoding waits until the stream has
-ended, so a busy stream cannot delay the stamps of the others. A chunk's receipt time is the stamp of the
-read that completed its line (chunks that arrive in one read share it).
+Timing: `sent_ns` is stamped right before the request is written to its socket; every read is stamped in
+the connection's `data_received` before anything looks at it (perfci.loadgen.connection), and parsing runs
+after all reads that arrived together have been stamped. A chunk's receipt time is the stamp of the read
+that completed its `data:` line; chunks that arrive in one read share it. JSON decoding happens chunk by
+chunk, after the stamps, so its cost is spread evenly over the stream.
 
 Faults never raise: a refused connection, an HTTP error, a cut stream, a malformed chunk or a timeout each
 become a sample with `status` and `error`. A `data:` line that is not JSON (or a mid-stream `{"error": ...}`)
 marks the request failed, but reading goes on to the end of the stream so the chunk times stay complete and
-the connection is reused.
+the connection can be reused.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from perfci.errors import ConfigError
-from perfci.loadgen.connection import ConnectionClosed, ConnectionPool, Exchange, ProtocolError
+from perfci.loadgen.connection import (
+    ConnectionClosed,
+    ConnectionPool,
+    Exchange,
+    ProtocolError,
+)
 from perfci.loadgen.sse import SSEParser
 
 Api = Literal["completions", "chat"]
@@ -76,6 +82,7 @@ async def run_point(
     warmup: Sequence[RequestSpec] = (),
     request_timeout_s: float = 120.0,
     extra_body: Mapping[str, Any] | None = None,
+    on_sample: Callable[[RequestSample], None] | None = None,
 ) -> PointResult:
     """Run one point against `base_url` (the server root, e.g. http://127.0.0.1:8000).
 
@@ -83,6 +90,7 @@ async def run_point(
     per spec) request i is sent at arrivals[i] (open loop) with `concurrency` as an optional cap on requests
     in flight; without, `concurrency` workers each send back-to-back through `specs` (closed loop). No new
     request is sent after `duration_s`; requests in flight finish, bounded by `request_timeout_s`.
+    `on_sample` sees each measured sample as it completes (progress bars), after its stamps are taken.
     """
     _check(api, specs, concurrency, arrivals, duration_s, request_timeout_s)
     host, port, prefix = _server(base_url)
@@ -92,12 +100,15 @@ async def run_point(
     pool = ConnectionPool(host, port)
     try:
 
-        async def send(spec: RequestSpec, scheduled_ns: int | None) -> RequestSample:
+        async def send(spec: RequestSpec, scheduled_ns: int | None, measured: bool = True) -> RequestSample:
             body = json.dumps(_body(api, model, spec, extra)).encode()
-            return await _request(pool, path, body, api, spec, scheduled_ns, request_timeout_s)
+            sample = await _request(pool, path, body, api, spec, scheduled_ns, request_timeout_s)
+            if measured and on_sample is not None:
+                on_sample(sample)
+            return sample
 
         for spec in warmup:
-            await send(spec, None)
+            await send(spec, None, measured=False)
         start_ns = time.perf_counter_ns()
         stop_ns = None if duration_s is None else start_ns + round(duration_s * 1e9)
         if arrivals is None:
@@ -225,8 +236,11 @@ async def _request(pool: ConnectionPool, path: str, body: bytes, api: str, spec:
     if failure is None:
         if not 200 <= status < 300:
             failure = f"HTTP {status}: {error_body[:200].decode(errors='replace')}"
-        elif chunks.done_ns is None:
-            failure = "stream ended before [DONE]"
+        elif not chunks.ns:
+            failure = "the response carried no generated text"
+        # A body that ended cleanly (chunked terminator or full Content-Length) without `data: [DONE]` is
+        # complete: transformers serve never sends [DONE], and `vllm bench serve` and the OpenAI SDK accept
+        # such streams too. A connection cut mid-body raised ConnectionClosed above.
     if chunks.done_ns is not None:
         # Everything arrived; a fault after [DONE] (a server that never ends the body) does not undo that.
         failure, end_ns = None, chunks.done_ns
@@ -251,7 +265,7 @@ class _Chunks:
     evenly. Decoding a whole stream at its end instead stalls the event loop for every other stream when
     many end together (see docs/benchmarks.md)."""
 
-    __slots__ = ("chat", "ns", "usage", "problem", "done_ns")
+    __slots__ = ("chat", "done_ns", "ns", "problem", "usage")
 
     def __init__(self, api: str):
         self.chat = api == "chat"
@@ -270,7 +284,7 @@ class _Chunks:
             chunk = None
         if not isinstance(chunk, dict):
             self.problem = self.problem or f"malformed SSE data: {payload[:80]!r}"
-        elif "error" in chunk:
+        elif chunk.get("error"):
             self.problem = self.problem or f"server error in stream: {str(chunk['error'])[:200]}"
         else:
             if isinstance(chunk.get("usage"), dict):

@@ -3,9 +3,10 @@
 Why not a general HTTP client: the load generator needs a receipt stamp as close to the socket as Python
 gets, and little work per streamed chunk, because one event loop serves every stream of a point and work
 on one chunk delays the stamps of the others. Here `data_received` stamps the read and queues it; the
-de-chunking and the caller's sink (SSE, JSON) run right after, without waking a task per chunk. The request
-(head and body in one write) goes to the socket right after `sent_ns` is stamped; aiohttp on Python 3.11
-writes the body from a task of its own, one loop turn later, which is why its TTFT errors grow with load.
+de-chunking and the caller's sink (SSE, JSON) run once every socket readable in that loop turn has been
+stamped, without waking a task per chunk. The request (head and body in one write) goes to the socket right
+after `sent_ns` is stamped; aiohttp on Python 3.11 writes the body from a task of its own one loop turn
+later, and under load that turn is long.
 benchmarks/loadgen_overhead.py measures this against aiohttp and httpx (docs/benchmarks.md).
 
 Scope: plain `http://`, POST requests, responses delimited by chunked encoding, Content-Length or close.
@@ -50,7 +51,7 @@ class ChunkedDecoder:
                 end = buf.find(b"\r\n", pos)
                 if end < 0:
                     if len(buf) - pos > 1024:
-                        raise ProtocolError(f"chunk size line too long: {buf[pos:pos + 40]!r}")
+                        raise ProtocolError(f"chunk size line too long: {buf[pos : pos + 40]!r}")
                     break
                 line, pos = buf[pos:end], end + 2
                 if self._trailers:
@@ -77,7 +78,7 @@ class ChunkedDecoder:
             if len(buf) - pos < 2:  # the CRLF that ends the chunk's data
                 break
             if buf[pos : pos + 2] != b"\r\n":
-                raise ProtocolError(f"chunk data not followed by CRLF: {buf[pos:pos + 40]!r}")
+                raise ProtocolError(f"chunk data not followed by CRLF: {buf[pos : pos + 40]!r}")
             pos += 2
             self._need = -1
         self._buf = buf[pos:]
@@ -89,7 +90,7 @@ class Exchange:
     fills in `sent_ns` (stamped right before the request is written) and `status`, and returns once the
     response has ended."""
 
-    __slots__ = ("sink", "sent_ns", "status", "keep_alive", "_head", "_chunked", "_remaining", "_ended")
+    __slots__ = ("_chunked", "_ended", "_head", "_remaining", "keep_alive", "sent_ns", "sink", "status")
 
     def __init__(self, sink: BodySink):
         self.sink = sink
@@ -163,19 +164,39 @@ class Exchange:
         return self.status > 0 and self._chunked is None and self._remaining is None
 
 
+class _Inbox:
+    """Reads stamped by `data_received` and not yet parsed, from every connection of a pool.
+
+    The first read queued schedules one callback that works the queue off; it runs after every other
+    socket that became readable at the same moment has been stamped too. When many streams receive a token
+    at once (a batched engine step), each read's stamp is then delayed by the other reads alone, not by the
+    parsing of the other chunks."""
+
+    __slots__ = ("_loop", "reads")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self.reads: list[tuple[int, _Connection, bytes]] = []
+
+    def put(self, now: int, conn: _Connection, data: bytes) -> None:
+        self.reads.append((now, conn, data))
+        if len(self.reads) == 1:
+            self._loop.call_soon(self.work_off)
+
+    def work_off(self) -> None:
+        reads, self.reads = self.reads, []
+        for now, conn, data in reads:
+            conn.handle(now, data)
+
+
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection, one exchange at a time.
+    """One keep-alive connection, one exchange at a time."""
 
-    `data_received` only stamps and queues the read; the queue is worked off by a callback scheduled on
-    the loop, which runs after every other socket that became readable at the same moment has been stamped
-    too. When many streams receive a token at once (a batched engine step), each read's stamp is then
-    delayed by the other reads alone, not by the parsing of the other chunks."""
-
-    def __init__(self) -> None:
+    def __init__(self, inbox: _Inbox) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self._exchange: Exchange | None = None
-        self._reads: list[tuple[int, bytes]] = []
+        self._inbox = inbox
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -188,29 +209,25 @@ class _Connection(asyncio.Protocol):
         return exchange._ended
 
     def data_received(self, data: bytes) -> None:
-        self._reads.append((time.perf_counter_ns(), data))
-        if len(self._reads) == 1:
-            asyncio.get_running_loop().call_soon(self._work_off)
+        self._inbox.put(time.perf_counter_ns(), self, data)
 
-    def _work_off(self) -> None:
-        reads, self._reads = self._reads, []
-        for now, data in reads:
-            exchange = self._exchange
-            if exchange is None:  # bytes nobody asked for: this connection cannot be trusted
-                self.transport.abort()  # type: ignore[union-attr]
-                return
-            try:
-                ended = exchange._feed(now, data)
-            except ProtocolError as e:
-                self._finish(e)
-                self.transport.abort()  # type: ignore[union-attr]
-                return
-            if ended:
-                self._finish(None)
+    def handle(self, now: int, data: bytes) -> None:
+        exchange = self._exchange
+        if exchange is None:  # bytes nobody asked for: this connection cannot be trusted
+            self.transport.abort()  # type: ignore[union-attr]
+            return
+        try:
+            ended = exchange._feed(now, data)
+        except ProtocolError as e:
+            self._finish(e)
+            self.transport.abort()  # type: ignore[union-attr]
+            return
+        if ended:
+            self._finish(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._work_off()  # what arrived before the end
+        self._inbox.work_off()  # what arrived before the end
         exchange = self._exchange
         if exchange is None:
             return
@@ -234,9 +251,11 @@ class ConnectionPool:
     the pool grows to the number of requests in flight and no further."""
 
     def __init__(self, host: str, port: int):
+        """Make it inside the event loop that will use it."""
         self.host, self.port = host, port
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
+        self._inbox = _Inbox(asyncio.get_running_loop())
         self._host_header = f"Host: {host}:{port}\r\n".encode()
 
     async def send(self, exchange: Exchange, path: str, headers: dict[str, str], body: bytes) -> None:
@@ -266,7 +285,7 @@ class ConnectionPool:
                 return conn
             self._open.discard(conn)
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Connection, self.host, self.port)
+        _, conn = await loop.create_connection(lambda: _Connection(self._inbox), self.host, self.port)
         self._open.add(conn)
         return conn
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import overload
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -72,7 +73,7 @@ def _stable_ids(tokenizer: Tokenizer) -> list[int]:
     whitespace-only or control-character tokens."""
     special = {i for i, tok in tokenizer.get_added_tokens_decoder().items() if tok.special}
     ids = [i for i in range(tokenizer.get_vocab_size(with_added_tokens=True)) if i not in special]
-    texts = [tokenizer.decode([i]) for i in ids]
+    texts = tokenizer.decode_batch([[i] for i in ids])
     encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
     return [i for i, text, enc in zip(ids, texts, encoded, strict=True)
             if enc.ids == [i] and text.strip() and text.isprintable()]  # fmt: skip
@@ -91,22 +92,44 @@ def _exact_text(tokenizer: Tokenizer, ids: list[int], n: int, rng: random.Random
     raise PerfciError(f"{path}: could not build a prompt of exactly {n} tokens in {_MAX_ADJUSTMENTS} tries")
 
 
-def request_specs(workload: Workload, n: int, prompts: Prompts) -> list[RequestSpec]:
-    """n request specs for a workload, seeded by `workload.seed`.
-
-    Token counts come from their own RNG stream, so the same workload asks for the same lengths whichever
-    tokenizer builds the text (comparable across engines and builds).
-    """
+def request_specs(workload: Workload, n: int, prompts: Prompts) -> Specs:
+    """n request specs for a workload, seeded by `workload.seed`, built lazily: a duration-bounded point
+    gets a generous budget of requests and pays only for the prompts it sends."""
     if n < 0:
         raise ConfigError(f"workload {workload.name!r}: request count must be >= 0, got {n}")
-    counts = random.Random(workload.seed)
-    text = random.Random(f"perfci-prompts-{workload.seed}")
-    specs = []
-    for _ in range(n):
-        p = _tokens(workload.prompt_tokens, counts)
-        o = _tokens(workload.output_tokens, counts)
-        specs.append(RequestSpec(prompt=prompts.make(p, text), prompt_tokens=p, output_tokens=o))
-    return specs
+    return Specs(workload, n, prompts)
+
+
+class Specs(Sequence[RequestSpec]):
+    """Spec i depends only on (workload, seed, i). Token counts come from their own RNG stream, so the same
+    workload asks for the same lengths whichever tokenizer builds the text (comparable across engines)."""
+
+    def __init__(self, workload: Workload, n: int, prompts: Prompts):
+        self.workload, self.n, self.prompts = workload, n, prompts
+        self._built: dict[int, RequestSpec] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, i: int) -> RequestSpec: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[RequestSpec]: ...
+    def __getitem__(self, i: int | slice) -> RequestSpec | list[RequestSpec]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        if i not in self._built:
+            seed = self.workload.seed
+            counts = random.Random(f"perfci-counts-{seed}-{i}")
+            p = _tokens(self.workload.prompt_tokens, counts)
+            o = _tokens(self.workload.output_tokens, counts)
+            text = self.prompts.make(p, random.Random(f"perfci-prompts-{seed}-{i}"))
+            self._built[i] = RequestSpec(prompt=text, prompt_tokens=p, output_tokens=o)
+        return self._built[i]
 
 
 def _tokens(count: int | Distribution, rng: random.Random) -> int:

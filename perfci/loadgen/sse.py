@@ -35,4 +35,3 @@ class SSEParser:
                 if payload:
                     payloads.append(payload)
         return payloads
-

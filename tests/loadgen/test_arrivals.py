@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import statistics
 
 import pytest
@@ -19,7 +20,7 @@ def test_monotonic_from_zero_and_seeded(n, rate, process, burstiness, seed):
     offsets = arrival_offsets(n, rate=rate, process=process, burstiness=burstiness, seed=seed)
     assert len(offsets) == n
     assert offsets[:1] in ([], [0.0])
-    assert all(b >= a for a, b in zip(offsets, offsets[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(offsets))
     assert offsets == arrival_offsets(n, rate=rate, process=process, burstiness=burstiness, seed=seed)
 
 
@@ -35,7 +36,7 @@ def test_mean_gap_is_one_over_rate(rate, process, burstiness, seed):
 def test_burstiness_sets_the_spread_of_gaps():
     def cv(burstiness):
         offsets = arrival_offsets(20_000, rate=5, process="gamma", burstiness=burstiness, seed=1)
-        gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(offsets)]
         return statistics.stdev(gaps) / statistics.mean(gaps)
 
     # Gamma(shape k): coefficient of variation 1/sqrt(k).
@@ -51,7 +52,8 @@ def test_poisson_ignores_burstiness_and_equals_gamma_shape_one():
 
 def test_constant_and_seeds():
     assert arrival_offsets(4, rate=2, process="constant") == [0.0, 0.5, 1.0, 1.5]
-    assert arrival_offsets(10, rate=2, process="poisson", seed=1) != arrival_offsets(10, rate=2, process="poisson", seed=2)
+    one, two = (arrival_offsets(10, rate=2, process="poisson", seed=s) for s in (1, 2))
+    assert one != two
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import threading
@@ -21,7 +22,8 @@ class FakeServer:
     """An OpenAI-compatible streaming server in its own thread and event loop.
 
     `mode` picks the behaviour of every request: ok, no_usage, noisy (blank lines, comments, other fields,
-    CRLF), malformed (a non-JSON data line mid-stream), http_500, http_404, cut (connection aborted after
+    CRLF), malformed (a non-JSON data line mid-stream), error_chunk (an error object mid-stream), http_500,
+    http_404, cut (connection aborted after
     `cut_after` chunks), cut_clean (response ends without [DONE]), hang (headers, then nothing).
     `die_after` = n closes the listener and aborts every connection when request n arrives.
     """
@@ -112,6 +114,9 @@ class FakeServer:
                 return resp
             if self.mode == "malformed" and i == 1:
                 await resp.write(b"data: {not json" + eol + eol)
+            if self.mode == "error_chunk" and i == 2:  # as vLLM reports a failure after streaming began
+                await event({"error": {"object": "error", "message": "engine died", "code": 500}})
+                break
             choice = {"index": 0, "delta": {"content": f" t{i}"}} if chat else {"index": 0, "text": f" t{i}"}
             await event({"choices": [choice]})
         if self.mode == "cut_clean":
@@ -154,8 +159,10 @@ def test_completions_happy_path(server):
     assert result.started_ns == result.samples[0].sent_ns
     assert result.ended_ns == max(s.end_ns for s in result.samples)
     assert [s.sent_ns for s in result.samples] == sorted(s.sent_ns for s in result.samples)
-    assert server.bodies[0] == {"model": "m", "prompt": "w3 w4 w5 w6", "max_tokens": 6, "stream": True,
-                                "stream_options": {"include_usage": True}, "ignore_eos": True, "min_tokens": 6}  # fmt: skip
+    assert server.bodies[0] == {
+        "model": "m", "prompt": "w3 w4 w5 w6", "max_tokens": 6, "stream": True,
+        "stream_options": {"include_usage": True}, "ignore_eos": True, "min_tokens": 6,
+    }  # fmt: skip
 
 
 def test_chat_counts_content_chunks_and_takes_usage(server):
@@ -178,7 +185,7 @@ def test_chunk_times_follow_the_stream(server):
     (s,) = run(base_url=server.url, specs=specs(1, output_tokens=5), concurrency=1).samples
     assert s.ok
     assert s.first_token_ns - s.sent_ns >= 45_000_000
-    gaps = [b - a for a, b in zip(s.chunk_ns, s.chunk_ns[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(s.chunk_ns)]
     assert all(g >= 15_000_000 for g in gaps), gaps
 
 
@@ -214,7 +221,8 @@ def test_stream_cut_mid_response_keeps_chunks(server):
 def test_stream_ending_cleanly_without_done(server):
     server.mode = "cut_clean"
     (s,) = run(base_url=server.url, specs=specs(1, output_tokens=4), concurrency=1).samples
-    assert s.error == "stream ended before [DONE]" and len(s.chunk_ns) == 4
+    # Complete, as transformers serve sends every stream: a success, timed by its chunks.
+    assert s.ok and s.error is None and len(s.chunk_ns) == 4 and s.output_tokens == 4
 
 
 def test_blank_lines_comments_and_crlf_are_tolerated(server):
@@ -228,6 +236,13 @@ def test_non_json_data_line_fails_the_request_but_keeps_reading(server):
     (s,) = run(base_url=server.url, specs=specs(1), concurrency=1).samples
     assert not s.ok and s.error.startswith("malformed SSE data: b'{not json'")
     assert len(s.chunk_ns) == 6 and s.output_tokens == 6  # the rest of the stream was still read
+
+
+def test_error_object_mid_stream_fails_the_request(server):
+    server.mode = "error_chunk"
+    (s,) = run(base_url=server.url, specs=specs(1), concurrency=1).samples
+    assert s.status == 200 and s.error.startswith("server error in stream: {'object': 'error', 'message': 'engine")
+    assert len(s.chunk_ns) == 2
 
 
 def test_request_that_never_finishes_times_out(server):

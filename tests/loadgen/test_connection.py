@@ -4,12 +4,20 @@ that writes exactly the bytes each test wants."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+from typing import Self
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from perfci.loadgen.connection import ChunkedDecoder, ConnectionClosed, ConnectionPool, Exchange, ProtocolError
+from perfci.loadgen.connection import (
+    ChunkedDecoder,
+    ConnectionClosed,
+    ConnectionPool,
+    Exchange,
+    ProtocolError,
+)
 
 
 @st.composite
@@ -29,7 +37,7 @@ def test_any_split_of_a_chunked_body_decodes_the_same(body_and_wire, cuts):
     wire, body = body_and_wire
     decoder = ChunkedDecoder()
     bounds = [0, *sorted(c % (len(wire) + 1) for c in cuts), len(wire)]
-    out = b"".join(b"".join(decoder.feed(wire[a:b])) for a, b in zip(bounds, bounds[1:]))
+    out = b"".join(b"".join(decoder.feed(wire[a:b])) for a, b in itertools.pairwise(bounds))
     assert out == body
     assert decoder.done
 
@@ -54,7 +62,7 @@ class RawServer:
         self.requests: list[bytes] = []
         self.connections = 0
 
-    async def __aenter__(self) -> RawServer:
+    async def __aenter__(self) -> Self:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
@@ -67,7 +75,8 @@ class RawServer:
         try:
             while self.replies:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+                length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                              if h.lower().startswith(b"content-length"))  # fmt: skip
                 self.requests.append(head + await reader.readexactly(length))
                 writer.write(self.replies.pop(0))
                 await writer.drain()
@@ -137,7 +146,7 @@ def test_server_closing_an_idle_connection_is_not_reused():
             pool = ConnectionPool("127.0.0.1", srv.port)
             await exchange(pool)
             await asyncio.sleep(0.05)  # the server's close reaches the idle connection
-            ex, got = await exchange(pool)
+            ex, _ = await exchange(pool)
             pool.close()
             return srv, ex
 

@@ -12,7 +12,8 @@ from perfci.config import Distribution, Load, Workload
 from perfci.errors import ConfigError
 from perfci.loadgen.prompts import Prompts, request_specs
 
-WORDS = "the quick brown fox jumps over a lazy dog café naïve 日本語 données émoji 🙂 tokens latency 42".split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "café", "naïve", "日本語", "données",
+         "émoji", "🙂", "tokens", "latency", "42"]  # fmt: skip
 
 
 def corpus() -> list[str]:
@@ -26,8 +27,9 @@ def byte_level_bpe() -> Tokenizer:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus(), trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))  # fmt: skip
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    tok.train_from_iterator(corpus(), trainer)
     return tok
 
 
@@ -121,9 +123,22 @@ def test_fixed_request_specs():
 
 def test_specs_are_seeded():
     wl = workload(Distribution(dist="uniform", min=4, max=40), Distribution(dist="normal", mean=20, std=5))
-    assert request_specs(wl, 20, Prompts.words()) == request_specs(wl, 20, Prompts.words())
+    assert list(request_specs(wl, 20, Prompts.words())) == list(request_specs(wl, 20, Prompts.words()))
     other = request_specs(wl.model_copy(update={"seed": 1}), 20, Prompts.words())
-    assert other != request_specs(wl, 20, Prompts.words())
+    assert list(other) != list(request_specs(wl, 20, Prompts.words()))
+
+
+def test_specs_are_lazy_and_index_stable():
+    """A duration-bounded point gets a large budget; only the specs it reads are built, and spec i is the
+    same whether or not the ones before it were built."""
+    wl = workload(Distribution(dist="uniform", min=4, max=40), 8)
+    big = request_specs(wl, 100_000, Prompts.words())
+    assert len(big) == 100_000 and big[99_999].prompt_tokens >= 4
+    assert len(big._built) == 1
+    assert big[7] == list(request_specs(wl, 10, Prompts.words()))[7]
+    assert big[-1] is big[99_999] and big[2:4] == [big[2], big[3]]
+    with pytest.raises(IndexError):
+        big[100_000]
 
 
 def test_token_counts_do_not_depend_on_the_tokenizer(byte_level_bpe, tmp_path):
@@ -131,7 +146,8 @@ def test_token_counts_do_not_depend_on_the_tokenizer(byte_level_bpe, tmp_path):
     wl = workload(Distribution(dist="uniform", min=4, max=40), Distribution(dist="lognormal", mean=30, std=10))
     by_words = request_specs(wl, 10, Prompts.words())
     by_bpe = request_specs(wl, 10, Prompts.from_tokenizer_file(tmp_path / "t.json"))
-    assert [(s.prompt_tokens, s.output_tokens) for s in by_words] == [(s.prompt_tokens, s.output_tokens) for s in by_bpe]
+    counts = [[(s.prompt_tokens, s.output_tokens) for s in specs] for specs in (by_words, by_bpe)]
+    assert counts[0] == counts[1]
 
 
 @pytest.mark.parametrize(

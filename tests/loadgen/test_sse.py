@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,7 +33,7 @@ def feed_in_pieces(stream: bytes, cuts: list[int]) -> list[bytes]:
     parser = SSEParser()
     got: list[bytes] = []
     bounds = [0, *sorted(c % (len(stream) + 1) for c in cuts), len(stream)]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         got += parser.feed(stream[a:b])
     return got
 

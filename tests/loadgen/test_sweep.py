@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from perfci.errors import ConfigError, PerfciError
@@ -11,7 +13,7 @@ def test_evenly_spaced_strictly_between():
     assert sweep_rates(2.0, 4.0, 1) == [3.0]
     rates = sweep_rates(0.7, 13.1, 10)
     assert 0.7 < rates[0] and rates[-1] < 13.1
-    gaps = [b - a for a, b in zip(rates, rates[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(rates)]
     assert gaps == pytest.approx([gaps[0]] * 9)
     assert rates[0] - 0.7 == pytest.approx(gaps[0]) and 13.1 - rates[-1] == pytest.approx(gaps[0])
 
