@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,6 +127,20 @@ def gpu_memory_used_gib() -> list[float]:
         return []
     return [nv.nvmlDeviceGetMemoryInfo(nv.nvmlDeviceGetHandleByIndex(i)).used / 2**30
             for i in range(nv.nvmlDeviceGetCount())]  # fmt: skip
+
+
+def wait_gpu_memory_back(baseline_gib: list[float], *, slack_gib: float = 0.5, timeout_s: float = 60,
+                         read: Callable[[], list[float]] = gpu_memory_used_gib) -> list[str]:  # fmt: skip
+    """After an engine stopped: wait until every GPU's used memory is back within `slack_gib` of what it
+    was before the start. Returns the GPUs that never came back (empty when clean, or without GPUs)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        used = read()
+        late = [f"GPU {i}: {u:.1f} GiB used, {b:.1f} GiB before the engine started"
+                for i, (u, b) in enumerate(zip(used, baseline_gib, strict=False)) if u > b + slack_gib]  # fmt: skip
+        if not late or time.monotonic() > deadline:
+            return late
+        time.sleep(0.5)
 
 
 def sample_now() -> dict[str, float]:

@@ -171,11 +171,12 @@ def _run_model(suite: Suite, target: Target, model: Model, plans: Plans, total: 
         _measure_points(suite, target, model, plans, total, base_url, served, None, state, reporter)
         return
     server: EngineProcess | None = None
+    gpu_baseline = hardware.gpu_memory_used_gib()
     try:
         # Each cache state is one start; the last one stays up to serve the points.
         for i, cache in enumerate(suite.startup.caches):
             if server is not None:
-                server.stop()
+                _stop(server, gpu_baseline)
             reporter.stage(f"starting {target.engine.name} for {model.name} ({cache} start)")
             started = _start(suite, target, model, cache, work / f"{model.name}-{i}-{cache}", on_gpu, state)
             server, served = started if started else (None, model.name)
@@ -189,9 +190,18 @@ def _run_model(suite: Suite, target: Target, model: Model, plans: Plans, total: 
         if server is not None:
             state.log_tail = server.log_tail(80)
             try:
-                server.stop()
+                _stop(server, gpu_baseline)
             except EngineError as e:
                 state.errors.append(str(e))
+
+
+def _stop(server: EngineProcess, gpu_baseline: list[float]) -> None:
+    """Stop the engine and make sure the next start finds the machine as it was: no process left (the
+    server checks), and on a GPU its memory back."""
+    server.stop()
+    late = hardware.wait_gpu_memory_back(gpu_baseline)
+    if late:
+        raise EngineError("GPU memory did not come back after the engine stopped: " + "; ".join(late))
 
 
 def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, on_gpu: bool,
