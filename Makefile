@@ -21,7 +21,9 @@ demo: venv
 	$(BIN)/perfci run --suite smoke --engine $(DEMO_ENGINE) --db perfci.db --out runs/
 	$(BIN)/perfci show --db perfci.db
 
+# Lint, then every test: the real-vLLM ones (marked `vllm`) take ~10 minutes on 2 cores.
 test: venv
+	$(BIN)/ruff check perfci tests benchmarks
 	$(BIN)/pytest
 
 clean:

@@ -50,7 +50,8 @@ class RichReporter:
 
     def point_started(self, index: int, total: int, plan, n_requests: int) -> None:
         label = f"[{index + 1}/{total}] {plan.model.name} {plan.workload.name} {plan.load.label} #{plan.repeat}"
-        self.task = self.progress.add_task(label, total=n_requests if n_requests < runner.MAX_REQUESTS_PER_POINT else None)
+        bounded = n_requests < runner.MAX_REQUESTS_PER_POINT  # else the point ends on its duration
+        self.task = self.progress.add_task(label, total=n_requests if bounded else None)
 
     def request_done(self, index: int) -> None:
         if self.task is not None:
@@ -73,15 +74,16 @@ class RichReporter:
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
               help="Run record file, or a directory to write <run_id>.json into.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
-def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out, as_json) -> None:
+@click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
+def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out, as_json, force) -> None:
     """Run a suite against an engine build (started here) or a running endpoint; store the results."""
     suite = config.with_sim_overrides(config.load_suite(suite_name), sim_overrides)
     with console.status(f"preparing {engine or endpoint}") as status:
-        target = runner.resolve_target(engine=engine, endpoint=endpoint, served_model=served_model,
-                                       on_output=lambda line: status.update(f"installing {engine}: {line[:100]}"))  # fmt: skip
+        say = lambda line: status.update(f"installing {engine}: {line[:100]}")  # noqa: E731
+        target = runner.resolve_target(engine=engine, endpoint=endpoint, served_model=served_model, on_output=say)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        record = runner.run_suite(suite=suite, target=target, reporter=RichReporter(progress))
+        record = runner.run_suite(suite=suite, target=target, reporter=RichReporter(progress), force=force)
     path = records.write_record(record, out)
     db = store.open_db(db_path)
     store.ingest(db, record, record_path=str(path))

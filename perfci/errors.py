@@ -39,3 +39,9 @@ class BuildError(EngineError):
 
 class StoreError(PerfciError):
     """The SQLite store cannot be opened or migrated."""
+
+
+class HardwareError(PerfciError):
+    """The machine is not fit to measure on (a dirty GPU), unless the user forces the run."""
+
+    exit_code = 3

@@ -27,7 +27,7 @@ from perfci import engines, envs, hardware, metrics, records, startup, tinymodel
 from perfci.config import TINY_MODEL, Model, Suite
 from perfci.engines.base import Engine, LaunchContext
 from perfci.engines.sim import SimEngine
-from perfci.errors import ConfigError, EngineError, PerfciError
+from perfci.errors import ConfigError, EngineError, HardwareError, PerfciError
 from perfci.loadgen.arrivals import arrival_offsets
 from perfci.loadgen.client import RequestSpec, run_point
 from perfci.loadgen.prompts import Prompts, request_specs
@@ -106,9 +106,15 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
-              workdir: Path | None = None) -> RunRecord:  # fmt: skip
-    """Measure `suite` on `target` and return the run record (the caller writes and ingests it)."""
+def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None, workdir: Path | None = None,
+              force: bool = False) -> RunRecord:  # fmt: skip
+    """Measure `suite` on `target` and return the run record (the caller writes and ingests it). Before
+    starting an engine, a preflight refuses a dirty GPU (foreign processes, memory in use, ECC errors)
+    unless `force`."""
+    if target.endpoint is None and not force:
+        check = hardware.preflight()
+        if not check.clean:
+            raise HardwareError("preflight failed (use --force to run anyway): " + "; ".join(check.problems))
     reporter = reporter or SilentReporter()
     state = _RunState()
     created = utc_now()
@@ -242,13 +248,15 @@ def _first_token(engine: Engine, base_url: str, model: str) -> float | None:
     """The first request after ready can take far longer than later ones (lazy init): its own phase."""
     spec = RequestSpec(prompt=Prompts.words().make(16, random.Random(0)), prompt_tokens=16, output_tokens=4)
     result = asyncio.run(run_point(base_url=base_url, model=model, api="completions", specs=[spec],
-                                   concurrency=1, request_timeout_s=600, extra_body=engine.request_extras()))  # fmt: skip
+                                   concurrency=1, request_timeout_s=600,
+                                   extra_body=engine.request_extras()))  # fmt: skip
     s = result.samples[0]
     return (s.first_token_ns - s.sent_ns) / 1e9 if s.ok and s.first_token_ns else None
 
 
 def _measure_points(suite: Suite, target: Target, model: Model, plans: Plans, total: int, base_url: str,
-                    served: str, server: EngineProcess | None, state: _RunState, reporter: Reporter) -> None:  # fmt: skip
+                    served: str, server: EngineProcess | None, state: _RunState,
+                    reporter: Reporter) -> None:  # fmt: skip
     prompts = _prompts_for(target, model)
     sweeps: dict[str, dict[str, float]] = {}  # workload -> measured sync / throughput request rates
     for index, plan in plans:

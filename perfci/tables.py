@@ -23,7 +23,8 @@ def _num(v: Any, fmt: str = ",.2f") -> str:
 def points_table(record: RunRecord) -> Table:
     sim = "  [bold magenta](sim engine: a SIMULATOR, not a real engine)[/]" if record.build.engine == "sim" else ""
     t = Table(title=f"{record.suite.name} on {record.build.engine} {record.build.version or ''}{sim}",
-              caption=f"latencies in ms · run {record.run_id} · {record.hardware.label} · status {record.status}")  # fmt: skip
+              caption=f"latencies in ms · run {record.run_id} · {record.hardware.label} · "
+                      f"status {record.status}")  # fmt: skip
     for col in ("workload", "load", "rep", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99",
                 "E2E p50", "E2E p99", "errors"):  # fmt: skip
         t.add_column(col, justify="left" if col in ("workload", "load") else "right")

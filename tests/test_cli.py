@@ -101,3 +101,16 @@ def test_doctor(tmp_path):
     r = CliRunner().invoke(cli, ["doctor", "--json"])
     assert r.exit_code == 0
     assert json.loads(r.output)["fingerprint"]["label"].startswith(("cpu-", "h", "b"))
+
+
+def test_env_list_and_prune(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFCI_CACHE", str(tmp_path))
+    half_made = tmp_path / "envs" / "vllm-0.1.0-0123456789"
+    half_made.mkdir(parents=True)  # no completion marker: an install that was killed
+    listed = CliRunner().invoke(cli, ["env", "list", "--json"])
+    assert listed.exit_code == 0
+    (info,) = json.loads(listed.output)
+    assert info["complete"] is False
+    assert CliRunner().invoke(cli, ["env", "prune"]).exit_code == 2  # refuses to guess what to remove
+    pruned = CliRunner().invoke(cli, ["env", "prune", "--incomplete"])
+    assert pruned.exit_code == 0 and not half_made.exists()

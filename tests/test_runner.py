@@ -146,3 +146,13 @@ def test_target_errors():
         runner.resolve_target(engine=None)
     with pytest.raises(ConfigError, match="bad build"):
         runner.resolve_target(engine="vllm")
+
+
+def test_dirty_gpu_is_refused_unless_forced(tmp_path, monkeypatch):
+    from perfci import hardware
+    from perfci.errors import HardwareError
+
+    monkeypatch.setattr(hardware, "preflight", lambda: hardware.Preflight(["GPU 0: 2 process(es) running: [1, 2]"]))
+    with pytest.raises(HardwareError, match="GPU 0: 2 process"):
+        runner.run_suite(suite=suite(tmp_path), target=sim_target())
+    assert runner.run_suite(suite=suite(tmp_path), target=sim_target(), force=True).status == "ok"

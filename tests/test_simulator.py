@@ -144,7 +144,7 @@ class Reply:
 
     @property
     def token_times(self) -> list[float]:
-        return [t for t, line in zip(self.times, self.lines) if '"choices":[{' in line]
+        return [t for t, line in zip(self.times, self.lines, strict=True) if '"choices":[{' in line]
 
     @property
     def ttft_ms(self) -> float:

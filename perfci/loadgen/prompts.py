@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from typing import overload
 from pathlib import Path
+from typing import overload
 
 from tokenizers import Tokenizer
 
