@@ -222,8 +222,9 @@ def _key_path(loc: tuple) -> str:
     return out
 
 
-def format_validation_error(path: Path | str, error: ValidationError) -> str:
-    lines = [f"{path}: invalid suite"]
+def format_validation_error(path: Path | str, error: ValidationError, *, what: str = "suite") -> str:
+    """One line per problem: key path, what is wrong, and the value given."""
+    lines = [f"{path}: invalid {what}"]
     for err in error.errors():
         loc = _key_path(err["loc"])
         value = err.get("input")
@@ -249,4 +250,4 @@ def with_sim_overrides(suite: Suite, overrides: Iterable[str]) -> Suite:
     try:
         return suite.model_copy(update={"sim": Sim.model_validate(values)})
     except ValidationError as e:
-        raise ConfigError(format_validation_error("--sim", e).replace("invalid suite", "invalid sim override")) from e
+        raise ConfigError(format_validation_error("--sim", e, what="sim override")) from e

@@ -41,7 +41,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import ValidationError
 
-from perfci.config import Sim
+from perfci.config import Sim, format_validation_error
 from perfci.errors import ConfigError
 
 NAME = "perfci-sim (SIMULATOR)"
@@ -105,12 +105,7 @@ def _validate(source: str, data: dict[str, Any]) -> Sim:
     try:
         return Sim.model_validate(data)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"  {key}: {what} (got {err['input']!r})")
-        raise ConfigError(f"{source}: invalid simulator config\n" + "\n".join(problems)) from e
+        raise ConfigError(format_validation_error(source, e, what="simulator config")) from e
 
 
 # --- latency model and scheduler ------------------------------------------------------------------------

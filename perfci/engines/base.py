@@ -57,6 +57,24 @@ class Engine(Protocol):
         ...
 
 
+class Adapter:
+    """Defaults most adapters share; each engine module overrides what differs."""
+
+    name: ClassVar[str]
+    distributions: ClassVar[tuple[str, ...]] = ()  # installed package names that carry its version
+    patterns: ClassVar[Sequence[Pattern]] = ()
+    additive_phases: ClassVar[Sequence[str | tuple[str, ...]]] = ()
+
+    def request_extras(self) -> Mapping[str, Any]:
+        return {"ignore_eos": True}  # vLLM, SGLang, TensorRT-LLM: exact output lengths
+
+    def identify(self, python: str) -> tuple[str | None, str | None]:
+        return version_of(python, self.distributions), None
+
+    def post_install(self, env: Env) -> None:
+        return None
+
+
 def version_of(python: str, distributions: Sequence[str]) -> str | None:
     """The installed version of the first of `distributions` present for `python`."""
     return next((v for d in distributions if (v := distribution_version(python, d))), None)

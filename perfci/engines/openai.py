@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from perfci.engines.base import Launch, LaunchContext
+from perfci.engines.base import Adapter, Launch, LaunchContext
 from perfci.errors import ConfigError
 
 
-class OpenAIEndpoint:
+class OpenAIEndpoint(Adapter):
     name: ClassVar[str] = "openai"
-    patterns: ClassVar = ()
-    additive_phases: ClassVar = ()
 
     def launch(self, ctx: LaunchContext) -> Launch:
         raise ConfigError("engine 'openai' only measures a running server: use --endpoint URL --model NAME")
 
-    def request_extras(self) -> dict[str, Any]:
-        # vLLM, SGLang and most OpenAI-compatible servers accept ignore_eos; it makes output lengths exact.
-        return {"ignore_eos": True}
-
     def identify(self, python: str) -> tuple[str | None, str | None]:
-        return None, None
-
-    def post_install(self, env) -> None:
-        pass
+        return None, None  # a server perfci did not start: its version is not ours to read

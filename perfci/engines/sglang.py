@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from perfci.config import TINY_MODEL
-from perfci.engines.base import Launch, LaunchContext, empty_if_cold, version_of
+from perfci.engines.base import Adapter, Launch, LaunchContext, empty_if_cold
 from perfci.startup import duration, mark
 
 
-class SglangEngine:
+class SglangEngine(Adapter):
     name: ClassVar[str] = "sglang"
     distributions: ClassVar = ("sglang",)
     patterns: ClassVar = (
@@ -48,12 +48,3 @@ class SglangEngine:
         env = {"TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"), "TRITON_CACHE_DIR": str(root / "triton"),
                "SGLANG_CACHE_DIR": str(root / "sglang")}  # fmt: skip
         return Launch(argv=[*argv, *m.engine_args.get(self.name, [])], served_model=m.name, env=env)
-
-    def request_extras(self) -> dict[str, Any]:
-        return {"ignore_eos": True}
-
-    def identify(self, python: str) -> tuple[str | None, str | None]:
-        return version_of(python, self.distributions), None
-
-    def post_install(self, env) -> None:
-        pass

@@ -4,14 +4,14 @@ bisect experiments. Its numbers describe a latency model, never a real engine.""
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import perfci
-from perfci.engines.base import Launch, LaunchContext
+from perfci.engines.base import Adapter, Launch, LaunchContext
 from perfci.startup import duration, mark
 
 
-class SimEngine:
+class SimEngine(Adapter):
     name: ClassVar[str] = "sim"
     patterns: ClassVar = (
         duration("load_weights", r"load_weights took ([\d.]+) s"),
@@ -27,11 +27,5 @@ class SimEngine:
         argv += ctx.model.engine_args.get(self.name, [])
         return Launch(argv=argv, served_model=ctx.model.name)
 
-    def request_extras(self) -> dict[str, Any]:
-        return {"ignore_eos": True}
-
     def identify(self, python: str) -> tuple[str | None, str | None]:
         return perfci.__version__, None
-
-    def post_install(self, env) -> None:
-        pass

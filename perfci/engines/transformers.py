@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from perfci.config import TINY_MODEL
-from perfci.engines.base import Launch, LaunchContext, empty_if_cold, version_of
+from perfci.engines.base import Adapter, Launch, LaunchContext, empty_if_cold
 from perfci.errors import EngineError
 from perfci.startup import mark
 
@@ -24,7 +24,7 @@ model.save_pretrained(sys.argv[1])
 """
 
 
-class TransformersEngine:
+class TransformersEngine(Adapter):
     name: ClassVar[str] = "transformers"
     distributions: ClassVar = ("transformers",)
     patterns: ClassVar = (mark("server_up", r"Uvicorn running on|Application startup complete"),)
@@ -48,13 +48,7 @@ class TransformersEngine:
         return Launch(argv=[*argv, *m.engine_args.get(self.name, [])], served_model=model_path, env=env)
 
     def request_extras(self) -> dict[str, Any]:
-        return {}
-
-    def identify(self, python: str) -> tuple[str | None, str | None]:
-        return version_of(python, self.distributions), None
-
-    def post_install(self, env) -> None:
-        pass
+        return {}  # it answers ignore_eos with HTTP 422
 
 
 def with_random_weights(python: str, model_dir: Path) -> str:

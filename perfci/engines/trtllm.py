@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from perfci.engines.base import Launch, LaunchContext, empty_if_cold, version_of
+from perfci.engines.base import Adapter, Launch, LaunchContext, empty_if_cold
 from perfci.startup import mark
 
 
-class TrtllmEngine:
+class TrtllmEngine(Adapter):
     name: ClassVar[str] = "trtllm"
     distributions: ClassVar = ("tensorrt-llm", "tensorrt_llm")
     patterns: ClassVar = (
@@ -44,12 +44,3 @@ class TrtllmEngine:
         env = {"TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"), "TRITON_CACHE_DIR": str(root / "triton")}
         # trtllm-serve serves the model under the path or id it was given.
         return Launch(argv=[*argv, *m.engine_args.get(self.name, [])], served_model=ctx.model_path, env=env)
-
-    def request_extras(self) -> dict[str, Any]:
-        return {"ignore_eos": True}
-
-    def identify(self, python: str) -> tuple[str | None, str | None]:
-        return version_of(python, self.distributions), None
-
-    def post_install(self, env) -> None:
-        pass

