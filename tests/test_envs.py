@@ -5,6 +5,7 @@ import fcntl
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -241,6 +242,23 @@ def test_unknown_version_fails_with_uv_output_and_leaves_no_env(offline):
     assert "cannot install perfci_probe==2.0.0" in str(info.value)
     assert "perfci-probe" in info.value.log_tail and "2.0.0" in info.value.log_tail
     assert [p for p in (offline / "envs").iterdir() if p.is_dir()] == []
+
+
+def test_network_error_fails_clearly_and_leaves_no_env(tmp_path, monkeypatch):
+    """The package index refuses connections (a closed local port): uv's error reaches the user and no
+    half-made env stays behind."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.setenv("UV_INDEX_URL", f"http://127.0.0.1:{dead}/simple")
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")
+    cache = tmp_path / "cache"
+    with pytest.raises(BuildError) as info:
+        ensure_env(probe(), cache=cache)
+    assert "cannot install perfci_probe==1.0.0" in str(info.value)
+    assert f"127.0.0.1:{dead}" in info.value.log_tail
+    assert [p for p in (cache / "envs").iterdir() if p.is_dir()] == []
 
 
 def test_post_install_runs_before_the_env_is_marked_complete(offline):
