@@ -72,7 +72,7 @@ class RichReporter:
               help="Override the sim engine's latency model, e.g. --sim decode_ms_per_token=3.")  # fmt: skip
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
-              help="Run record file, or a directory to write <run_id>.json into.")  # fmt: skip
+              help="Run record: a .json file, or a directory (made if missing) for <run_id>.json.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 @click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
 def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out, as_json, force) -> None:

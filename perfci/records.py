@@ -176,14 +176,15 @@ def new_run_id() -> str:
 
 
 def write_record(record: RunRecord, path: Path) -> Path:
-    """Write `record` to `path` (or `<path>/<run_id>.json` when `path` is a directory) and return where.
+    """Write `record` to `path` if it names a `.json` file, else into the directory `path` (made if missing)
+    as `<run_id>.json`; return where.
 
     Atomic and no-clobber: the bytes go to a temp file in the same directory, are fsynced, then hard-linked
     into place; link() fails if the name exists, where os.replace would silently overwrite a record that
     appeared after any existence check.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or path.suffix != ".json":
         path = path / f"{record.run_id}.json"
     try:
         data = record.model_dump_json().encode()  # compact: per-request columns would balloon when indented

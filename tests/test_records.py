@@ -45,6 +45,13 @@ def test_write_into_a_directory_names_the_file_by_run_id(tmp_path, record_dict):
     assert write_record(record, tmp_path) == tmp_path / f"{record.run_id}.json"
 
 
+def test_write_into_a_directory_that_does_not_exist_yet(tmp_path, record_dict):
+    """`--out runs` on a fresh checkout: a name without .json is a directory, made on demand."""
+    record = RunRecord.model_validate(record_dict)
+    assert write_record(record, tmp_path / "runs") == tmp_path / "runs" / f"{record.run_id}.json"
+    assert (tmp_path / "runs").is_dir()
+
+
 def test_write_refuses_to_overwrite_and_leaves_no_temp_file(tmp_path, make_record_dict):
     first = RunRecord.model_validate(make_record_dict())
     path = write_record(first, tmp_path / "run.json")
