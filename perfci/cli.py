@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from perfci import config, envs, hardware, records, runner, store, tables
+from perfci import config, envs, findings, hardware, records, runner, store, tables
 from perfci.errors import PerfciError
 
 console = Console(stderr=True)
@@ -185,6 +185,79 @@ def doctor(force, as_json) -> None:
     if not check.clean and not force:
         raise click.exceptions.Exit(1)
 
+
+
+min_effect_option = click.option(
+    "--min-effect", type=float, default=findings.MIN_EFFECT, show_default=True,
+    help="Smallest relative change that counts as a regression or improvement.",
+)  # fmt: skip
+
+
+@cli.command()
+@click.argument("baseline")
+@click.argument("candidate")
+@click.option("--metric", "metrics", multiple=True, metavar="GLOB",
+              help="Only metrics matching this pattern, e.g. 'ttft_ms_*' or 'startup.*'; repeatable.")  # fmt: skip
+@min_effect_option
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def compare(baseline, candidate, metrics, min_effect, db_path, as_json) -> None:
+    """Compare CANDIDATE with BASELINE, series by series: each a run id (or its first 8+ characters), a build
+    (vllm==0.31.0, vllm@COMMIT) or a bare version."""
+    result = findings.compare_builds(store.open_db(db_path), baseline, candidate, metrics=metrics,
+                                     min_effect=min_effect)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        stdout.print(tables.comparison_table(result))
+
+
+@cli.command()
+@click.option("--baseline", help="Judge new runs against this build or run instead of the previous release.")
+@click.option("--all", "rejudge", is_flag=True, help="Judge every stored run again, not only the new ones.")
+@min_effect_option
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def detect(baseline, rejudge, min_effect, db_path, as_json) -> None:
+    """Judge runs not judged yet against their baselines, search every series' history for change points, and
+    store the findings. Exits 1 while a confirmed regression is open (see `perfci ack`)."""
+    report = findings.detect_pass(store.open_db(db_path), baseline=baseline, rejudge=rejudge, min_effect=min_effect)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        stdout.print(tables.judgements_table(report.judged))
+        for title, found in (("findings seen now", report.findings), ("fixed now", report.fixed),
+                             ("open confirmed regressions (these fail the gate)", report.failing)):  # fmt: skip
+            if found:
+                stdout.print(tables.findings_table(found, title=title))
+    if report.failing:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.option("--status", type=click.Choice(findings.STATUSES), help="Only findings with this status.")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def regressions(status, db_path, as_json) -> None:
+    """List stored findings, newest first (each with the series it moved in --json)."""
+    found = findings.regressions(store.open_db(db_path), status=status)
+    if as_json:
+        click.echo(json.dumps([f.as_dict() for f in found]))
+    else:
+        stdout.print(tables.findings_table(found))
+
+
+@cli.command()
+@click.argument("regression_id", type=int)
+@click.option("--why", required=True, help="Why: kept with the finding and shown with it.")
+@click.option("--status", type=click.Choice([s for s in findings.STATUSES if s != "open"]), default="acknowledged",
+              show_default=True)  # fmt: skip
+@db_option
+def ack(regression_id, why, status, db_path) -> None:
+    """Give finding REGRESSION_ID a status (it then no longer fails `perfci detect`), saying why."""
+    finding = findings.acknowledge(store.open_db(db_path), regression_id, why=why, status=status)
+    console.print(f"regression {finding.id} ({finding.last_good} → {finding.first_bad}): {finding.status}",
+                  markup=False, highlight=False)  # fmt: skip
 
 def _print_ingest(report, as_json: bool) -> None:
     if as_json:

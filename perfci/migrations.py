@@ -143,6 +143,64 @@ def _initial(db: Database) -> None:
     db["requests"].create_index(["run_id"])
 
 
+
+@_migration("0002_findings")
+def _findings(db: Database) -> None:
+    """What `perfci detect` concluded (docs/findings.md). Unlike the tables of 0001 these are not rebuilt from
+    records: they hold judgements and the statuses people gave them."""
+    series = {"model": str, "workload": str, "load_label": str, "metric": str}  # engine, hardware, suite: the run's
+    magnitude = {"rel_change": float, "ci_low": float, "ci_high": float, "pvalue": float}
+
+    db["judged_runs"].create(
+        {"run_id": str, "judged_at": str, "baseline": str, "baseline_runs": str, "verdict": str},
+        pk="run_id",
+        not_null=["judged_at", "verdict"],
+        foreign_keys=[("run_id", "runs", "run_id")],
+    )
+    db["verdicts"].create(
+        {"run_id": str, **series, "verdict": str, **magnitude, "significant": bool, "n_baseline": int,
+         "n_candidate": int},  # fmt: skip
+        pk=("run_id", "model", "workload", "load_label", "metric"),
+        not_null=["verdict", "n_baseline", "n_candidate"],
+        foreign_keys=[("run_id", "runs", "run_id")],
+    )
+
+    db["regressions"].create(
+        {
+            "id": int,
+            "engine": str,
+            "hardware_label": str,
+            "suite": str,
+            "last_good": str,  # build labels: the range the change happened in
+            "first_bad": str,
+            # Summaries of the members, rewritten with them: the member with the smallest p-value, how many
+            # members there are, and whether any is confirmed (not pending).
+            **magnitude,
+            "members": int,
+            "confirmed": bool,
+            "status": str,  # open | acknowledged | fixed | false-positive
+            "why": str,
+            "fixed_in": str,
+            "first_seen": str,
+            "last_seen": str,
+        },
+        pk="id",
+        not_null=["engine", "hardware_label", "suite", "first_bad", "members", "confirmed", "status", "first_seen",
+                  "last_seen"],  # fmt: skip
+    )
+    # One finding per change: the build that introduced it, on one engine, hardware label and suite.
+    db["regressions"].create_index(["engine", "hardware_label", "suite", "first_bad"], unique=True)
+    db["regressions"].create_index(["status"])
+
+    db["regression_series"].create(
+        {"regression_id": int, **series, "method": str, "last_good": str, **magnitude, "pending": bool,
+         "first_seen": str, "last_seen": str},  # fmt: skip
+        pk=("regression_id", "model", "workload", "load_label", "metric", "method"),
+        not_null=["method", "pending", "first_seen", "last_seen"],
+        foreign_keys=[("regression_id", "regressions", "id")],
+    )
+
+
 def apply(db: Database) -> None:
     """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
     _refuse_unknown(db)

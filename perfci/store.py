@@ -203,6 +203,146 @@ def points_frame(db: Database, *, run_id: str | None = None) -> pandas.DataFrame
     return pandas.read_sql_query(sql + " ORDER BY r.created, p.run_id, p.idx", db.conn, params=params)
 
 
+
+def startups_frame(db: Database, *, run_id: str | None = None) -> pandas.DataFrame:
+    """One row per startup phase with its start (model, cache, ready, total_s) and its run's build, hardware and
+    suite, oldest run first. A start that logged no phase still has one row, with `phase` null."""
+    import pandas
+
+    sql = (
+        'SELECT r.engine, r.version, r."commit", r.hardware_label, r.suite, r.suite_hash, r.created, s.run_id, '
+        "s.idx, s.model, s.cache, s.ready, s.total_s, ph.phase, ph.seconds "
+        "FROM startups s JOIN runs r USING (run_id) LEFT JOIN startup_phases ph ON ph.startup_id = s.id"
+    )
+    params: list[Any] = []
+    if run_id is not None:
+        sql += " WHERE s.run_id = ?"
+        params.append(run_id)
+    return pandas.read_sql_query(sql + " ORDER BY r.created, s.run_id, s.idx, ph.phase", db.conn, params=params)
+
+
+# What `perfci detect` concluded (migration 0002; docs/findings.md). perfci.findings decides; these write.
+REGRESSION_STATUSES = ("open", "acknowledged", "fixed", "false-positive")
+_MEMBER_COLUMNS = ("model", "workload", "load_label", "metric", "method", "last_good", "rel_change", "ci_low",
+                   "ci_high", "pvalue", "pending")  # fmt: skip
+
+
+def judged_run_ids(db: Database) -> set[str]:
+    return {row[0] for row in db.execute("SELECT run_id FROM judged_runs")}
+
+
+def save_judgements(db: Database, judged: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> None:
+    """Store runs' judgements (`judged_runs` rows) and their series verdicts, replacing earlier ones of those runs."""
+    with _write_transaction(db):
+        for row in judged:
+            db.execute("DELETE FROM verdicts WHERE run_id = ?", [row["run_id"]])
+            db.execute("DELETE FROM judged_runs WHERE run_id = ?", [row["run_id"]])
+        _insert_many(db, "judged_runs", judged)
+        _insert_many(db, "verdicts", verdicts)
+
+
+def save_findings(db: Database, findings: list[dict[str, Any]], *, now: str,
+                  rescanned: Iterable[tuple[str, str, str]] = ()) -> list[int]:  # fmt: skip
+    """Upsert findings and their member series; returns their ids, in order.
+
+    A finding is identified by (engine, hardware_label, suite, first_bad): one seen before keeps its id,
+    status, why and first_seen, and gets last_seen = `now`; so do its members (identified by series and
+    method). Then, in each rescanned (engine, hardware_label, suite), pending change-point members of open
+    findings that were not seen now are dropped (later builds did not bear them out), and open findings
+    left with no member are deleted. Each finding's summary columns are rewritten from its members.
+    """
+    ids: list[int] = []
+    with _write_transaction(db):
+        for finding in findings:
+            (regression_id,) = db.execute(
+                "INSERT INTO regressions (engine, hardware_label, suite, first_bad, members, confirmed, status, "
+                "first_seen, last_seen) VALUES (?, ?, ?, ?, 0, 0, 'open', ?, ?) "
+                "ON CONFLICT (engine, hardware_label, suite, first_bad) DO UPDATE SET last_seen = excluded.last_seen "
+                "RETURNING id",
+                [finding["engine"], finding["hardware_label"], finding["suite"], finding["first_bad"], now, now],
+            ).fetchone()
+            ids.append(regression_id)
+            for member in finding["members"]:
+                values = [regression_id, *(member[c] for c in _MEMBER_COLUMNS), now, now]
+                db.execute(
+                    "INSERT INTO regression_series (regression_id, {}, first_seen, last_seen) VALUES ({}) "
+                    "ON CONFLICT DO UPDATE SET {}, last_seen = excluded.last_seen".format(
+                        ", ".join(_MEMBER_COLUMNS),
+                        ", ".join("?" * len(values)),
+                        ", ".join(f"{c} = excluded.{c}" for c in _MEMBER_COLUMNS[5:]),
+                    ),
+                    values,
+                )
+        touched = set(ids)
+        for scope in rescanned:
+            in_scope = "SELECT id FROM regressions WHERE engine = ? AND hardware_label = ? AND suite = ?"
+            touched |= {row[0] for row in db.execute(in_scope, list(scope))}
+            db.execute(
+                "DELETE FROM regression_series WHERE method = 'change-point' AND pending AND last_seen <> ? "
+                f"AND regression_id IN ({in_scope} AND status = 'open')",
+                [now, *scope],
+            )
+        for regression_id in sorted(touched):
+            _summarise_regression(db, regression_id)
+        db.execute(
+            "DELETE FROM regressions WHERE status = 'open' AND NOT EXISTS "
+            "(SELECT 1 FROM regression_series m WHERE m.regression_id = regressions.id)"
+        )
+    return ids
+
+
+def _summarise_regression(db: Database, regression_id: int) -> None:
+    # The representative member: confirmed before pending, then the smallest p-value, then the largest change.
+    db.execute(
+        "UPDATE regressions SET (last_good, rel_change, ci_low, ci_high, pvalue) = "
+        "(SELECT last_good, rel_change, ci_low, ci_high, pvalue FROM regression_series m "
+        " WHERE m.regression_id = regressions.id ORDER BY pending, pvalue, abs(rel_change) DESC LIMIT 1), "
+        "members = (SELECT count(*) FROM regression_series m WHERE m.regression_id = regressions.id), "
+        "confirmed = EXISTS (SELECT 1 FROM regression_series m WHERE m.regression_id = regressions.id AND NOT pending) "
+        "WHERE id = ?",
+        [regression_id],
+    )
+
+
+def set_regression_status(db: Database, regression_id: int, status: str, *, why: str | None,
+                          fixed_in: str | None = None) -> bool:  # fmt: skip
+    """Set a finding's status and why (and the build it was fixed in); False when there is no such finding."""
+    if status not in REGRESSION_STATUSES:
+        raise StoreError(f"unknown regression status {status!r}; one of {', '.join(REGRESSION_STATUSES)}")
+    with _write_transaction(db):
+        sql = "UPDATE regressions SET status = ?, why = ?, fixed_in = ? WHERE id = ?"
+        cursor = db.execute(sql, [status, why, fixed_in, regression_id])
+    return cursor.rowcount == 1
+
+
+def regressions_frame(db: Database, *, status: str | None = None, ids: Iterable[int] | None = None) -> pandas.DataFrame:
+    """Findings, newest first: all, those with `status`, or those with the given ids."""
+    import pandas
+
+    where, params = [], []
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if ids is not None:
+        ids = list(ids)
+        where.append(f"id IN ({', '.join('?' * len(ids))})")
+        params += ids
+    sql = "SELECT * FROM regressions" + (f" WHERE {' AND '.join(where)}" if where else "")
+    return pandas.read_sql_query(sql + " ORDER BY last_seen DESC, id DESC", db.conn, params=params)
+
+
+def regression_members_frame(db: Database, ids: Iterable[int]) -> pandas.DataFrame:
+    """The member series of the given findings, by finding, then series."""
+    import pandas
+
+    ids = list(ids)
+    sql = (
+        "SELECT r.engine, r.hardware_label, r.suite, r.first_bad, m.* FROM regression_series m "
+        f"JOIN regressions r ON r.id = m.regression_id WHERE m.regression_id IN ({', '.join('?' * len(ids))}) "
+        "ORDER BY m.regression_id, m.model, m.workload, m.load_label, m.metric, m.method"
+    )
+    return pandas.read_sql_query(sql, db.conn, params=ids)
+
 def _rows(record: RunRecord, record_path: str | None) -> dict[str, list[dict[str, Any]]]:
     """The record as table rows, in insertion order (parents before children)."""
     run_id = record.run_id

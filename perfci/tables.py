@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 from perfci.records import RunRecord
@@ -103,3 +104,82 @@ def doctor_table(fp: dict[str, Any], problems: list[str]) -> Table:
             t.add_row(key, str(value))
     t.add_row("preflight", "clean" if not problems else "[red]" + "; ".join(problems) + "[/]")
     return t
+
+
+_VERDICT_STYLE = {"regression": "bold red", "failed": "bold red", "improvement": "green", "inconclusive": "yellow",
+                  "no-baseline": "dim", "unchanged": ""}  # fmt: skip
+
+
+def _verdict(v: str) -> str:
+    style = _VERDICT_STYLE.get(v, "")
+    return f"[{style}]{v}[/]" if style else v
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:+.1%}"
+
+
+def _ci(low: float | None, high: float | None) -> str:
+    return "—" if low is None or high is None else f"[{low:+.1%}, {high:+.1%}]"
+
+
+def _p(p: float | None) -> str:
+    return "—" if p is None else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
+
+
+def _value(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.4g}"
+
+
+def comparison_table(comparison) -> Table:
+    """`perfci compare`: one row per series (findings.Comparison)."""
+    a, b = comparison.baseline, comparison.candidate
+    moved = sum(v.verdict in ("regression", "improvement") for v in comparison.verdicts)
+    caption = (f"{len(comparison.verdicts)} series · {moved} moved (Benjamini–Hochberg over all of them) · "
+               "values: medians of the repeats · change: candidate vs baseline")  # fmt: skip
+    if all(v.verdict in ("no-baseline", "failed") for v in comparison.verdicts):
+        caption += " · no series in common: series match on model, hardware label, suite, workload and load"
+    t = Table(title=f"{b.label} vs {a.label}", caption=caption)
+    for col in ("hardware", "suite", "model", "workload", "load", "metric", "baseline", "candidate", "n", "change",
+                "CI", "p", "verdict"):  # fmt: skip
+        t.add_column(col, justify="right" if col in ("baseline", "candidate", "n", "change", "CI", "p") else "left")
+    for v in comparison.verdicts:
+        k = v.key
+        t.add_row(k.hardware_label, k.suite, k.model, k.workload, k.load_label, k.metric, _value(v.baseline),
+                  _value(v.candidate), f"{v.n_baseline}/{v.n_candidate}", _pct(v.rel_change),
+                  _ci(v.ci_low, v.ci_high), _p(v.pvalue), _verdict(v.verdict))  # fmt: skip
+    return t
+
+
+def judgements_table(judged) -> Table:
+    """`perfci detect`: one row per run judged (findings.RunJudgement), with how many series got each verdict."""
+    t = Table(title="runs judged")
+    for col in ("run", "build", "hardware", "suite", "baseline", "verdict", "series"):
+        t.add_column(col)
+    for j in judged:
+        counts = ", ".join(f"{n} {v}" for v, n in sorted(j.counts().items()))
+        t.add_row(j.run_id[:8], j.build, j.scope[1], j.scope[2], j.baseline.label if j.baseline else "—",
+                  _verdict(j.verdict), counts or "—")  # fmt: skip
+    return t
+
+
+def findings_table(findings, *, title: str = "regressions") -> Table:
+    """Findings (findings.Finding): one row each, its representative member's change and the member count."""
+    t = Table(title=title, caption="change, CI, p: the member series with the smallest p-value · "
+                                   "pending: a change at the newest builds, not yet confirmed")  # fmt: skip
+    for col in ("id", "status", "engine", "hardware", "suite", "last good → first bad", "series", "change", "CI",
+                "p", "last seen", "why"):  # fmt: skip
+        t.add_column(col, justify="right" if col in ("id", "change", "CI", "p") else "left")
+    for f in findings:
+        status = {"open": "[bold red]open[/]" if f.confirmed else "open (pending)",
+                  "fixed": f"fixed in {f.fixed_in}" if f.fixed_in else "fixed"}.get(f.status, f.status)  # fmt: skip
+        t.add_row(str(f.id), status, f.engine, f.hardware_label, f.suite, f"{f.last_good or '?'} → {f.first_bad}",
+                  _members(f.members), _pct(f.rel_change), _ci(f.ci_low, f.ci_high), _p(f.pvalue),
+                  f.last_seen[:16].replace("T", " "), escape(f.why or ""))  # fmt: skip
+    return t
+
+
+def _members(members) -> str:
+    metrics = list(dict.fromkeys(m.key.metric for m in members))
+    shown = ", ".join(metrics[:3]) + (", …" if len(metrics) > 3 else "")
+    return f"{len(members)}: {shown}"

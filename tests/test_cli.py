@@ -114,3 +114,90 @@ def test_env_list_and_prune(tmp_path, monkeypatch):
     assert CliRunner().invoke(cli, ["env", "prune"]).exit_code == 2  # refuses to guess what to remove
     pruned = CliRunner().invoke(cli, ["env", "prune", "--incomplete"])
     assert pruned.exit_code == 0 and not half_made.exists()
+
+
+# --- issue 4: compare, detect, regressions, ack on real sim runs ---------------------------------------------
+
+DETECT_SUITE = """
+name = "detect-e2e"
+[[models]]
+name = "m"
+[[workloads]]
+name = "w"
+prompt_tokens = 16
+output_tokens = 8
+load = { concurrency = [2] }
+[run]
+requests = 6
+warmup_requests = 1
+repeats = 6
+[startup]
+caches = ["warm"]
+[sim]
+startup_s = 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def fast_and_slow_sim(tmp_path_factory):
+    """Two `perfci run --engine sim` runs of one suite, the second with twice the decode time per token."""
+    d = tmp_path_factory.mktemp("detect")
+    (d / "t.toml").write_text(DETECT_SUITE)
+    run_ids = []
+    for decode_ms in (2, 4):
+        done = perfci("run", "--suite", "t.toml", "--engine", "sim", "--sim", f"decode_ms_per_token={decode_ms}",
+                      "--db", "x.db", "--out", "runs", "--json", cwd=d)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        run_ids.append(json.loads(done.stdout)["run_id"])
+    return d, run_ids
+
+
+def test_detect_compare_regressions_and_ack_on_sim_runs(fast_and_slow_sim):
+    d, (fast, slow) = fast_and_slow_sim
+    db = ["--db", str(d / "x.db")]
+    # Both runs are the build sim==<perfci's version>: there is no previous release to judge them against.
+    first = perfci("detect", *db, cwd=d)
+    assert first.returncode == 0, first.stderr
+    assert "no-baseline" in first.stdout
+
+    gated = perfci("detect", "--all", "--baseline", fast[:8], *db, "--json", cwd=d)
+    assert gated.returncode == 1, gated.stderr
+    report = json.loads(gated.stdout)
+    verdicts = {j["run_id"]: j["verdict"] for j in report["judged"]}
+    assert verdicts == {fast: "no-baseline", slow: "regression"}
+    (finding,) = report["findings"]
+    assert report["failing"] == [finding["id"]] and finding["status"] == "open"
+    moved = {m["metric"] for m in finding["members"]}
+    assert {"tpot_ms_p50", "itl_ms_p50", "e2e_ms_mean", "output_throughput"} <= moved
+
+    compared = CliRunner().invoke(cli, ["compare", fast, slow, *db, "--metric", "tpot_ms_*", "--json"])
+    assert compared.exit_code == 0, compared.output
+    tpot = json.loads(compared.output)["verdicts"]
+    assert {v["metric"] for v in tpot} == {f"tpot_ms_{s}" for s in ("mean", "p50", "p90", "p95", "p99")}
+    assert all(v["verdict"] == "regression" and v["rel_change"] > 0.5 and v["n_candidate"] == 6 for v in tpot)
+    table = CliRunner().invoke(cli, ["compare", fast, slow, *db])
+    assert table.exit_code == 0 and "regression" in table.output and "tpot_ms_p99" in table.output
+
+    listed = CliRunner().invoke(cli, ["regressions", "--status", "open", *db, "--json"])
+    assert [f["id"] for f in json.loads(listed.output)] == [finding["id"]]
+    acked = CliRunner().invoke(cli, ["ack", str(finding["id"]), "--why", "slower sim on purpose", *db])
+    assert acked.exit_code == 0, acked.output
+    assert "acknowledged" in acked.output
+    assert CliRunner().invoke(cli, ["regressions", "--status", "open", *db, "--json"]).output.strip() == "[]"
+    (shown,) = json.loads(CliRunner().invoke(cli, ["regressions", *db, "--json"]).output)
+    assert (shown["status"], shown["why"]) == ("acknowledged", "slower sim on purpose")
+    assert "acknowledged" in CliRunner().invoke(cli, ["regressions", *db]).output
+    assert perfci("detect", *db, cwd=d).returncode == 0  # nothing open: the gate passes
+
+
+def test_compare_and_ack_refuse_bad_input_naming_it(fast_and_slow_sim):
+    d, (fast, _) = fast_and_slow_sim
+    db = ["--db", str(d / "x.db")]
+    r = CliRunner().invoke(cli, ["compare", fast, "vllm==9.9", *db])
+    assert r.exit_code == 2 and "no stored run matches 'vllm==9.9'" in r.output
+    r = CliRunner().invoke(cli, ["compare", fast, fast, "--metric", "nope_*", *db])
+    assert r.exit_code == 2 and "no metric matches nope_*" in r.output
+    r = CliRunner().invoke(cli, ["ack", "999", "--why", "x", *db])
+    assert r.exit_code == 2 and "no regression with id 999" in r.output
+    r = CliRunner().invoke(cli, ["ack", "1", *db])
+    assert r.exit_code == 2 and "--why" in r.output

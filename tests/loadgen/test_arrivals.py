@@ -33,6 +33,14 @@ def test_mean_gap_is_one_over_rate(rate, process, burstiness, seed):
     assert mean_gap == pytest.approx(1 / rate, rel=0.12)
 
 
+@given(st.integers(min_value=2, max_value=300), rates, st.sampled_from(["poisson", "gamma"]), bursts, st.integers())
+def test_schedule_spans_its_nominal_length(n, rate, process, burstiness, seed):
+    # As `vllm bench serve`: whatever the seed, n requests arrive at exactly `rate` over the schedule, so an
+    # open-loop point's throughput does not wander with the draw.
+    offsets = arrival_offsets(n, rate=rate, process=process, burstiness=burstiness, seed=seed)
+    assert offsets[-1] == pytest.approx((n - 1) / rate, rel=1e-9)
+
+
 def test_burstiness_sets_the_spread_of_gaps():
     def cv(burstiness):
         offsets = arrival_offsets(20_000, rate=5, process="gamma", burstiness=burstiness, seed=1)
