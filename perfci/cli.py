@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from perfci import config, envs, findings, hardware, records, runner, store, tables
+from perfci import config, detect, envs, hardware, records, runner, store, tables
 from perfci.errors import PerfciError
 
 console = Console(stderr=True)
@@ -188,7 +188,7 @@ def doctor(force, as_json) -> None:
 
 
 min_effect_option = click.option(
-    "--min-effect", type=float, default=findings.MIN_EFFECT, show_default=True,
+    "--min-effect", type=float, default=detect.MIN_EFFECT, show_default=True,
     help="Smallest relative change that counts as a regression or improvement.",
 )  # fmt: skip
 
@@ -204,6 +204,8 @@ min_effect_option = click.option(
 def compare(baseline, candidate, metrics, min_effect, db_path, as_json) -> None:
     """Compare CANDIDATE with BASELINE, series by series: each a run id (or its first 8+ characters), a build
     (vllm==0.31.0, vllm@COMMIT) or a bare version."""
+    from perfci import findings  # pandas and the statistics: only for these commands
+
     result = findings.compare_builds(store.open_db(db_path), baseline, candidate, metrics=metrics,
                                      min_effect=min_effect)  # fmt: skip
     if as_json:
@@ -221,6 +223,8 @@ def compare(baseline, candidate, metrics, min_effect, db_path, as_json) -> None:
 def detect(baseline, rejudge, min_effect, db_path, as_json) -> None:
     """Judge runs not judged yet against their baselines, search every series' history for change points, and
     store the findings. Exits 1 while a confirmed regression is open (see `perfci ack`)."""
+    from perfci import findings
+
     report = findings.detect_pass(store.open_db(db_path), baseline=baseline, rejudge=rejudge, min_effect=min_effect)
     if as_json:
         click.echo(json.dumps(report.as_dict()))
@@ -235,11 +239,13 @@ def detect(baseline, rejudge, min_effect, db_path, as_json) -> None:
 
 
 @cli.command()
-@click.option("--status", type=click.Choice(findings.STATUSES), help="Only findings with this status.")
+@click.option("--status", type=click.Choice(store.REGRESSION_STATUSES), help="Only findings with this status.")
 @db_option
 @click.option("--json", "as_json", is_flag=True)
 def regressions(status, db_path, as_json) -> None:
     """List stored findings, newest first (each with the series it moved in --json)."""
+    from perfci import findings
+
     found = findings.regressions(store.open_db(db_path), status=status)
     if as_json:
         click.echo(json.dumps([f.as_dict() for f in found]))
@@ -250,11 +256,13 @@ def regressions(status, db_path, as_json) -> None:
 @cli.command()
 @click.argument("regression_id", type=int)
 @click.option("--why", required=True, help="Why: kept with the finding and shown with it.")
-@click.option("--status", type=click.Choice([s for s in findings.STATUSES if s != "open"]), default="acknowledged",
-              show_default=True)  # fmt: skip
+@click.option("--status", type=click.Choice([s for s in store.REGRESSION_STATUSES if s != "open"]),
+              default="acknowledged", show_default=True)  # fmt: skip
 @db_option
 def ack(regression_id, why, status, db_path) -> None:
     """Give finding REGRESSION_ID a status (it then no longer fails `perfci detect`), saying why."""
+    from perfci import findings
+
     finding = findings.acknowledge(store.open_db(db_path), regression_id, why=why, status=status)
     console.print(f"regression {finding.id} ({finding.last_good} → {finding.first_bad}): {finding.status}",
                   markup=False, highlight=False)  # fmt: skip

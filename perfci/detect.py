@@ -31,6 +31,7 @@ from perfci.errors import ConfigError
 
 VerdictName = Literal["regression", "improvement", "unchanged", "inconclusive"]
 
+MIN_EFFECT = 0.05  # the smallest relative change `compare` calls a regression or improvement, by default
 _NORMAL = NormalDist()
 _EXACT_MAX_SAMPLES = 40  # n + m up to which Mann-Whitney's null is counted exactly (counts stay below 2**53)
 _MAX_PAIRS = 1 << 20  # pairwise differences listed in memory (8 MiB) before order statistics bisect instead
@@ -73,7 +74,7 @@ class ChangePoint:
 
 
 def compare(baseline: Sequence[float], candidate: Sequence[float], *, higher_is_better: bool,
-            min_effect: float = 0.05, alpha: float = 0.01) -> Verdict:  # fmt: skip
+            min_effect: float = MIN_EFFECT, alpha: float = 0.01) -> Verdict:  # fmt: skip
     """Judge `candidate` against `baseline` (repeats or per-request values of one metric).
 
     regression / improvement: the difference is significant (p <= alpha) and the confidence interval reaches

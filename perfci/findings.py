@@ -32,7 +32,7 @@ from perfci.series import KEY, SCOPE, Selection, SeriesKey
 # A run's verdict is the first of these that any of its series got (`failed` also when the run failed).
 RUN_VERDICTS = ("regression", "failed", "improvement", "inconclusive", "unchanged", "no-baseline")
 STATUSES = store.REGRESSION_STATUSES
-MIN_EFFECT = 0.05
+MIN_EFFECT = detect.MIN_EFFECT
 FDR = 0.05  # Benjamini–Hochberg's q over the tests of one pass
 # change_points tests nothing in fewer than twice its min_size builds (read here, so detect.py keeps the value).
 _CP_MIN_SIZE = inspect.signature(detect.change_points).parameters["min_size"].default

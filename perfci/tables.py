@@ -3,14 +3,17 @@ prints them."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
 from perfci.records import RunRecord
+
+if TYPE_CHECKING:
+    import pandas as pd  # only frames passed in: importing pandas costs every CLI command ~0.5 s
 
 
 def _ms(v: Any) -> str:
@@ -75,7 +78,7 @@ def runs_table(frame: pd.DataFrame) -> Table:
 
 
 def _cell(v: Any) -> str:
-    if v is None or (isinstance(v, float) and pd.isna(v)):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     return str(v)
 
