@@ -201,6 +201,56 @@ def _findings(db: Database) -> None:
     )
 
 
+
+@_migration("0003_bisects")
+def _bisects(db: Database) -> None:
+    """Bisections, written as they happen so that a killed bisect resumes without repeating a finished trial.
+    Like findings, they are not in run records: the trials' own runs are (each trial that ran a suite point)."""
+    db["bisects"].create(
+        {
+            "id": int,
+            "created": str,
+            "updated": str,
+            "status": str,  # running | done | aborted | failed
+            "outcome": str,  # culprit | ambiguous | cannot-reproduce | inconclusive (when done)
+            "driver": str,  # releases | commits | git | ...: where candidates came from
+            "engine": str,
+            "hardware_label": str,
+            "suite": str,
+            "workload": str,
+            "load_label": str,
+            "metric": str,
+            "higher_is_better": bool,
+            "good": str,  # build labels of the references
+            "bad": str,
+            "culprit": str,  # build label (version or commit) of the first bad candidate
+            "culprit_subject": str,
+            "culprit_url": str,
+            "confidence": float,
+            "rel_change": float,  # culprit vs its parent
+            "trials": int,
+            "regression_id": int,  # the finding it explains, when started from one
+            "spec": str,  # JSON: everything `perfci bisect resume` needs to go on
+            "error": str,
+        },
+        pk="id",
+        not_null=["created", "updated", "status", "driver", "engine", "metric", "good", "bad", "trials", "spec"],
+    )
+    db["bisects"].create_index(["status"])
+    db["bisect_candidates"].create(
+        {"bisect_id": int, "idx": int, "label": str, "subject": str, "url": str, "skipped": bool, "error": str},
+        pk=("bisect_id", "idx"),
+        not_null=["label", "skipped"],
+        foreign_keys=[("bisect_id", "bisects", "id")],
+    )
+    db["bisect_trials"].create(
+        {"bisect_id": int, "seq": int, "idx": int, "value": float, "run_id": str, "created": str},
+        pk=("bisect_id", "seq"),
+        not_null=["idx", "value", "created"],
+        foreign_keys=[("bisect_id", "bisects", "id")],
+    )
+
+
 def apply(db: Database) -> None:
     """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
     _refuse_unknown(db)
