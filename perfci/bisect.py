@@ -1,0 +1,349 @@
+"""Find the first bad build between a known good and a known bad one, with noisy measurements.
+
+The method is Bayesian over where the step is. Candidates are ordered; the first is good, the last is bad.
+The unknown is `k`, the first bad candidate (1..N-1), or "no step at all" (the references do not differ).
+Each trial is one measurement of one candidate, on a log scale when values are positive (noise in latency,
+throughput and startup times is multiplicative). Under a step at `k`, a candidate's trials are normal
+around the good level before `k` and around the bad level from `k` on, with one unknown noise scale. The
+levels and the noise are integrated out in closed form (flat prior on the good level, the step size normal
+with a standard deviation of `STEP_SCALE` noise scales, Jeffreys prior on the noise), so the posterior over
+`k` accounts for how little a few trials say about the noise, which is what keeps the stated confidence
+honest (benchmarks/bisect_efficiency.py compares confidence with the hit rate).
+
+Each next trial goes where its outcome is least predictable: the candidate `s` for which P(k <= s) is
+nearest one half (one trial there splits the remaining doubt the most); the references are measured again
+while the data do not favour a step. Continuous values carry more than pass/fail: a trial far from both
+levels counts for less than one right at a level, and every trial sharpens the estimate of the noise.
+
+The search stops when one candidate holds `confidence` of the posterior and it and its parent (the
+nearest candidate before it that could be measured) have each been measured at least `VERIFY_TRIALS`
+times — the culprit is only named once it has been compared with its parent directly; when "no step" holds
+`confidence` (cannot reproduce); or after `max_trials`. A candidate whose `measure` raises EngineError
+(BuildError included: cannot be installed or crashes) is skipped, like `git bisect`'s exit 125: if the step
+may lie in a run of skipped candidates, the result names the ambiguous range instead of a culprit.
+
+Pure: `measure` is injected; `history` replays stored trials without measuring again (resume).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+
+import numpy as np
+
+from perfci.detect import t_two_sided
+from perfci.errors import ConfigError, EngineError
+
+C = TypeVar("C")
+Outcome = Literal["culprit", "ambiguous", "cannot-reproduce", "inconclusive"]
+ProbeVerdict = Literal["good", "bad", "inconclusive", "skipped", "untested"]
+
+STEP_SCALE = 4.0  # prior standard deviation of the step, in noise scales (a step is there to be found)
+PRIOR_NO_STEP = 0.5  # prior probability that the references do not differ at all
+VERIFY_TRIALS = 2  # trials each of culprit and parent before a culprit is named
+REFERENCE_TRIALS = 3  # trials of each reference before the search starts
+MAX_TRIALS = 100
+MIN_EFFECT = 0.02  # references closer than this (equivalence test at 95%) cannot be bisected
+SECOND_STEP_P = 0.01  # a side of the culprit where P(no step) is below this holds another step
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One call of `measure`: the candidate's index and its value, or the error that made it skip."""
+
+    index: int
+    value: float | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the bisect knows about one candidate: its trials and P(it is bad), as a verdict."""
+
+    index: int
+    candidate: object
+    samples: tuple[float, ...]
+    p_bad: float
+    verdict: ProbeVerdict
+
+
+@dataclass(frozen=True)
+class BisectResult(Generic[C]):
+    """`culprit`: the first bad candidate (None unless `outcome` is "culprit"); `confidence`: the posterior
+    probability of that answer (of "no step" for cannot-reproduce); `suspects`: the index range [first, last]
+    the step lies in when skipped candidates leave it ambiguous; `rel_change`: the bad level against the
+    good one (+0.12: 12% higher), from all trials split at the culprit; `others`: further steps found on
+    either side of the culprit (a regression made of two changes)."""
+
+    outcome: Outcome
+    culprit: C | None
+    culprit_index: int | None
+    confidence: float
+    trials: int
+    probes: list[Probe]
+    rel_change: float
+    regression: bool | None  # the bad reference is worse in the metric's direction
+    suspects: tuple[int, int] | None = None
+    others: list[BisectResult[C]] = field(default_factory=list)
+
+
+def bisect(candidates: Sequence[C], measure: Callable[[C], float], *, higher_is_better: bool,
+           confidence: float = 0.95, min_effect: float = MIN_EFFECT, max_trials: int = MAX_TRIALS,
+           history: Iterable[Trial] = (), on_trial: Callable[[Trial], None] | None = None,
+           second_steps: bool = True) -> BisectResult[C]:  # fmt: skip
+    """Bisect `candidates` (first known good, last known bad) calling `measure` for one trial at a time.
+
+    `history`: trials already taken (a resumed bisect); `on_trial` sees each new trial as it is taken (to
+    store it). `trials` in the result counts every trial, replayed ones included. `min_effect`: references
+    shown to differ by less than this are "cannot-reproduce" (a Bayes factor alone takes ~100 trials to
+    prove that nothing changed).
+    """
+    if len(candidates) < 2:
+        raise ConfigError(f"bisect needs a good and a bad candidate, got {len(candidates)}")
+    if not 0.5 < confidence < 1:
+        raise ConfigError(f"bisect confidence must be in (0.5, 1), got {confidence}")
+    if not 0 < min_effect < 1:
+        raise ConfigError(f"bisect min_effect must be in (0, 1), got {min_effect}")
+    state = _State(len(candidates), min_effect)
+    for trial in history:
+        state.add(trial)
+    result = _search(state, 0, len(candidates) - 1, candidates, measure, higher_is_better, confidence,
+                     max_trials, on_trial)  # fmt: skip
+    if second_steps and result.outcome == "culprit":
+        result = _with_second_steps(result, state, candidates, measure, higher_is_better, confidence, max_trials,
+                                    on_trial)  # fmt: skip
+    return result
+
+
+class _State:
+    """Trials per candidate (shared by the searches of one bisect) and the candidates that cannot be measured."""
+
+    def __init__(self, n: int, min_effect: float):
+        self.min_effect = min_effect
+        self.samples: list[list[float]] = [[] for _ in range(n)]
+        self.errors: dict[int, str] = {}
+        self.trials = 0
+
+    def add(self, trial: Trial) -> None:
+        if not 0 <= trial.index < len(self.samples):
+            raise ConfigError(f"stored trial for candidate {trial.index}, but there are {len(self.samples)}")
+        self.trials += 1
+        if trial.value is None or not math.isfinite(trial.value):
+            self.errors[trial.index] = trial.error or f"not a finite value: {trial.value}"
+        else:
+            self.samples[trial.index].append(float(trial.value))
+
+    def take(self, index: int, candidates: Sequence[C], measure: Callable[[C], float],
+             on_trial: Callable[[Trial], None] | None) -> None:  # fmt: skip
+        try:
+            trial = Trial(index, float(measure(candidates[index])))
+        except EngineError as e:
+            trial = Trial(index, None, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        self.add(trial)
+        if on_trial is not None:
+            on_trial(trial)
+
+    def transformed(self, lo: int, hi: int) -> list[np.ndarray]:
+        """Samples of candidates lo..hi on the scale the model works on: logs when every value is positive."""
+        chunks = [np.asarray(s, dtype=float) for s in self.samples[lo : hi + 1]]
+        values = np.concatenate(chunks) if chunks else np.empty(0)
+        if values.size and (values > 0).all():
+            return [np.log(c) for c in chunks]
+        scale = float(np.median(np.abs(values))) if values.size else 1.0
+        return [c / (scale or 1.0) for c in chunks]
+
+
+@dataclass(frozen=True)
+class _Posterior:
+    p_k: np.ndarray  # P(first bad = lo + 1 + i), i = 0 .. hi - lo - 1, jointly with "a step exists"
+    p_none: float
+
+    def p_bad(self, offset: int) -> float:
+        """P(candidate lo + offset is bad | a step exists)."""
+        total = float(self.p_k.sum())
+        return float(self.p_k[:offset].sum() / total) if total > 0 else math.nan
+
+
+def _posterior(ys: list[np.ndarray]) -> _Posterior:
+    """Posterior over the first bad offset within a range whose first entry is good and last is bad."""
+    n_cands = len(ys)
+    counts = np.array([y.size for y in ys])
+    measured = np.flatnonzero(counts)
+    k_count = n_cands - 1
+    prior_k = (1 - PRIOR_NO_STEP) / k_count
+    n = int(counts.sum())
+    if n < 3 or counts[0] == 0 or counts[-1] == 0:
+        return _Posterior(np.full(k_count, prior_k), PRIOR_NO_STEP)
+    all_y = np.concatenate([ys[i] for i in measured])
+    centred = all_y - all_y.mean()
+    s_yy = float(centred @ centred)
+    # Split after the j-th measured candidate (j = 1 .. J-1): the first j are good.
+    group_n = counts[measured]
+    group_sum = np.array([ys[i].sum() for i in measured]) - group_n * all_y.mean()
+    n_good = np.cumsum(group_n)[:-1]
+    n_bad = n - n_good
+    s_zz = n_good * n_bad / n
+    s_zy = group_sum.sum() - np.cumsum(group_sum)[:-1]  # sum over the bad side of centred values
+    g = STEP_SCALE**2
+    tiny = 1e-300 + 1e-12 * s_yy
+    q = np.maximum(s_yy - s_zy**2 / (s_zz + 1 / g), tiny)
+    log_m = -0.5 * np.log1p(g * s_zz) - (n - 1) / 2 * np.log(q)
+    log_none = -(n - 1) / 2 * math.log(max(s_yy, tiny))
+    # Offset k (first bad) falls after measured candidate j when measured[j-1] < k <= measured[j].
+    split_of_k = np.searchsorted(measured, np.arange(1, n_cands), side="left") - 1
+    log_k = log_m[split_of_k] + math.log(prior_k)
+    log_n = log_none + math.log(PRIOR_NO_STEP)
+    top = max(float(log_k.max()), log_n)
+    p_k, p_none = np.exp(log_k - top), math.exp(log_n - top)
+    total = float(p_k.sum()) + p_none
+    return _Posterior(p_k / total, p_none / total)
+
+
+def _search(state: _State, lo: int, hi: int, candidates: Sequence[C], measure: Callable[[C], float],
+            higher_is_better: bool, confidence: float, max_trials: int,
+            on_trial: Callable[[Trial], None] | None) -> BisectResult[C]:  # fmt: skip
+    while True:
+        post = _posterior(state.transformed(lo, hi))
+        decision = _decide(state, lo, hi, post, confidence, max_trials)
+        if isinstance(decision, int):
+            state.take(decision, candidates, measure, on_trial)
+            continue
+        return _result(state, lo, hi, candidates, post, decision, higher_is_better)
+
+
+def _atoms(state: _State, lo: int, hi: int, post: _Posterior) -> list[tuple[int, int, float]]:
+    """(parent, culprit, probability): the step lies after `parent` and at or before `culprit`, where both
+    can be measured and everything between them is skipped."""
+    measurable = [i for i in range(lo, hi + 1) if i not in state.errors or i in (lo, hi)]
+    return [(a, b, float(post.p_k[a - lo : b - lo].sum())) for a, b in zip(measurable, measurable[1:], strict=False)]
+
+
+def _decide(state: _State, lo: int, hi: int, post: _Posterior, confidence: float,
+            max_trials: int) -> int | tuple[Outcome, int, int, float]:  # fmt: skip
+    """The next candidate to measure, or (outcome, parent, culprit, probability) when done."""
+    parent, culprit, p_best = max(_atoms(state, lo, hi, post), key=lambda atom: atom[2])
+    if post.p_none >= confidence:
+        return ("cannot-reproduce", lo, hi, post.p_none)
+    if _equivalent(state, lo, hi):
+        return ("cannot-reproduce", lo, hi, 0.95)
+    if p_best >= confidence:
+        short = [i for i in (parent, culprit) if len(state.samples[i]) < VERIFY_TRIALS]
+        if not short:
+            return ("culprit" if culprit - parent == 1 else "ambiguous", parent, culprit, p_best)
+        if state.trials < max_trials:
+            return min(short, key=lambda i: len(state.samples[i]))
+    if state.trials >= max_trials:
+        return ("inconclusive", parent, culprit, p_best)
+    refs = (lo, hi)
+    if min(len(state.samples[i]) for i in refs) < REFERENCE_TRIALS or post.p_none >= 0.5:
+        return min(refs, key=lambda i: (len(state.samples[i]), i))
+    # P(s is bad | a step) for every inner candidate s; measure where that is nearest one half.
+    p_bad = np.cumsum(post.p_k)[: hi - lo - 1] / max(float(post.p_k.sum()), 1e-300)
+    score = np.minimum(p_bad, 1 - p_bad)
+    score[[i - lo - 1 for i in state.errors if lo < i < hi]] = -1.0
+    if score.size == 0 or score.max() <= 0:
+        return min(refs, key=lambda i: len(state.samples[i]))
+    return lo + 1 + int(np.argmax(score))
+
+
+def _equivalent(state: _State, lo: int, hi: int) -> bool:
+    """TOST at 5%: do the references' trials show that they differ by less than `min_effect`?"""
+    ys = state.transformed(lo, hi)
+    good, bad = ys[0], ys[-1]
+    if min(good.size, bad.size) < REFERENCE_TRIALS:
+        return False
+    logs = all(v > 0 for s in state.samples[lo : hi + 1] for v in s)
+    margin = math.log1p(state.min_effect) if logs else state.min_effect
+    diff = float(bad.mean() - good.mean())
+    dof = good.size + bad.size - 2
+    pooled = (float(((good - good.mean()) ** 2).sum()) + float(((bad - bad.mean()) ** 2).sum())) / dof
+    se = math.sqrt(pooled * (1 / good.size + 1 / bad.size))
+    if se == 0:
+        return abs(diff) < margin
+    return all(_one_sided(t, dof) < 0.05 for t in ((diff + margin) / se, (margin - diff) / se))
+
+
+def _one_sided(t: float, dof: int) -> float:
+    """P(T >= t) for Student's t."""
+    half = t_two_sided(t, dof) / 2
+    return half if t > 0 else 1 - half
+
+
+def _result(state: _State, lo: int, hi: int, candidates: Sequence[C], post: _Posterior,
+            decision: tuple[Outcome, int, int, float], higher_is_better: bool) -> BisectResult[C]:  # fmt: skip
+    outcome, parent, culprit, p = decision
+    ys = state.transformed(lo, hi)
+    split = culprit - lo if outcome != "cannot-reproduce" else hi - lo
+    good = np.concatenate(ys[:split]) if split else np.empty(0)
+    bad = np.concatenate(ys[split:])
+    ref_good, ref_bad = ys[0], ys[-1]
+    rel = _rel(good, bad, state, lo, hi)
+    regression = None
+    if ref_good.size and ref_bad.size:
+        worse = float(ref_bad.mean()) < float(ref_good.mean())
+        regression = worse if higher_is_better else not worse
+    probes = [_probe(state, i, candidates, post, lo) for i in range(lo, hi + 1)]
+    named = outcome == "culprit"
+    return BisectResult(
+        outcome=outcome,
+        culprit=candidates[culprit] if named else None,
+        culprit_index=culprit if named else None,
+        confidence=p,
+        trials=state.trials,
+        probes=probes,
+        rel_change=rel,
+        regression=regression,
+        suspects=(parent + 1, culprit) if outcome in ("ambiguous", "inconclusive") else None,
+    )
+
+
+def _rel(good: np.ndarray, bad: np.ndarray, state: _State, lo: int, hi: int) -> float:
+    if not good.size or not bad.size:
+        return math.nan
+    values = np.concatenate([np.asarray(s, dtype=float) for s in state.samples[lo : hi + 1]])
+    if (values > 0).all():
+        return float(np.expm1(bad.mean() - good.mean()))
+    return float((bad.mean() - good.mean()) / abs(good.mean())) if good.mean() else math.nan
+
+
+def _probe(state: _State, index: int, candidates: Sequence[C], post: _Posterior, lo: int) -> Probe:
+    samples = tuple(state.samples[index])
+    p_bad = post.p_bad(index - lo) if index > lo else 0.0
+    verdict: ProbeVerdict
+    if index in state.errors and not samples:
+        verdict = "skipped"
+    elif not samples:
+        verdict = "untested"
+    elif p_bad >= 0.95:
+        verdict = "bad"
+    elif p_bad <= 0.05:
+        verdict = "good"
+    else:
+        verdict = "inconclusive"
+    return Probe(index, candidates[index], samples, p_bad, verdict)
+
+
+def _with_second_steps(result: BisectResult[C], state: _State, candidates: Sequence[C],
+                       measure: Callable[[C], float], higher_is_better: bool, confidence: float, max_trials: int,
+                       on_trial: Callable[[Trial], None] | None) -> BisectResult[C]:  # fmt: skip
+    """Search each side of the culprit again when its measured candidates still differ among themselves."""
+    culprit = result.culprit_index
+    assert culprit is not None
+    parent = max(i for i in range(culprit) if i not in state.errors or i == 0)
+    others = []
+    for lo, hi in ((0, parent), (culprit, len(candidates) - 1)):
+        if hi - lo >= 1 and _has_step(state.transformed(lo, hi)):
+            side = _search(state, lo, hi, candidates, measure, higher_is_better, confidence, max_trials, on_trial)
+            if side.outcome == "culprit":
+                others.append(side)
+    return BisectResult(**{**result.__dict__, "trials": state.trials, "others": others})
+
+
+def _has_step(ys: list[np.ndarray]) -> bool:
+    """Do a side's own trials make a step within it all but certain? (Searching a clean side would spend
+    trials proving that it is clean.)"""
+    return len([y for y in ys if y.size]) >= 2 and ys[0].size > 0 and ys[-1].size > 0 and \
+        _posterior(ys).p_none < SECOND_STEP_P
