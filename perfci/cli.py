@@ -404,6 +404,52 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
     sys.exit(0 if good else 1)
 
 
+@cli.command()
+@click.option("--baseline", help="Compare --candidate against this build or run (as `perfci compare`); without both, "
+                                 "report the newest `perfci detect` pass.")  # fmt: skip
+@click.option("--candidate", help="The build or run to report on, against --baseline.")
+@click.option("--pr", type=click.IntRange(min=1), help="Upsert perfci's comment on this pull request, and set a "
+              "status (and a check run, with an app installation token) on its head commit.")  # fmt: skip
+@click.option("--sha", help="Commit for the status and check run (default: the head of --pr).")
+@click.option("--issue-on-regression", "issues", is_flag=True,
+              help="Open an issue for each confirmed regression finding, update it, close it when fixed.")  # fmt: skip
+@click.option("--summary", "job_summary", is_flag=True, help="Append the summary to $GITHUB_STEP_SUMMARY.")
+@click.option("--dry-run", is_flag=True, help="Print what would be posted; post and write nothing.")
+@click.option("--dashboard-url", metavar="BASE", help="The dashboard site to link to (no links without it).")
+@click.option("--repo", envvar="GITHUB_REPOSITORY", metavar="OWNER/NAME", help="[default: $GITHUB_REPOSITORY]")
+@click.option("--api-url", envvar="GITHUB_API_URL", metavar="URL",
+              help="GitHub's API; GitHub Enterprise Server: https://HOST/api/v3 [default: $GITHUB_API_URL, else "
+                   "https://api.github.com]")  # fmt: skip
+@click.option("--bot-login", help="Whose comments and issues perfci may edit [default: the token's user; for an app "
+                                  "installation token, any bot]")  # fmt: skip
+@min_effect_option
+@db_option
+def report(baseline, candidate, pr, sha, issues, job_summary, dry_run, dashboard_url, repo, api_url, bot_login,
+           min_effect, db_path) -> None:  # fmt: skip
+    """Report a comparison to GitHub: pull request comment, commit status and check run, regression issues, job
+    summary. The token comes from $GITHUB_TOKEN only. Without --pr, --sha, --issue-on-regression, --summary or
+    --dry-run, print the summary. Exit 4 when GitHub fails (the job summary is written first)."""
+    import os
+
+    from perfci.report import publish
+
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY") if job_summary else None
+    if job_summary and not summary_path and not dry_run:
+        raise click.UsageError("--summary: $GITHUB_STEP_SUMMARY is not set (GitHub Actions sets it)")
+    outcome = publish.report(
+        store.open_db(db_path), baseline=baseline, candidate=candidate, pr=pr, sha=sha, issues=issues,
+        summary_path=summary_path and Path(summary_path), dry_run=dry_run, dashboard_url=dashboard_url, repo=repo,
+        api_url=api_url, token=os.environ.get("GITHUB_TOKEN"), bot_login=bot_login,
+        details_url=publish.actions_run_url(), say=lambda line: console.print(line, markup=False, highlight=False),
+        min_effect=min_effect,
+    )  # fmt: skip
+    if dry_run:
+        click.echo(publish.describe(outcome.plan, pr=pr, sha=sha, job_summary=job_summary))
+    elif not (pr or sha or issues or job_summary):
+        click.echo(outcome.plan.markdown, nl=False)
+
+
+
 def _print_ingest(report, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict()))

@@ -1,0 +1,306 @@
+"""Markdown for GitHub, from jinja2 templates (templates/*.md.j2): the comparison summary (a pull request
+comment, the job summary, a check run), a regression finding's issue, and a bisection's comment. Pure: every
+function returns a string; engine strings, build labels and commit subjects are escaped as untrusted text.
+
+A summary stays under its limit by summarising: it drops detail a level at a time (the full table's unchanged
+rows, the full table, the startup table, then rows of the main table beyond a count, each time saying what was
+left out), so a table is always whole.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import quote, urlencode
+
+import jinja2
+
+from perfci.findings import Finding, Member, SeriesVerdict
+from perfci.report.summary import VERDICTS, Bisect, Section, Summary
+from perfci.series import STARTUP_PREFIX, STARTUP_WORKLOAD, SeriesKey
+
+COMMENT_LIMIT = 65_536  # characters: GitHub's limit on a comment or an issue body
+CHECK_RUN_LIMIT = 65_535  # characters: a check run's output.summary
+STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes: GitHub's limit on one step's job summary
+SUMMARY_MARKER = "<!-- perfci:summary -->"
+NOTABLE = ("regression", "failed", "improvement")  # the rows of the main table
+
+ICONS = {"regression": "🔴", "failed": "❌", "improvement": "🟢", "inconclusive": "🟡", "no-baseline": "⚪",
+         "unchanged": "▫️"}  # fmt: skip
+
+
+def fits_comment(text: str) -> bool:
+    return len(text) <= COMMENT_LIMIT
+
+
+def fits_check_run(text: str) -> bool:
+    return len(text) <= CHECK_RUN_LIMIT
+
+
+def fits_step_summary(text: str) -> bool:
+    return len(text.encode()) <= STEP_SUMMARY_LIMIT
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Links into the dashboard site at `base` (no links when None). Its pages: index.html, trends.html?…,
+    load.html, startup.html?engine=&hardware=, runs/<run_id>.html."""
+
+    base: str | None
+
+    def _page(self, path: str, **query: str) -> str | None:
+        if self.base is None:
+            return None
+        return f"{self.base.rstrip('/')}/{path}" + (f"?{urlencode(query)}" if query else "")
+
+    def index(self) -> str | None:
+        return self._page("index.html")
+
+    def run(self, run_id: str) -> str | None:
+        return self._page(f"runs/{quote(run_id)}.html")
+
+    def series(self, key: SeriesKey) -> str | None:
+        """A startup series' startup page, any other series' trend."""
+        if key.workload == STARTUP_WORKLOAD:
+            return self._page("startup.html", engine=key.engine, hardware=key.hardware_label)
+        return self._page("trends.html", engine=key.engine, model=key.model, hardware=key.hardware_label,
+                          suite=key.suite, workload=key.workload, load=key.load_label, metric=key.metric)  # fmt: skip
+
+
+# --- markers: how perfci finds what it wrote, without any state of its own --------------------------------------
+
+def _marker(kind: str, *parts: str) -> str:
+    # Quoted, so a part can hold neither "/" (the separator) nor "-->" (the end of the HTML comment).
+    return f"<!-- perfci:{kind} {'/'.join(quote(p, safe='=.@+:') for p in parts)} -->"
+
+
+def finding_marker(f: Finding) -> str:
+    return _marker("finding", f.engine, f.hardware_label, f.suite, f.first_bad)
+
+
+def bisect_marker(b: Bisect) -> str:
+    return _marker("bisect", str(b.id))
+
+
+def fixed_marker(f: Finding) -> str:
+    return _marker("closed", f.engine, f.hardware_label, f.suite, f.first_bad)
+
+
+FINDING_MARKER = re.compile(r"<!-- perfci:finding \S+ -->")
+
+
+# --- formatting ---------------------------------------------------------------------------------------------------
+
+_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")  # with [ and ] escaped, ( ) ! make no link or image
+_MENTION = re.compile(r"(?<!\w)@(?=\w)")
+
+
+def md(text: object) -> str:
+    """Untrusted text, inert in GitHub markdown: no markup, no HTML, no table breaks, no @mentions."""
+    s = " ".join(str(text).split())
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _SPECIAL.sub(r"\\\1", s)
+    return _MENTION.sub("@\u200b", s)  # a zero-width space after @ keeps a commit subject from pinging anyone
+
+
+def url(target: str | None) -> str:
+    """A link target from untrusted data (a bisect's culprit URL): http(s) only, with nothing that ends the link."""
+    if not target or not target.startswith(("https://", "http://")):
+        return ""
+    return quote(target, safe=":/?#&=%+@,;~.-_!$*'")
+
+
+def pct(v: float | None) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:+.1%}"
+
+
+def change(v: SeriesVerdict | Member | Finding) -> str:
+    """`+12.0% [+10.1%, +14.2%]`: the change and its 99% interval, where there is one."""
+    if v.rel_change is None:
+        return "—"
+    interval = f" [{pct(v.ci_low)}, {pct(v.ci_high)}]" if v.ci_low is not None and v.ci_high is not None else ""
+    return pct(v.rel_change) + interval
+
+
+def pvalue(p: float | None) -> str:
+    return "—" if p is None else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
+
+
+def value(metric: str, v: float | None) -> str:
+    """A median with its unit."""
+    if v is None or not math.isfinite(v):
+        return "—"
+    if metric.startswith(STARTUP_PREFIX):
+        return f"{v:,.2f} s"
+    if metric.endswith(("_mean", "_p50", "_p90", "_p95", "_p99")) and "_ms_" in metric:
+        return f"{v:,.1f} ms"
+    if metric == "error_rate":
+        return f"{v:.1%}"
+    if metric in ("request_rate", "goodput"):
+        return f"{v:,.2f} req/s"
+    if metric in ("output_throughput", "total_throughput"):
+        return f"{v:,.1f} tok/s"
+    return f"{v:,.4g}"
+
+
+_LATENCY_NAMES = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "itl_ms": "ITL", "e2e_ms": "E2E latency"}
+
+
+def metric_name(metric: str) -> str:
+    """`TTFT p50`, `output throughput`, `startup (total)`, `startup phase load_weights`."""
+    if metric == STARTUP_PREFIX + "total":
+        return "startup (total)"
+    if metric.startswith(STARTUP_PREFIX):
+        return f"startup phase {metric.removeprefix(STARTUP_PREFIX)}"
+    name, _, stat = metric.rpartition("_")
+    if name in _LATENCY_NAMES:
+        return f"{_LATENCY_NAMES[name]} {stat}"
+    return metric.replace("_", " ")
+
+
+def verdict(v: str) -> str:
+    return f"{ICONS[v]} {v.replace('-', ' ')}"
+
+
+def severity(v: SeriesVerdict) -> tuple:
+    return VERDICTS.index(v.verdict), -abs(v.rel_change or 0.0), v.key
+
+
+def representative(f: Finding) -> Member | None:
+    """The member the finding's summary columns come from (store._summarise_regression's order)."""
+    return min(f.members, key=lambda m: (m.pending, m.pvalue, -abs(m.rel_change)), default=None)
+
+
+def issue_title(f: Finding, bisect: Bisect | None) -> str:
+    """`sim==0.2.0 made TTFT p50 12.0% worse on cpu-2c at c=4 (smoke); bisected to sim@abc (confidence 97%)`."""
+    m = representative(f)
+    title = f"{f.first_bad} made a series worse on {f.hardware_label} ({f.suite})"
+    if m is not None:
+        where = "at startup" if m.key.workload == STARTUP_WORKLOAD else f"at {m.key.load_label}"
+        title = (f"{f.first_bad} made {metric_name(m.key.metric)} {abs(m.rel_change):.1%} worse on "
+                 f"{f.hardware_label} {where} ({f.suite})")  # fmt: skip
+    if bisect is not None and bisect.outcome == "culprit" and bisect.culprit:
+        confidence = f" (confidence {bisect.confidence:.0%})" if bisect.confidence is not None else ""
+        title += f"; bisected to {bisect.culprit}{confidence}"
+    return " ".join(title.split())[:256]  # GitHub refuses longer titles
+
+
+def latest_culprit(bisects: list[Bisect] | tuple[Bisect, ...]) -> Bisect | None:
+    return next((b for b in bisects if b.status == "done" and b.outcome == "culprit"), None)
+
+
+# --- rendering ----------------------------------------------------------------------------------------------------
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("perfci.report", "templates"), autoescape=False,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)  # fmt: skip
+    env.filters.update(md=md, url=url, pct=pct, change=change, pvalue=pvalue, verdict=verdict, metric_name=metric_name)
+    env.globals.update(value=value, ICONS=ICONS)
+    return env
+
+
+def _render(template: str, **context) -> str:
+    text = _env().get_template(template).render(**context)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+@dataclass(frozen=True)
+class Detail:
+    """How much a summary shows: rows of the main table per section (None: all), the startup table, and the
+    collapsed full table: every series, the ones not unchanged, or none."""
+
+    main_rows: int | None
+    startup: bool
+    full_table: str  # all | changed | none
+
+
+LADDER = (
+    Detail(None, True, "all"),
+    Detail(None, True, "changed"),
+    Detail(None, True, "none"),
+    Detail(None, False, "none"),
+    Detail(50, False, "none"),
+    Detail(10, False, "none"),
+    Detail(0, False, "none"),
+)
+
+
+def summary(s: Summary, dashboard: Dashboard, *, fits: Callable[[str], bool] = fits_comment,
+            marker: str | None = SUMMARY_MARKER) -> str:  # fmt: skip
+    """The comparison summary, at the most detail that `fits` (a comment's limit by default)."""
+    for detail in LADDER:
+        sections = [_section(sec, dashboard, detail) for sec in s.sections]
+        text = _render("summary.md.j2", title=s.title, sections=sections, dashboard=dashboard, marker=marker,
+                       findings=[_finding(f, s.bisects, dashboard) for f in s.findings])  # fmt: skip
+        if fits(text):
+            return text
+    return text  # counts and findings only: the least a summary says
+
+
+def _section(sec: Section, dashboard: Dashboard, detail: Detail) -> dict:
+    scopes = {(v.key.engine, v.key.hardware_label, v.key.suite) for v in sec.verdicts}
+    one_scope = len(scopes) == 1
+    models = {v.key.model for v in sec.verdicts}
+
+    def row(v: SeriesVerdict) -> dict:
+        k = v.key
+        parts = ([] if one_scope else [k.hardware_label, k.suite]) + ([] if len(models) == 1 else [k.model])
+        where = f"{'startup' if k.workload == STARTUP_WORKLOAD else k.workload} · {k.load_label}"
+        return {"v": v, "series": " · ".join([*parts, where]), "metric": k.metric, "link": dashboard.series(k),
+                "baseline": value(k.metric, v.baseline), "candidate": value(k.metric, v.candidate)}  # fmt: skip
+
+    notable = sorted((v for v in sec.verdicts if v.verdict in NOTABLE), key=severity)
+    shown = notable if detail.main_rows is None else notable[: detail.main_rows]
+    startup = sorted((v for v in sec.verdicts if v.key.workload == STARTUP_WORKLOAD),
+                     key=lambda v: (v.key.model, v.key.load_label, v.key.metric != STARTUP_PREFIX + "total",
+                                    v.key.metric))  # fmt: skip
+    full = {"all": list(sec.verdicts), "changed": [v for v in sec.verdicts if v.verdict != "unchanged"],
+            "none": []}[detail.full_table]  # fmt: skip
+    engine, hardware, suite = next(iter(scopes)) if one_scope else (None, None, None)
+    return {
+        "candidate": sec.candidate, "baseline": sec.baseline, "counts": sec.counts(), "total": len(sec.verdicts),
+        "engine": engine, "hardware": hardware, "suite": suite,
+        "runs": [(r[:8], dashboard.run(r)) for r in sec.candidate.run_ids],
+        "rows": [row(v) for v in shown], "rows_left_out": len(notable) - len(shown),
+        "startup": [row(v) for v in startup] if detail.startup else [],
+        "startup_left_out": bool(startup) and not detail.startup,
+        "full": [row(v) for v in sorted(full, key=lambda v: v.key)], "full_table": detail.full_table,
+        "unchanged_left_out": sum(v.verdict == "unchanged" for v in sec.verdicts),
+    }  # fmt: skip
+
+
+def _finding(f: Finding, bisects: tuple[Bisect, ...], dashboard: Dashboard) -> dict:
+    mine = [b for b in bisects if b.regression_id == f.id]
+    m = representative(f)
+    return {"f": f, "member": m, "link": dashboard.series(m.key) if m else None, "bisect": latest_culprit(mine),
+            "bisects": mine}  # fmt: skip
+
+
+def issue(f: Finding, bisects: list[Bisect], dashboard: Dashboard) -> str:
+    """The body of a regression finding's issue: what moved, by how much, how to act; its bisections."""
+    members = sorted(f.members, key=lambda m: (m.pending, m.pvalue, -abs(m.rel_change)))
+    rows = [{"m": m, "link": dashboard.series(m.key),
+             "series": f"{m.key.model} · {'startup' if m.key.workload == STARTUP_WORKLOAD else m.key.workload} · "
+                       f"{m.key.load_label}"} for m in members]  # fmt: skip
+    context = {"f": f, "marker": finding_marker(f), "member": representative(f), "bisects": bisects,
+               "dashboard": dashboard}  # fmt: skip
+    for shown in (len(rows), 50, 10):  # a finding can move hundreds of series: keep the body under the limit
+        text = _render("issue.md.j2", rows=rows[:shown], left_out=len(rows) - min(shown, len(rows)), **context)
+        if fits_comment(text):
+            return text
+    return text
+
+
+def bisect_comment(b: Bisect) -> str:
+    """A bisection's result, posted to its finding's issue once it is done."""
+    return _render("bisect.md.j2", b=b, marker=bisect_marker(b))
+
+
+def closing_comment(f: Finding) -> str:
+    """Said on a finding's issue when perfci closes it (fixed, or dismissed as a false positive)."""
+    return _render("closed.md.j2", f=f, marker=fixed_marker(f))

@@ -1,0 +1,220 @@
+"""`perfci report`: decide what to post (a Plan, pure), write the job summary, then post the plan to GitHub.
+
+Nothing is kept between runs: perfci finds its pull request comment, its issues and its issue comments again
+by the hidden markers in them (markdown.py), so a report can run any number of times, from a rebuilt store too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from perfci import findings, github
+from perfci.errors import ConfigError
+from perfci.findings import Finding
+from perfci.report import markdown, summary
+from perfci.report.markdown import Dashboard
+from perfci.report.summary import Bisect, Summary
+
+LABEL = "perfci"  # perfci looks for its issues among those with this label
+ISSUE_LABELS = (LABEL, "performance-regression")
+CONTEXT = "perfci"  # the commit status's context and the check run's name
+
+
+@dataclass(frozen=True)
+class IssuePlan:
+    """What the issue of one finding should say, and whether to open it (when missing) or close it."""
+
+    finding: Finding
+    marker: str
+    title: str
+    body: str
+    open_new: bool  # an open, confirmed finding: create its issue when there is none
+    closing_comment: str | None  # fixed or dismissed: close its issue, saying this
+    bisect_comments: tuple[tuple[str, str], ...]  # (marker, body) for each finished bisection
+
+
+@dataclass(frozen=True)
+class Plan:
+    markdown: str  # the summary, within the job summary's limit
+    comment: str | None  # the pull request comment (with its marker), within a comment's limit
+    status: tuple[str, str] | None  # commit status state and description
+    check: tuple[str, str, str] | None  # check run conclusion, title and summary
+    issues: tuple[IssuePlan, ...]
+
+
+def plan(s: Summary, stored: list[Finding], bisects: list[Bisect], dashboard: Dashboard, *, pr: bool, commit: bool,
+         issues: bool) -> Plan:  # fmt: skip
+    """Everything a report would post: the comment when `pr`, a status and check run when there is a `commit`,
+    an issue for each stored finding that has (or needs) one when `issues`."""
+    counts = {v: n for v in summary.VERDICTS if (n := sum(x.verdict == v for x in s.verdicts))}
+    said = ", ".join(f"{n} {v}" for v, n in counts.items() if v != "unchanged") or "nothing moved"
+    description = f"{said} in {len(s.verdicts)} series"
+    state = "failure" if s.failing else "success"
+    check_text = markdown.summary(s, dashboard, fits=markdown.fits_check_run, marker=None)
+    return Plan(
+        markdown=markdown.summary(s, dashboard, fits=markdown.fits_step_summary, marker=None),
+        comment=markdown.summary(s, dashboard) if pr else None,
+        status=(state, description) if commit else None,
+        check=(state, f"perfci: {description}", check_text) if commit else None,
+        issues=tuple(_issue_plan(f, bisects, dashboard) for f in stored if _has_issue(f)) if issues else (),
+    )
+
+
+def _has_issue(f: Finding) -> bool:
+    return f.confirmed or f.status != "open"  # a pending finding gets an issue once confirmed
+
+
+def _issue_plan(f: Finding, bisects: list[Bisect], dashboard: Dashboard) -> IssuePlan:
+    mine = [b for b in bisects if b.regression_id == f.id]
+    done = [b for b in mine if b.status == "done"]
+    closing = markdown.closing_comment(f) if f.status in ("fixed", "false-positive") else None
+    return IssuePlan(f, markdown.finding_marker(f), markdown.issue_title(f, markdown.latest_culprit(mine)),
+                     markdown.issue(f, mine, dashboard), f.status == "open" and f.confirmed, closing,
+                     tuple((markdown.bisect_marker(b), markdown.bisect_comment(b)) for b in done))  # fmt: skip
+
+
+def apply(p: Plan, repo: github.Repository, *, pr: int | None, sha: str | None, details_url: str | None,
+          say: Callable[[str], None] = lambda line: None) -> None:  # fmt: skip
+    """Post `p`. Each step goes on when an earlier one failed; every failure is raised together at the end."""
+    errors: list[str] = []
+
+    def step(action: Callable[[], str | None]) -> None:
+        try:
+            line = action()
+        except github.GitHubError as e:
+            errors.append(str(e))
+            return
+        if line:
+            say(line)
+
+    if p.comment is not None and pr is not None:
+        step(lambda: f"pull request #{pr}: comment {repo.upsert_comment(pr, markdown.SUMMARY_MARKER, p.comment)}")
+    if (p.status or p.check) and sha is None and pr is not None:
+        try:
+            sha = repo.head_sha(pr)
+        except github.GitHubError as e:
+            errors.append(str(e))
+    if p.status is not None and sha is not None:
+        state, description = p.status
+        step(lambda: repo.set_status(sha, state=state, description=description, context=CONTEXT,
+                                     target_url=details_url) or f"status {state} on {sha[:12]}")  # fmt: skip
+    if p.check is not None and sha is not None and repo.installation:
+        conclusion, title, text = p.check
+        step(lambda: repo.create_check_run(sha, name=CONTEXT, conclusion=conclusion, title=title, summary=text,
+                                           details_url=details_url)
+             or f"check run {conclusion} on {sha[:12]}")  # fmt: skip
+    if p.issues:
+        step(lambda: _issues(p.issues, repo, say))
+    if errors:
+        raise github.GitHubError("\n".join(errors))
+
+
+def _issues(plans: tuple[IssuePlan, ...], repo: github.Repository, say: Callable[[str], None]) -> None:
+    existing = repo.marked_issues(LABEL, markdown.FINDING_MARKER)
+    for ip in plans:
+        issue = existing.get(ip.marker)
+        f = ip.finding
+        if issue is None:
+            if not ip.open_new:
+                continue
+            issue = repo.create_issue(title=ip.title, body=ip.body, labels=list(ISSUE_LABELS))
+            say(f"finding {f.id}: opened issue #{issue.number} {issue.html_url}")
+        else:
+            # Closed once only: an issue a person reopened after perfci closed it (its closing comment is
+            # there) stays open. Closed before the comment, so a failed close is tried again next time.
+            closing = (ip.closing_comment is not None and issue.state == "open"
+                       and not repo.has_comment(issue.number, markdown.fixed_marker(f)))  # fmt: skip
+            if closing or (issue.title, issue.body) != (ip.title, ip.body):
+                repo.update_issue(issue.number, title=ip.title, body=ip.body, state="closed" if closing else None)
+                say(f"finding {f.id}: {'closed' if closing else 'updated'} issue #{issue.number}")
+            if closing:
+                repo.upsert_comment(issue.number, markdown.fixed_marker(f), ip.closing_comment)
+        for marker, body in ip.bisect_comments:
+            if repo.upsert_comment(issue.number, marker, body) != "unchanged":
+                say(f"finding {f.id}: bisect result on issue #{issue.number}")
+
+
+def describe(p: Plan, *, pr: int | None, sha: str | None, job_summary: bool = False) -> str:
+    """`--dry-run`: what a report would write and post, bodies included."""
+    where = sha[:12] if sha else f"the head of pull request #{pr}"
+    out = []
+    if job_summary:
+        out += [f"--- would append to $GITHUB_STEP_SUMMARY ({len(p.markdown.encode())} bytes):", p.markdown]
+    if p.comment is not None:
+        out += [f"--- would upsert the perfci comment on pull request #{pr} ({len(p.comment)} characters):",
+                p.comment]  # fmt: skip
+    if p.status is not None:
+        out.append(f"--- would set commit status {CONTEXT!r} on {where}: {p.status[0]}: {p.status[1]}")
+    if p.check is not None:
+        out.append(f"--- would create check run {CONTEXT!r} on {where} ({p.check[0]}), with a GitHub App "
+                   "installation token only")  # fmt: skip
+    for ip in p.issues:
+        action = "open (when missing) or update" if ip.open_new else "update (when it exists)"
+        action += " and close" if ip.closing_comment else ""
+        out += [f"--- would {action} the issue of finding {ip.finding.id}: {ip.title}", ip.body]
+        out += [f"--- would post or update on it:\n{body}" for _, body in ip.bisect_comments]
+    if not out:
+        out.append("--- nothing to post (give --pr, --sha, --issue-on-regression or --summary)")
+    return "\n".join(out)
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    posted: list[str] = field(default_factory=list)
+    summary_path: Path | None = None
+
+
+def report(db: Database, *, baseline: str | None = None, candidate: str | None = None, pr: int | None = None,
+           sha: str | None = None, issues: bool = False, summary_path: Path | None = None, dry_run: bool = False,
+           dashboard_url: str | None = None, repo: str | None = None, api_url: str | None = None,
+           token: str | None = None, bot_login: str | None = None, details_url: str | None = None,
+           connect: Callable[[str | None, str], Any] = github.connect, say: Callable[[str], None] = lambda line: None,
+           min_effect: float = findings.MIN_EFFECT) -> Outcome:  # fmt: skip
+    """Report on `--baseline A --candidate B`, or on the newest detect pass: append the summary to
+    `summary_path` (the job summary) first, then post to GitHub unless `dry_run`. A GitHub failure raises
+    GitHubError after the summary is written. `details_url` (the page a status links to) defaults to the
+    dashboard's overview."""
+    if (baseline is None) != (candidate is None):
+        raise ConfigError("give both --baseline and --candidate, or neither (to report the newest `perfci detect`)")
+    s = (summary.of_comparison(db, baseline, candidate, min_effect=min_effect) if baseline is not None
+         else summary.of_latest_detect(db))  # fmt: skip
+    posting = pr is not None or sha is not None or issues
+    if posting and not dry_run and not repo:
+        raise ConfigError("no repository: give --repo OWNER/NAME or set $GITHUB_REPOSITORY")
+    stored = findings.regressions(db) if issues else []
+    dashboard = Dashboard(dashboard_url)
+    p = plan(s, stored, summary.bisects(db) if issues else [], dashboard, pr=pr is not None,
+             commit=pr is not None or sha is not None, issues=issues)  # fmt: skip
+    outcome = Outcome(p)
+    if dry_run:
+        return outcome
+    if summary_path is not None:
+        with open(summary_path, "a", encoding="utf-8") as out:
+            out.write(p.markdown)
+        outcome.summary_path = summary_path
+    if not posting:
+        return outcome
+    if not token:
+        raise github.GitHubError("$GITHUB_TOKEN is not set: it is needed to post to GitHub")
+    gh = connect(api_url, token)
+    handle = github.Repository(gh, repo, bot_login=bot_login)
+
+    def posted(line: str) -> None:
+        outcome.posted.append(line)
+        say(line)
+
+    apply(p, handle, pr=pr, sha=sha, details_url=dashboard.index() or details_url, say=posted)
+    return outcome
+
+
+def actions_run_url(environ: Mapping[str, str] = os.environ) -> str | None:
+    """This GitHub Actions run's page, when running in one."""
+    parts = [environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")]
+    return f"{parts[0]}/{parts[1]}/actions/runs/{parts[2]}" if all(parts) else None

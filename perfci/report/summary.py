@@ -1,0 +1,180 @@
+"""What a report says, read from the store: comparisons (a candidate against its baseline, series by series),
+the findings they concern and the bisections that explain them. Markdown is made from these (markdown.py).
+
+Two sources: `of_comparison` (two builds or runs, as `perfci compare`) and `of_latest_detect` (what the newest
+`perfci detect` pass judged, with the verdicts it stored).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlite_utils import Database
+
+from perfci import findings, series
+from perfci.errors import ConfigError
+from perfci.findings import Finding, SeriesVerdict
+from perfci.series import SCOPE, Selection, SeriesKey
+
+VERDICTS = ("regression", "failed", "improvement", "inconclusive", "no-baseline", "unchanged")  # by severity
+
+
+@dataclass(frozen=True)
+class Section:
+    """One candidate (a build, or one run) against its baseline (None: it had none), every series compared."""
+
+    candidate: Selection
+    baseline: Selection | None
+    verdicts: tuple[SeriesVerdict, ...]
+
+    def counts(self) -> dict[str, int]:
+        return {v: n for v in VERDICTS if (n := sum(s.verdict == v for s in self.verdicts))}
+
+
+@dataclass(frozen=True)
+class Bisect:
+    """A row of the `bisects` table (migration 0003), as a report shows it."""
+
+    id: int
+    status: str  # running | done | aborted | failed
+    outcome: str | None  # culprit | ambiguous | cannot-reproduce | inconclusive
+    engine: str
+    hardware_label: str | None
+    suite: str | None
+    workload: str | None
+    load_label: str | None
+    metric: str
+    good: str
+    bad: str
+    culprit: str | None
+    culprit_subject: str | None
+    culprit_url: str | None
+    confidence: float | None
+    rel_change: float | None
+    trials: int
+    regression_id: int | None
+    updated: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    title: str
+    sections: tuple[Section, ...]
+    findings: tuple[Finding, ...]  # stored findings these sections concern
+    bisects: tuple[Bisect, ...]  # of those findings
+
+    @property
+    def verdicts(self) -> list[SeriesVerdict]:
+        return [v for s in self.sections for v in s.verdicts]
+
+    @property
+    def failing(self) -> bool:
+        """A regression or a failed series: the commit status and check run fail."""
+        return any(v.verdict in ("regression", "failed") for v in self.verdicts)
+
+
+def of_comparison(db: Database, baseline: str, candidate: str, *, min_effect: float = findings.MIN_EFFECT) -> Summary:
+    """`--baseline A --candidate B`: `perfci compare A B`, with the stored findings whose first bad build is B."""
+    comparison = findings.compare_builds(db, baseline, candidate, min_effect=min_effect)
+    section = Section(comparison.candidate, comparison.baseline, tuple(comparison.verdicts))
+    scopes = {(v.key.engine, v.key.hardware_label, v.key.suite) for v in comparison.verdicts}
+    found = [f for f in findings.regressions(db)
+             if f.first_bad == comparison.candidate.build and (f.engine, f.hardware_label, f.suite) in scopes]
+    title = f"{comparison.candidate.label} vs {comparison.baseline.label}"
+    return Summary(title, (section,), tuple(found), tuple(bisects(db, [f.id for f in found])))
+
+
+def of_latest_detect(db: Database) -> Summary:
+    """The runs the newest `perfci detect` pass judged, with the verdicts it stored (medians from the store), and
+    the findings in their scopes that are open or that pass saw."""
+    judged = pd.read_sql_query(
+        "SELECT j.*, r.engine, r.version, r.\"commit\", r.hardware_label, r.suite FROM judged_runs j "
+        "JOIN runs r USING (run_id) WHERE j.judged_at = (SELECT max(judged_at) FROM judged_runs) "
+        "ORDER BY r.created, j.run_id",
+        db.conn,
+    )
+    if judged.empty:
+        raise ConfigError("nothing to report: no run has been judged (run `perfci detect`, or give --baseline and "
+                          "--candidate)")  # fmt: skip
+    stamp = judged["judged_at"].iloc[0]
+    stored = pd.read_sql_query(
+        f"SELECT * FROM verdicts WHERE run_id IN ({', '.join('?' * len(judged))}) "
+        "ORDER BY run_id, model, workload, load_label, metric",
+        db.conn,
+        params=list(judged["run_id"]),
+    )
+    baseline_runs = {row.run_id: tuple(json.loads(row.baseline_runs)) if _text(row.baseline_runs) else ()
+                     for row in judged.itertuples()}  # fmt: skip
+    obs = series.observations(db, run_ids=dict.fromkeys([*judged["run_id"], *sum(baseline_runs.values(), ())]))
+    values = _values(obs)
+    sections = []
+    for run in judged.itertuples(index=False):
+        build = series.build_label(run.engine, _text(run.version), _text(run.commit))
+        candidate = Selection(f"run {run.run_id[:8]} ({build})", build, (run.run_id,))
+        base_ids = baseline_runs[run.run_id]
+        baseline = None
+        if label := _text(run.baseline):
+            base_builds = obs.loc[obs["run_id"].isin(base_ids), "build"].unique()
+            baseline = Selection(label, base_builds[0] if len(base_builds) == 1 else label, base_ids)
+        verdicts = tuple(_verdict(row, run, values, base_ids) for row in stored[stored["run_id"] == run.run_id]
+                         .itertuples(index=False))  # fmt: skip
+        sections.append(Section(candidate, baseline, verdicts))
+    scopes = {tuple(s) for s in judged[list(SCOPE)].itertuples(index=False)}
+    found = [f for f in findings.regressions(db)
+             if (f.engine, f.hardware_label, f.suite) in scopes and (f.status == "open" or f.last_seen == stamp)]
+    title = sections[0].candidate.label if len(sections) == 1 else f"{len(sections)} runs judged"
+    if len(sections) == 1 and sections[0].baseline is not None:
+        title += f" vs {sections[0].baseline.label}"
+    return Summary(title, tuple(sections), tuple(found), tuple(bisects(db, [f.id for f in found])))
+
+
+def _values(obs: pd.DataFrame) -> dict[tuple[str, ...], list[float]]:
+    """(run_id, model, workload, load_label, metric) -> that run's ok values of the series."""
+    ok = obs[obs["ok"] & obs["value"].notna()]
+    grouped = ok.groupby(["run_id", "model", "workload", "load_label", "metric"], sort=False)["value"]
+    return {key: list(values) for key, values in grouped}
+
+
+def _verdict(row: Any, run: Any, values: dict[tuple[str, ...], list[float]],
+             base_ids: tuple[str, ...]) -> SeriesVerdict:  # fmt: skip
+    match = (row.model, row.workload, row.load_label, row.metric)
+    key = SeriesKey(run.engine, row.model, run.hardware_label, run.suite, row.workload, row.load_label, row.metric)
+    base = [v for r in base_ids for v in values.get((r, *match), ())]
+    mine = values.get((run.run_id, *match), [])
+    return SeriesVerdict(key, row.verdict, _median(base), _median(mine), _num(row.rel_change), _num(row.ci_low),
+                         _num(row.ci_high), _num(row.pvalue), int(row.n_baseline), int(row.n_candidate),
+                         bool(row.significant))  # fmt: skip
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None  # SQL NULL may arrive as None or NaN
+
+
+_BISECT_FIELDS = tuple(Bisect.__dataclass_fields__)
+
+
+def bisects(db: Database, regression_ids: Iterable[int] | None = None) -> list[Bisect]:
+    """Bisections, newest first: all, or those started from the given findings."""
+    sql = f"SELECT {', '.join(_BISECT_FIELDS)} FROM bisects"
+    params: list[Any] = []
+    if regression_ids is not None:
+        ids = list(regression_ids)
+        sql += f" WHERE regression_id IN ({', '.join('?' * len(ids))})"
+        params = ids
+    rows = db.execute(sql + " ORDER BY updated DESC, id DESC", params).fetchall()
+    return [Bisect(*row) for row in rows]
