@@ -35,7 +35,7 @@ from perfci import config, records, runner, store
 from perfci.config import Strict
 from perfci.errors import ConfigError, EngineError, PerfciError
 from perfci.metrics import LATENCIES
-from perfci.series import POINT_METRICS, STARTUP_PREFIX, higher_is_better
+from perfci.series import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, higher_is_better
 
 PYPI_SIMPLE = "https://pypi.org/simple"
 Driver = Literal["releases", "wheels", "git", "sim"]
@@ -49,7 +49,7 @@ class Spec(Strict):
     good: str  # version, or commit-ish in `repo`
     bad: str
     suite: str
-    point: str  # "WORKLOAD/LOAD_LABEL", or for startup metrics the cache state ("warm", "cold")
+    point: str  # "WORKLOAD/LOAD_LABEL"; for startup metrics the cache state: "warm", "cold" or "(startup)/warm"
     metric: str
     driver: Driver = "releases"
     repo: str | None = None  # local git clone (commit drivers)
@@ -102,7 +102,7 @@ def trial_suite(suite: config.Suite, spec: Spec) -> config.Suite:
     """The slice of `suite` one trial runs: the one workload (one repeat), or no load for a startup metric."""
     update: dict = {"name": f"{suite.name}.bisect", "run": suite.run.model_copy(update={"repeats": 1})}
     if metric_name(spec.metric).startswith(STARTUP_PREFIX):
-        cache = spec.point or suite.startup.caches[0]
+        cache = spec.point.removeprefix(f"{STARTUP_WORKLOAD}/") or suite.startup.caches[0]
         if cache not in ("cold", "warm"):
             raise ConfigError(f"--point {cache!r}: a startup metric's point is the cache state, cold or warm")
         update |= {"workloads": [], "startup": suite.startup.model_copy(update={"caches": [cache]})}
@@ -365,11 +365,13 @@ def _finite(value: float) -> float | None:
 
 
 def _workload(spec: Spec) -> str:
-    return "(startup)" if metric_name(spec.metric).startswith(STARTUP_PREFIX) else spec.point.partition("/")[0]
+    return STARTUP_WORKLOAD if metric_name(spec.metric).startswith(STARTUP_PREFIX) else spec.point.partition("/")[0]
 
 
 def _load_label(spec: Spec) -> str:
-    return spec.point if metric_name(spec.metric).startswith(STARTUP_PREFIX) else spec.point.partition("/")[2]
+    if metric_name(spec.metric).startswith(STARTUP_PREFIX):
+        return spec.point.removeprefix(f"{STARTUP_WORKLOAD}/") or "warm"
+    return spec.point.partition("/")[2]
 
 
 def _higher_is_better(spec: Spec) -> bool:

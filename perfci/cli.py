@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from perfci import config, detect, envs, hardware, records, runner, store, tables
-from perfci.errors import PerfciError
+from perfci.errors import PerfciError, SourceError
 
 console = Console(stderr=True)
 # Piped output (CI logs, files) gets full-width tables instead of rich's 80-column default.
@@ -448,6 +448,93 @@ def report(baseline, candidate, pr, sha, issues, job_summary, dry_run, dashboard
     elif not (pr or sha or issues or job_summary):
         click.echo(outcome.plan.markdown, nl=False)
 
+
+config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                              default="watch.toml", show_default=True,
+                              help="Which engines and sources to follow, and what to run on their builds.")  # fmt: skip
+
+
+@cli.command()
+@config_option
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def watch(config_path, db_path, as_json) -> None:
+    """Look for new engine builds in the configured sources and remember them in the store. A source that
+    cannot be read changes nothing and is reported; the command then exits 4."""
+    from perfci import watch as watching
+
+    report = watching.watch(store.open_db(db_path), watching.load_config(config_path))
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+    if report.failed:
+        raise click.exceptions.Exit(SourceError.exit_code)
+
+
+@cli.command()
+@config_option
+@db_option
+@click.option("--matrix", "matrix_only", is_flag=True,
+              help="Print only the GitHub Actions matrix ({\"include\": [...]}), compact, for $GITHUB_OUTPUT.")
+@click.option("--dry-run", is_flag=True, help="Do not remember the jobs as handed out.")
+@click.option("--json", "as_json", is_flag=True)
+def plan(config_path, db_path, matrix_only, dry_run, as_json) -> None:
+    """The benchmark jobs to run now (watched build × hardware label × suite, minus what the store has), with
+    each job's concurrency key; jobs handed out whose runs never arrived are handed out again."""
+    from perfci import plan as planning
+    from perfci import watch as watching
+
+    result = planning.plan(store.open_db(db_path), watching.load_config(config_path), record=not dry_run)
+    if matrix_only:
+        click.echo(json.dumps(result.matrix(), separators=(",", ":")))
+    elif as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
+
+
+@cli.group()
+def data() -> None:
+    """The durable data location: run records (append-only) and a snapshot of the store (docs/data.md)."""
+
+
+data_option = click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+                           help="The data location: a directory, e.g. a checkout of a perfci-data branch.")  # fmt: skip
+
+
+@data.command("push")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@data_option
+@click.option("--db", "db_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Also replace the location's store snapshot with a consistent copy of this store.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True)
+def data_push(files, data_dir, db_path, as_json) -> None:
+    """Add run record FILES to the data location (never changing one already there). Exits 2 if any is refused."""
+    from perfci import data as durable
+
+    report = durable.push(data_dir, files, db_path=db_path)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+    if report.refused:
+        raise click.exceptions.Exit(2)
+
+
+@data.command("pull")
+@data_option
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def data_pull(data_dir, db_path, as_json) -> None:
+    """Bring the local store up to date: from the location's snapshot when there is no store yet, then ingest
+    the records it lacks."""
+    from perfci import data as durable
+
+    report = durable.pull(data_dir, db_path)
+    _print_ingest(report, as_json)
+    if report.refused:
+        raise click.exceptions.Exit(2)
 
 
 def _print_ingest(report, as_json: bool) -> None:

@@ -45,3 +45,9 @@ class HardwareError(PerfciError):
     """The machine is not fit to measure on (a dirty GPU), unless the user forces the run."""
 
     exit_code = 3
+
+
+class SourceError(PerfciError):
+    """A build source (a package index, GitHub) could not be reached or answered something unreadable."""
+
+    exit_code = 4

@@ -2,7 +2,8 @@
 
 `connect` builds the one client every caller uses: an API base URL (`$GITHUB_API_URL`: https://api.github.com,
 or https://HOST/api/v3 on GitHub Enterprise Server), a token, and retries. `Repository` is what `perfci report`
-needs of one repository: marker-found comments, commit statuses, check runs and marker-found issues.
+needs of one repository: marker-found comments, commit statuses, check runs and marker-found issues; `releases`
+is what `perfci watch` needs: an engine repository's releases.
 
 The token is handed to the HTTP session and nowhere else: no message, log line or repr holds it.
 """
@@ -19,9 +20,11 @@ from datetime import UTC, datetime, timedelta
 import github3
 import requests
 from github3.exceptions import GitHubException
+from github3.repos.release import Release as _Release
 from github3.session import GitHubSession
+from github3.structs import GitHubIterator
 
-from perfci.errors import PerfciError
+from perfci.errors import PerfciError, SourceError
 
 API_URL = "https://api.github.com"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -232,3 +235,30 @@ class Repository:
 def _issue(issue) -> Issue:
     labels = tuple(label.name for label in issue.original_labels or ())
     return Issue(issue.number, issue.title, issue.body or "", issue.state, labels, issue.html_url)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    tag: str
+    name: str | None
+    published: datetime | None
+    prerelease: bool
+    draft: bool
+
+
+def releases(gh: github3.GitHub, repo: str, *, limit: int = 50) -> list[Release]:
+    """The newest `limit` releases of `repo` ("owner/name"), newest first. Any HTTP or parse failure raises
+    SourceError naming the repository."""
+    owner, _, name = repo.partition("/")
+    if not owner or not name or "/" in name:
+        raise SourceError(f"bad GitHub repository {repo!r}: expected owner/name")
+    # Listing releases needs no Repository object (that would cost one more request and its whole JSON).
+    url = f"{gh.session.base_url}/repos/{owner}/{name}/releases"
+    try:
+        found = [
+            Release(tag=r.tag_name, name=r.name, published=r.published_at, prerelease=r.prerelease, draft=r.draft)
+            for r in GitHubIterator(limit, url, _Release, gh.session)
+        ]
+    except (GitHubException, requests.RequestException, KeyError, TypeError, ValueError) as e:
+        raise SourceError(f"GitHub releases of {repo} at {gh.session.base_url}: {type(e).__name__}: {e}") from e
+    return found

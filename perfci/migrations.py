@@ -251,6 +251,44 @@ def _bisects(db: Database) -> None:
     )
 
 
+@_migration("0004_watch")
+def _watch(db: Database) -> None:
+    """What `perfci watch` has seen and what `perfci plan` has handed out (docs/watch.md). Not in run records:
+    they live in the DB, which the data location keeps (docs/data.md)."""
+    db["watched_builds"].create(
+        {
+            "build": str,  # a build string perfci.envs.parse_build accepts: vllm==0.33.0, vllm@SHA
+            "package": str,
+            "version": str,
+            "commit": str,
+            "source": str,  # the configured source that announced it first
+            "uploaded": str,  # when the index says it was published (None when the index does not say)
+            "prerelease": bool,
+            "yanked": bool,
+            "yanked_reason": str,
+            "first_seen": str,
+            "last_seen": str,
+            "yanked_seen": str,  # when watch first saw it yanked
+        },
+        pk="build",
+        not_null=["package", "source", "prerelease", "yanked", "first_seen", "last_seen"],
+    )
+    db["watched_builds"].create_index(["package"])
+    db["planned_jobs"].create(
+        {
+            "job": str,  # "<build>|<hardware label>|<suite>"
+            "build": str,
+            "hardware_label": str,
+            "suite": str,
+            "attempts": int,  # times handed out; a job whose run never arrives is handed out again, up to a limit
+            "first_planned": str,
+            "last_planned": str,
+        },
+        pk="job",
+        not_null=["build", "hardware_label", "suite", "attempts", "first_planned", "last_planned"],
+    )
+
+
 def apply(db: Database) -> None:
     """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
     _refuse_unknown(db)

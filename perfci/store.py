@@ -129,6 +129,10 @@ def _write_transaction(db: Database) -> Iterator[None]:
     db.commit()
 
 
+# For modules that own tables of their own (perfci.watch, perfci.plan).
+write_transaction = _write_transaction
+
+
 def ingest_files(db: Database, paths: Iterable[Path]) -> IngestReport:
     """Ingest each file on its own: a refused file writes nothing and does not stop the others."""
     report = IngestReport()
