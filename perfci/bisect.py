@@ -214,17 +214,21 @@ def _search(state: _State, lo: int, hi: int, candidates: Sequence[C], measure: C
         return _result(state, lo, hi, candidates, post, decision, higher_is_better)
 
 
-def _atoms(state: _State, lo: int, hi: int, post: _Posterior) -> list[tuple[int, int, float]]:
-    """(parent, culprit, probability): the step lies after `parent` and at or before `culprit`, where both
-    can be measured and everything between them is skipped."""
-    measurable = [i for i in range(lo, hi + 1) if i not in state.errors or i in (lo, hi)]
-    return [(a, b, float(post.p_k[a - lo : b - lo].sum())) for a, b in zip(measurable, measurable[1:], strict=False)]
+def _best_atom(state: _State, lo: int, hi: int, post: _Posterior) -> tuple[int, int, float]:
+    """(parent, culprit, probability) of the likeliest atom: the step lies after `parent` and at or before
+    `culprit`, both of which can be measured, everything between them skipped."""
+    skipped = [i for i in state.errors if lo < i < hi]
+    measurable = np.setdiff1d(np.arange(lo, hi + 1), skipped)
+    cumulative = np.concatenate([[0.0], np.cumsum(post.p_k)])  # cumulative[j]: P(first bad offset <= j)
+    mass = cumulative[measurable[1:] - lo] - cumulative[measurable[:-1] - lo]
+    best = int(np.argmax(mass))
+    return int(measurable[best]), int(measurable[best + 1]), float(mass[best])
 
 
 def _decide(state: _State, lo: int, hi: int, post: _Posterior, confidence: float,
             max_trials: int) -> int | tuple[Outcome, int, int, float]:  # fmt: skip
     """The next candidate to measure, or (outcome, parent, culprit, probability) when done."""
-    parent, culprit, p_best = max(_atoms(state, lo, hi, post), key=lambda atom: atom[2])
+    parent, culprit, p_best = _best_atom(state, lo, hi, post)
     if post.p_none >= confidence:
         return ("cannot-reproduce", lo, hi, post.p_none)
     if _equivalent(state, lo, hi):

@@ -147,19 +147,30 @@ def ingest_files(db: Database, paths: Iterable[Path]) -> IngestReport:
     return report
 
 
+# What run records do not hold, kept from the store a rebuild replaces: findings with the statuses people gave
+# them (and the ids issues and bisects refer to), bisects, and what the watcher has seen and planned.
+CARRIED_TABLES = ("regressions", "regression_series", "bisects", "bisect_candidates", "bisect_trials",
+                  "watched_builds", "planned_jobs")  # fmt: skip
+
+
 def rebuild(db_path: Path, records_dir: Path) -> IngestReport:
     """Build a fresh store from every *.json under `records_dir` and swap it in for `db_path` atomically.
+    The replaced store's CARRIED_TABLES (findings and their statuses, bisects, watch state) are copied over.
 
     Nobody may hold `db_path` open meanwhile: its WAL sidecars belong to the replaced file and are removed.
     """
     db_path, records_dir = Path(db_path), Path(records_dir)
     if not records_dir.is_dir():
         raise StoreError(f"{records_dir}: not a directory of run records")
+    if db_path.exists():
+        open_db(db_path).close()  # migrated to this schema (or refused) before anything is built
     tmp = db_path.with_name(f".{db_path.name}.{uuid.uuid4().hex}.tmp")  # SQLite creates it with the umask
     try:
         db = open_db(tmp)
         try:
             report = ingest_files(db, sorted(records_dir.rglob("*.json")))
+            if db_path.exists():
+                _carry_over(db, db_path)
         finally:
             db.close()  # the last connection to close checkpoints the WAL into the file and deletes it
         for sidecar in ("-wal", "-shm"):
@@ -170,6 +181,17 @@ def rebuild(db_path: Path, records_dir: Path) -> IngestReport:
             Path(f"{tmp}{leftover}").unlink(missing_ok=True)
         raise
     return report
+
+
+def _carry_over(db: Database, old_path: Path) -> None:
+    db.execute("ATTACH DATABASE ? AS old", [str(old_path)])
+    try:
+        with _write_transaction(db):
+            for table in CARRIED_TABLES:
+                if db[table].exists():
+                    db.execute(f"INSERT INTO main.[{table}] SELECT * FROM old.[{table}]")
+    finally:
+        db.execute("DETACH DATABASE old")
 
 
 def row_counts(db: Database) -> dict[str, int]:

@@ -11,7 +11,7 @@ import pytest
 
 from perfci import findings, series, store
 from perfci.errors import ConfigError
-from perfci.records import RunRecord, iso_utc
+from perfci.records import RunRecord, iso_utc, write_record
 from perfci.store import ingest
 
 LOADS = {"c=4": 4.0, "c=8": 8.0}
@@ -35,7 +35,7 @@ def clock():
 
 
 @pytest.fixture
-def add_build(tmp_db, make_record_dict, clock):
+def add_build(tmp_db, make_record_dict, clock, tmp_path):
     """Ingest one run of `version`: `repeats` repeats of each load level whose latencies are `slowdown` times
     the base (throughput divided by it) with relative Gaussian `noise`; startup phases likewise."""
     rng = np.random.default_rng(7)
@@ -60,7 +60,9 @@ def add_build(tmp_db, make_record_dict, clock):
             factor = startup_slowdown * (1 + noise * rng.standard_normal())
             start["phases"] = {phase: round(seconds * factor, 6) for phase, seconds in start["phases"].items()}
             start["total_s"] = round(start["total_s"] * factor, 6)
-        ingest(tmp_db, RunRecord.model_validate(record))
+        run = RunRecord.model_validate(record)
+        ingest(tmp_db, run)
+        write_record(run, tmp_path / "records")
         return record["run_id"]
 
     return add
@@ -188,6 +190,23 @@ def test_acknowledging_a_finding_takes_it_out_of_the_gate(tmp_db, add_build, clo
         findings.acknowledge(tmp_db, finding.id, why=" ")
     with pytest.raises(ConfigError, match="status 'open'"):
         findings.acknowledge(tmp_db, finding.id, why="x", status="open")
+
+
+def test_statuses_people_gave_survive_a_rebuild_from_the_records(tmp_path, add_build, clock):
+    add_build("0.1.0")
+    add_build("0.2.0", slowdown=1.15)
+    db_path = tmp_path / "rebuilt.db"  # a store of its own, built from the records the fixture wrote
+    store.rebuild(db_path, tmp_path / "records")
+    db = store.open_db(db_path)
+    (finding,) = detect(db, clock).failing
+    findings.acknowledge(db, finding.id, why="expected: new scheduler")
+    db.close()
+
+    store.rebuild(db_path, tmp_path / "records")  # e.g. after `perfci data pull`
+    db = store.open_db(db_path)
+    assert [(f.id, f.status, f.why) for f in findings.regressions(db)] == [(finding.id, "acknowledged",
+                                                                             "expected: new scheduler")]  # fmt: skip
+    assert detect(db, clock, rejudge=True).failing == []  # judged again from scratch: still acknowledged
 
 
 def test_a_failed_run_is_judged_failed_and_a_failed_baseline_is_passed_over(tmp_db, add_build, clock):

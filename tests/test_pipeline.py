@@ -6,12 +6,12 @@ workflow files use (checked at the end)."""
 import json
 
 from click.testing import CliRunner
-from index_server import IndexServer
-from workflows import all_calls
 
 from perfci import hardware
 from perfci.cli import cli
 from perfci.store import open_db
+from tests.index_server import IndexServer
+from tests.workflows import all_calls
 
 FAST = ["--sim", "startup_s=0.1", "--sim", "decode_ms_per_token=1"]  # as tests/test_cli.py
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
-from index_server import CONFIG, NIGHTLY_1, IndexServer
 
 from perfci import plan, watch
 from perfci.cli import cli
 from perfci.records import RunRecord
 from perfci.store import ingest
+from tests.index_server import CONFIG, NIGHTLY_1, IndexServer
 
 T0 = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)
 

@@ -357,7 +357,8 @@ def test_latency_model_is_honoured(start_sim):
     prompt = " ".join(["w"] * 100)  # prefill: 40 + 0.2 × 100 = 60 ms
 
     alone = [request(url, completion(10, prompt=prompt))[0] for _ in range(3)]
-    assert statistics.median(r.ttft_ms for r in alone) == pytest.approx(60, rel=0.2)
+    # A busy machine only ever adds delay: the quickest of three shows the model's own time.
+    assert min(r.ttft_ms for r in alone) == pytest.approx(60, rel=0.2)
     assert statistics.median(i for r in alone for i in r.itls_ms) == pytest.approx(20, rel=0.2)
 
     # Four at once: decode steps take 20 × (1 + 0.25 × 3) = 35 ms, and the four streams overlap.

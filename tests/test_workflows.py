@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from workflows import ACTIONS, WORKFLOWS, all_calls, load, option_names, perfci_calls, run_scripts, triggers
+
+from tests.workflows import ACTIONS, WORKFLOWS, all_calls, load, option_names, perfci_calls, run_scripts, triggers
 
 BIN = Path(sys.executable).parent
 # Commands the workflows call that other branches add (merged by the lead): missing here, checked once merged.
