@@ -61,6 +61,7 @@ class Spec(Strict):
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     max_trials: int = Field(default=core.MAX_TRIALS, ge=4)
     hardware_label: str = ""
+    regression_id: int | None = None  # the finding this bisect explains (reports post the culprit to its issue)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ def release_candidates(package: str, good: str, bad: str, *, index_url: str = PY
         versions = json.loads(body)["versions"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{url}: cannot list the versions of {package} ({e})") from e
+    # Findings name builds PACKAGE==VERSION (series.build_label); a bare version is what people type.
+    good, bad = (text.rpartition("==")[2] for text in (good, bad))
     lo, hi = _version(good, "--good"), _version(bad, "--bad")
     if not lo < hi:
         raise ConfigError(f"--good {good} must be an older version than --bad {bad}")
@@ -226,7 +229,7 @@ def start(db: Database, spec: Spec, *, out: Path, fetch: Fetch | None = None, re
             "hardware_label": spec.hardware_label, "suite": suite.name, "workload": _workload(spec),
             "load_label": _load_label(spec), "metric": metric_name(spec.metric),
             "higher_is_better": _higher_is_better(spec), "good": candidates[0].label, "bad": candidates[-1].label,
-            "trials": 0, "spec": spec.model_dump_json(),
+            "trials": 0, "regression_id": spec.regression_id, "spec": spec.model_dump_json(),
         }).last_pk  # fmt: skip
         db["bisect_candidates"].insert_all(
             {"bisect_id": bisect_id, "idx": i, "label": c.label, "subject": c.subject, "url": c.url, "skipped": False}

@@ -282,12 +282,13 @@ def ack(regression_id, why, status, db_path) -> None:
 @click.option("--index-url", default="https://pypi.org/simple", show_default=True, help="PyPI simple index (JSON API).")
 @click.option("--confidence", type=float, default=0.95, show_default=True, help="Posterior needed to name a culprit.")
 @click.option("--max-trials", type=int, default=100, show_default=True)
+@click.option("--regression", "regression_id", type=int, help="The finding (perfci regressions) this explains.")
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True, help="Trial run records.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, repo_url, sim_file, pre, index_url,
-           confidence, max_trials, db_path, out, as_json) -> None:  # fmt: skip
+           confidence, max_trials, regression_id, db_path, out, as_json) -> None:  # fmt: skip
     """Find the build that changed a metric between --good and --bad: releases, or commits with --repo.
     `perfci bisect status|resume|abort ID` for a stored bisect; `perfci bisect list`."""
     if ctx.invoked_subcommand is not None:
@@ -301,7 +302,8 @@ def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, rep
     driver = "releases" if not repo else "sim" if engine == "sim" else "git" if git_url else "wheels"
     spec = bisector.Spec(engine=engine, good=good, bad=bad, suite=suite_name, point=point, metric=metric,
                          driver=driver, repo=repo, repo_url=repo_url, git_url=git_url, sim_file=sim_file, pre=pre,
-                         index_url=index_url, confidence=confidence, max_trials=max_trials)  # fmt: skip
+                         index_url=index_url, confidence=confidence, max_trials=max_trials,
+                         regression_id=regression_id)  # fmt: skip
     view = bisector.start(store.open_db(db_path), spec, out=out, on_trial=_trial_logger())
     _print_bisect(view, as_json)
 

