@@ -41,7 +41,7 @@ C = TypeVar("C")
 Outcome = Literal["culprit", "ambiguous", "cannot-reproduce", "inconclusive"]
 ProbeVerdict = Literal["good", "bad", "inconclusive", "skipped", "untested"]
 
-STEP_SCALE = 4.0  # prior standard deviation of the step, in noise scales (a step is there to be found)
+STEP_SCALE = 8.0  # prior standard deviation of the step, in noise scales (wide: a step is there to be found)
 PRIOR_NO_STEP = 0.5  # prior probability that the references do not differ at all
 VERIFY_TRIALS = 2  # trials each of culprit and parent before a culprit is named
 REFERENCE_TRIALS = 3  # trials of each reference before the search starts
