@@ -304,8 +304,15 @@ def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, rep
                          driver=driver, repo=repo, repo_url=repo_url, git_url=git_url, sim_file=sim_file, pre=pre,
                          index_url=index_url, confidence=confidence, max_trials=max_trials,
                          regression_id=regression_id)  # fmt: skip
-    view = bisector.start(store.open_db(db_path), spec, out=out, on_trial=_trial_logger())
+    view = bisector.start(store.open_db(db_path), spec, out=out, reporter=StageLog(), on_trial=_trial_logger())
     _print_bisect(view, as_json)
+
+
+class StageLog(runner.SilentReporter):
+    """Bisect trials: each run's stages as log lines (a trial can take minutes: install, start, measure)."""
+
+    def stage(self, text: str) -> None:
+        console.log(text, markup=False, highlight=False)
 
 
 def _trial_logger():
@@ -344,7 +351,8 @@ def bisect_resume(bisect_id, db_path, out, as_json) -> None:
     """Go on with a killed or failed bisect from its last finished trial."""
     from perfci import bisector
 
-    view = bisector.resume(store.open_db(db_path), bisect_id, out=out, on_trial=_trial_logger())
+    view = bisector.resume(store.open_db(db_path), bisect_id, out=out, reporter=StageLog(),
+                           on_trial=_trial_logger())  # fmt: skip
     _print_bisect(view, as_json)
 
 
