@@ -1,7 +1,7 @@
 """Running a bisect for real: candidates from a driver, one trial = one short `perfci run`, state in the store.
 
 Drivers (where the ordered candidates come from, and how each is built):
-- releases: the package's versions on a PyPI simple index (JSON API) from good to bad, in version order,
+- releases: the package's versions on a simple index (PyPI's JSON API, NVIDIA's), from good to bad, in order,
   pre-releases and dev builds included with `pre` — each installed as PACKAGE==VERSION;
 - wheels: commits of a local git clone between good and bad (first parent), each installed from vLLM's
   per-commit wheel index as ENGINE@SHA;
@@ -20,26 +20,25 @@ import json
 import re
 import subprocess
 import tomllib
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import requests
 from packaging.version import InvalidVersion, Version
 from pydantic import Field, ValidationError
 from sqlite_utils import Database
 
 from perfci import bisect as core
-from perfci import config, records, runner, store
+from perfci import config, records, runner, store, watch
 from perfci.config import Strict
 from perfci.errors import ConfigError, EngineError, PerfciError
 from perfci.metrics import LATENCIES
 from perfci.series import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, higher_is_better
 
-PYPI_SIMPLE = "https://pypi.org/simple"
+PYPI_SIMPLE = watch.PYPI_SIMPLE
 Driver = Literal["releases", "wheels", "git", "sim"]
-Fetch = Callable[[str], bytes]
 
 
 class Spec(Strict):
@@ -143,25 +142,28 @@ def metric_value(record: records.RunRecord, spec: Spec) -> float:
 
 
 def release_candidates(package: str, good: str, bad: str, *, index_url: str = PYPI_SIMPLE, pre: bool = False,
-                       fetch: Fetch | None = None) -> list[Candidate]:  # fmt: skip
-    """Versions of `package` from good to bad inclusive, in version order, from a PEP 691 JSON simple index."""
-    url = f"{index_url.rstrip('/')}/{package}/"
-    try:
-        body = (fetch or _fetch)(url)
-        versions = json.loads(body)["versions"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{url}: cannot list the versions of {package} ({e})") from e
+                       http: requests.Session | None = None) -> list[Candidate]:  # fmt: skip
+    """Versions of `package` from good to bad inclusive, in version order, read from a simple index (PyPI's
+    JSON API, or any PEP 503/691 index such as NVIDIA's) the way `perfci watch` reads it. Yanked releases
+    are candidates too: their code was published, and a bisect looks for the change, not for what to install."""
+    source = watch.Source(kind="simple", url=index_url)
+    found = watch.fetch(package, source, http or requests.Session(), github_releases=_no_github)
     # Findings name builds PACKAGE==VERSION (series.build_label); a bare version is what people type.
     good, bad = (text.rpartition("==")[2] for text in (good, bad))
     lo, hi = _version(good, "--good"), _version(bad, "--bad")
     if not lo < hi:
         raise ConfigError(f"--good {good} must be an older version than --bad {bad}")
-    chosen = sorted({v for v in map(_parsed, versions) if v is not None and lo <= v <= hi
-                     and (pre or not (v.is_prerelease or v.is_devrelease) or v in (lo, hi))})  # fmt: skip
+    versions = sorted({Version(f.version) for f in found if f.version})
+    chosen = [v for v in versions
+              if lo <= v <= hi and (pre or not (v.is_prerelease or v.is_devrelease) or v in (lo, hi))]  # fmt: skip
     for edge, name in ((lo, good), (hi, bad)):
         if edge not in chosen:
-            raise ConfigError(f"{url}: {package} has no version {name}")
+            raise ConfigError(f"{source.index}{package}/: {package} has no version {name}")
     return [Candidate(str(v), url=f"https://pypi.org/project/{package}/{v}/") for v in chosen]
+
+
+def _no_github(source: watch.Source) -> list:
+    raise AssertionError("release bisects read package indexes, not GitHub")
 
 
 def commit_candidates(repo: str | Path, good: str, bad: str, *, repo_url: str | None = None) -> list[Candidate]:
@@ -197,10 +199,10 @@ def sim_model(repo: str | Path, sha: str, sim_file: str) -> config.Sim:
         raise EngineError(str(e)) from e
 
 
-def candidates_for(spec: Spec, *, fetch: Fetch | None = None) -> list[Candidate]:
+def candidates_for(spec: Spec, *, http: requests.Session | None = None) -> list[Candidate]:
     if spec.driver == "releases":
         return release_candidates(spec.engine, spec.good, spec.bad, index_url=spec.index_url, pre=spec.pre,
-                                  fetch=fetch)  # fmt: skip
+                                  http=http)  # fmt: skip
     if not spec.repo:
         raise ConfigError(f"driver {spec.driver} bisects commits: give --repo, a local clone")
     if spec.driver == "git" and not spec.git_url:
@@ -214,12 +216,12 @@ def candidates_for(spec: Spec, *, fetch: Fetch | None = None) -> list[Candidate]
 OnTrial = Callable[[core.Trial], None]
 
 
-def start(db: Database, spec: Spec, *, out: Path, fetch: Fetch | None = None, reporter=None,
+def start(db: Database, spec: Spec, *, out: Path, http: requests.Session | None = None, reporter=None,
           on_trial: OnTrial | None = None, clock: Callable[[], str] = runner.utc_now) -> View:
     """Create a bisect in the store and run it to the end."""
     suite = config.load_suite(spec.suite)
     trial_suite(suite, spec)  # refuse a bad --point or --metric before anything is installed
-    candidates = candidates_for(spec, fetch=fetch)
+    candidates = candidates_for(spec, http=http)
     if len(candidates) < 2:
         raise ConfigError(f"nothing to bisect between {spec.good} and {spec.bad}")
     now = clock()
@@ -393,12 +395,6 @@ def _parsed(text: str) -> Version | None:
         return Version(text)
     except InvalidVersion:
         return None
-
-
-def _fetch(url: str) -> bytes:
-    request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.read()
 
 
 def _git(argv: list[str], repo: str | Path) -> str:

