@@ -21,10 +21,19 @@ demo: venv
 	$(BIN)/perfci run --suite smoke --engine $(DEMO_ENGINE) --db perfci.db --out runs/
 	$(BIN)/perfci show --db perfci.db
 
+# The dashboard's browser tests (tests/browser/) drive Debian's chromium with playwright (the `dev` extra);
+# playwright's own browser download is not used.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
 # Lint, then every test: the real-vLLM ones (marked `vllm`) take ~10 minutes on 2 cores.
-test: venv
+test: venv $(CHROMIUM)
 	$(BIN)/ruff check perfci tests benchmarks
-	$(BIN)/pytest
+	PERFCI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) perfci.db runs/ .pytest_cache
+	rm -rf $(VENV) perfci.db runs/ site/ .pytest_cache tests/artifacts
