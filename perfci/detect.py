@@ -449,7 +449,8 @@ def _overshoot(x: np.ndarray) -> np.ndarray:
     half = x / 2
     cdf = np.array([0.5 * math.erfc(-h / math.sqrt(2)) for h in half.tolist()])
     pdf = np.exp(-(half**2) / 2) / math.sqrt(2 * math.pi)
-    return (2 / x) * (cdf - 0.5) / (half * cdf + pdf)
+    safe = np.where(x > 0, x, 1.0)
+    return np.where(x > 0, (2 / safe) * (cdf - 0.5) / (half * cdf + pdf), 1.0)  # nu(0) = 1: no overshoot
 
 
 def t_two_sided(t: float, dof: int) -> float:
