@@ -42,7 +42,7 @@ Outcome = Literal["culprit", "ambiguous", "cannot-reproduce", "inconclusive"]
 ProbeVerdict = Literal["good", "bad", "inconclusive", "skipped", "untested"]
 
 STEP_SCALE = 8.0  # prior standard deviation of the step, in noise scales (wide: a step is there to be found)
-PRIOR_NO_STEP = 0.5  # prior probability that the references do not differ at all
+PRIOR_NO_STEP = 0.1  # prior P(references do not differ): bisects start from confirmed regressions
 VERIFY_TRIALS = 2  # trials each of culprit and parent before a culprit is named
 REFERENCE_TRIALS = 3  # trials of each reference before the search starts
 MAX_TRIALS = 100
@@ -250,7 +250,12 @@ def _decide(state: _State, lo: int, hi: int, post: _Posterior, confidence: float
     score[[i - lo - 1 for i in state.errors if lo < i < hi]] = -1.0
     if score.size == 0 or score.max() <= 0:
         return min(refs, key=lambda i: len(state.samples[i]))
-    return lo + 1 + int(np.argmax(score))
+    probe = lo + 1 + int(np.argmax(score))
+    # A candidate is told apart from the levels only as well as the levels are known: once it has as many
+    # trials as a reference, the reference with fewer trials is measured instead (otherwise a candidate whose
+    # mean sits between two noisy reference means is measured forever).
+    weaker = min(refs, key=lambda i: (len(state.samples[i]), i))
+    return weaker if len(state.samples[probe]) >= len(state.samples[weaker]) else probe
 
 
 def _equivalent(state: _State, lo: int, hi: int) -> bool:
