@@ -219,6 +219,11 @@ OnTrial = Callable[[core.Trial], None]
 def start(db: Database, spec: Spec, *, out: Path, http: requests.Session | None = None, reporter=None,
           on_trial: OnTrial | None = None, clock: Callable[[], str] = runner.utc_now) -> View:
     """Create a bisect in the store and run it to the end."""
+    # Paths as absolute ones: `perfci bisect resume` may run from another directory.
+    absolute = {k: str(Path(v).resolve()) for k, v, exists in (("suite", spec.suite, Path.is_file),
+                                                                ("repo", spec.repo, Path.is_dir))
+                if v and exists(Path(v))}  # fmt: skip
+    spec = spec.model_copy(update=absolute)
     suite = config.load_suite(spec.suite)
     trial_suite(suite, spec)  # refuse a bad --point or --metric before anything is installed
     candidates = candidates_for(spec, http=http)
@@ -248,6 +253,8 @@ def resume(db: Database, bisect_id: int, *, out: Path, reporter=None, on_trial: 
         raise ConfigError(f"bisect {bisect_id} is {row['status']}; nothing to resume")
     spec = Spec.model_validate_json(row["spec"])
     suite = trial_suite(config.load_suite(spec.suite), spec)
+    if row["status"] != "running":  # a failed one, going on
+        db["bisects"].update(bisect_id, {"status": "running", "error": None, "updated": clock()})
     last_run: dict[str, str | None] = {"run_id": None}
 
     def measure(candidate: Candidate) -> float:
