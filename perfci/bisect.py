@@ -252,10 +252,14 @@ def _decide(state: _State, lo: int, hi: int, post: _Posterior, confidence: float
         return min(refs, key=lambda i: len(state.samples[i]))
     probe = lo + 1 + int(np.argmax(score))
     # A candidate is told apart from the levels only as well as the levels are known: once it has as many
-    # trials as a reference, the reference with fewer trials is measured instead (otherwise a candidate whose
-    # mean sits between two noisy reference means is measured forever).
-    weaker = min(refs, key=lambda i: (len(state.samples[i]), i))
-    return weaker if len(state.samples[probe]) >= len(state.samples[weaker]) else probe
+    # trials as the side (the candidates all but surely good, or bad) whose level rests on fewer, that
+    # side's reference is measured instead (otherwise a candidate whose mean sits between two noisy levels
+    # is measured forever).
+    counts = np.array([len(x) for x in state.samples[lo : hi + 1]])
+    p_all = np.concatenate([[0.0], p_bad, [1.0]])
+    good_n, bad_n = int(counts[p_all <= 0.05].sum()), int(counts[p_all >= 0.95].sum())
+    weaker = lo if good_n <= bad_n else hi
+    return weaker if counts[probe - lo] >= min(good_n, bad_n) else probe
 
 
 def _equivalent(state: _State, lo: int, hi: int) -> bool:
