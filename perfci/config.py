@@ -12,7 +12,7 @@ import json
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -187,6 +187,24 @@ def resolve_suite_path(name_or_path: str) -> Path:
     if p.suffix == ".toml" or "/" in name_or_path:
         return p
     return SUITES_DIR / f"{name_or_path}.toml"
+
+
+Model_ = TypeVar("Model_", bound=BaseModel)
+
+
+def load_toml(path: str | Path, model: type[Model_], *, what: str) -> Model_:
+    """A TOML config file validated by `model`; ConfigError naming the file (and the key) when it is not."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read {what} ({e.strerror})") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(path, e, what=what)) from e
 
 
 def load_suite(name_or_path: str | Path) -> Suite:

@@ -17,7 +17,6 @@ import json
 import math
 import shlex
 import shutil
-import tomllib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,11 +27,11 @@ import jinja2
 import numpy as np
 import pandas as pd
 from jinja2.utils import htmlsafe_json_dumps
-from pydantic import Field, ValidationError
+from pydantic import Field
 from sqlite_utils import Database
 
 from perfci import detect, engines, findings, series, store
-from perfci.config import Slo, Strict, Suite, format_validation_error, load_suite
+from perfci.config import Slo, Strict, Suite, load_suite, load_toml
 from perfci.errors import ConfigError
 from perfci.metrics import LATENCIES
 
@@ -58,16 +57,7 @@ class Costs(Strict):
 
 def load_costs(path: str | Path = DEFAULT_COSTS) -> Costs:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read cost table ({e.strerror})") from e
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    try:
-        costs = Costs.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(path, e, what="cost table")) from e
+    costs = load_toml(path, Costs, what="cost table")
     bad = {k: v for k, v in costs.usd_per_gpu_hour.items() if not (math.isfinite(v) and v > 0)}
     if bad:
         key, value = next(iter(bad.items()))

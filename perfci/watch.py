@@ -10,7 +10,6 @@ docs/watch.md describes the config file and the rules.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -32,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlite_utils import Database
 
 from perfci import envs
-from perfci.config import format_validation_error
-from perfci.errors import ConfigError, SourceError
+from perfci.config import load_toml
+from perfci.errors import SourceError
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
 VLLM_NIGHTLY = f"{envs.COMMIT_WHEELS['vllm']}/nightly/"
@@ -114,17 +113,7 @@ class WatchConfig(_Strict):
 
 
 def load_config(path: str | Path) -> WatchConfig:
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read watch config ({e.strerror})") from e
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    try:
-        return WatchConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(path, e, what="watch config")) from e
+    return load_toml(path, WatchConfig, what="watch config")
 
 
 @dataclass(frozen=True, slots=True)
