@@ -84,8 +84,10 @@ def test_smoke_suite_on_real_vllm_with_the_engine_killed_in_the_last_point(vllm_
     for p in ok:
         assert p.metrics["completed"] == 12 and p.metrics["output_tokens_mean"] == 16  # ignore_eos: exact lengths
         assert p.metrics["prompt_tokens_mean"] == 64  # the tiny model's tokenizer: exact prompt lengths
-        # Chunks read together share a receipt stamp (a gap of 0), so only the largest gap must be > 0.
-        assert p.metrics["ttft_ms"]["p50"] > 0 and p.metrics["itl_ms"]["max"] > 0
+        assert 0 < p.metrics["ttft_ms"]["p50"] <= p.metrics["e2e_ms"]["p50"]
+    # Chunks read together share a receipt stamp (a gap of 0), and on a busy machine vLLM's server can flush
+    # all 16 tokens of a request at once: streaming shows as gaps > 0 somewhere, not in every point.
+    assert max(p.metrics["itl_ms"]["max"] for p in ok) > 0
     last = record.points[3]
     assert last.status == "failed" and "engine exited during the point" in last.error
     assert record.status == "partial" and record.log_tail
