@@ -29,6 +29,7 @@ from perfci.records import Point, RunRecord, read_record
 if TYPE_CHECKING:
     import pandas
 
+BUSY_TIMEOUT_MS = 60_000
 TABLES = ("runs", "startups", "startup_phases", "points", "requests")
 # Columns of `points` that are not metrics; a metric flattening onto one of these names is refused.
 POINT_COLUMNS = (
@@ -88,6 +89,9 @@ def open_db(path: str | Path) -> Database:
     db: Database | None = None
     try:
         db = Database(path)
+        # Writers queue rather than fail: another process may hold the write lock for a whole migration or
+        # ingest (Python's default wait is 5 s; switching a fresh file to WAL waits on it too).
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA foreign_keys = ON")
         db.enable_wal()
         migrations.apply(db)
