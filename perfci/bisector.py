@@ -316,11 +316,9 @@ def step(db: Database, spec: Spec, *, build: str, trials: int, out: Path, sim_fi
     sim = None
     if sim_file is not None:
         try:
-            sim = config.Sim.model_validate(tomllib.loads(sim_file.read_text()))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise EngineError(f"{sim_file}: cannot read the sim latency model ({e})") from e
-        except ValidationError as e:
-            raise EngineError(config.format_validation_error(str(sim_file), e, what="sim latency model")) from e
+            sim = config.load_toml(sim_file, config.Sim, what="sim latency model")
+        except ConfigError as e:  # this commit's model cannot be read: it cannot be run (skip, exit 125)
+            raise EngineError(str(e)) from e
     return [run_trial(db, suite, spec, build, sim=sim, out=out, reporter=reporter)[0] for _ in range(trials)]
 
 

@@ -233,7 +233,6 @@ def points_frame(db: Database, *, run_id: str | None = None) -> pandas.DataFrame
     return pandas.read_sql_query(sql + " ORDER BY r.created, p.run_id, p.idx", db.conn, params=params)
 
 
-
 def startups_frame(db: Database, *, run_id: str | None = None) -> pandas.DataFrame:
     """One row per startup phase with its start (model, cache, ready, total_s) and its run's build, hardware and
     suite, oldest run first. A start that logged no phase still has one row, with `phase` null."""
