@@ -5,22 +5,25 @@ The unknown is `k`, the first bad candidate (1..N-1), or "no step at all" (the r
 Each trial is one measurement of one candidate, on a log scale when values are positive (noise in latency,
 throughput and startup times is multiplicative). Under a step at `k`, a candidate's trials are normal
 around the good level before `k` and around the bad level from `k` on, with one unknown noise scale. The
-levels and the noise are integrated out in closed form (flat prior on the good level, the step size normal
-with a standard deviation of `STEP_SCALE` noise scales, Jeffreys prior on the noise), so the posterior over
-`k` accounts for how little a few trials say about the noise, which is what keeps the stated confidence
-honest (benchmarks/bisect_efficiency.py compares confidence with the hit rate).
+levels and the noise are integrated out in closed form (flat prior on the good level, the step half-normal
+on the side the metric calls worse with a standard deviation of `STEP_SCALE` noise scales, Jeffreys prior
+on the noise), so the posterior over `k` accounts for how little a few trials say about the noise, which is
+what keeps the stated confidence honest (benchmarks/bisect_efficiency.py compares confidence with the hit
+rate).
 
-Each next trial goes where its outcome is least predictable: the candidate `s` for which P(k <= s) is
-nearest one half (one trial there splits the remaining doubt the most); the references are measured again
-while the data do not favour a step. Continuous values carry more than pass/fail: a trial far from both
-levels counts for less than one right at a level, and every trial sharpens the estimate of the noise.
+Each next trial goes where it is expected to tell the most about `k` (`_information`): the entropy of the
+predicted value, mixed over the posterior, minus the entropy each split alone predicts. Continuous values
+carry more than pass/fail: a trial far from both levels counts for less than one right at a level, every
+trial sharpens the estimates of the levels and the noise, and measuring a reference again is worth it
+exactly when the levels are too uncertain for a new candidate to say much.
 
-The search stops when one candidate holds `confidence` of the posterior and it and its parent (the
-nearest candidate before it that could be measured) have each been measured at least `VERIFY_TRIALS`
-times — the culprit is only named once it has been compared with its parent directly; when "no step" holds
-`confidence` (cannot reproduce); or after `max_trials`. A candidate whose `measure` raises EngineError
-(BuildError included: cannot be installed or crashes) is skipped, like `git bisect`'s exit 125: if the step
-may lie in a run of skipped candidates, the result names the ambiguous range instead of a culprit.
+The search stops when one candidate holds `confidence` of the posterior given a step, "no step" holds
+less than `1 - confidence`, and it and its parent (the nearest candidate before it that could be measured)
+have been measured directly, `VERIFY_TRIALS` times together — the culprit is only named once it has been
+compared with its parent; when "no step" holds `confidence` or the references are shown equivalent (cannot
+reproduce); or after `max_trials`. A candidate whose `measure` raises EngineError (BuildError included:
+cannot be installed or crashes) is skipped, like `git bisect`'s exit 125: if the step may lie in a run of
+skipped candidates, the result names the ambiguous range instead of a culprit.
 
 Pure: `measure` is injected; `history` replays stored trials without measuring again (resume).
 """
@@ -43,11 +46,14 @@ ProbeVerdict = Literal["good", "bad", "inconclusive", "skipped", "untested"]
 
 STEP_SCALE = 8.0  # prior standard deviation of the step, in noise scales (wide: a step is there to be found)
 PRIOR_NO_STEP = 0.1  # prior P(references do not differ): bisects start from confirmed regressions
-VERIFY_TRIALS = 2  # trials each of culprit and parent before a culprit is named
-REFERENCE_TRIALS = 3  # trials of each reference before the search starts
+VERIFY_TRIALS = 3  # trials of culprit and parent together (each measured) before a culprit is named
+REFERENCE_TRIALS = 1  # trials of each reference before the search starts
+EQUIVALENCE_TRIALS = 3  # trials of each reference before they can be shown not to differ
 MAX_TRIALS = 100
 MIN_EFFECT = 0.02  # references closer than this (equivalence test at 95%) cannot be bisected
-SECOND_STEP_P = 0.01  # a side of the culprit where P(no step) is below this holds another step
+SECOND_STEP_P = 0.01  # a side of the culprit where P(no step) is below this may hold another step...
+SECOND_STEP_TRIALS = 2  # ...once both sides of that step rest on at least this many trials
+SIDE_PRIOR_NO_STEP = 0.5  # a second step is searched as no likelier than none
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,8 @@ class Probe:
 @dataclass(frozen=True)
 class BisectResult(Generic[C]):
     """`culprit`: the first bad candidate (None unless `outcome` is "culprit"); `confidence`: the posterior
-    probability of that answer (of "no step" for cannot-reproduce); `suspects`: the index range [first, last]
+    probability of that answer given that the references differ (P(no step) is below 1 - confidence when a
+    culprit is named; for cannot-reproduce it is that of "no step"); `suspects`: the index range [first, last]
     the step lies in when skipped candidates leave it ambiguous; `rel_change`: the bad level against the
     good one (+0.12: 12% higher), from all trials split at the culprit; `others`: further steps found on
     either side of the culprit (a regression made of two changes)."""
@@ -107,7 +114,7 @@ def bisect(candidates: Sequence[C], measure: Callable[[C], float], *, higher_is_
         raise ConfigError(f"bisect confidence must be in (0.5, 1), got {confidence}")
     if not 0 < min_effect < 1:
         raise ConfigError(f"bisect min_effect must be in (0, 1), got {min_effect}")
-    state = _State(len(candidates), min_effect)
+    state = _State(len(candidates), min_effect, worse=-1 if higher_is_better else 1)
     for trial in history:
         state.add(trial)
     result = _search(state, 0, len(candidates) - 1, candidates, measure, higher_is_better, confidence,
@@ -121,8 +128,9 @@ def bisect(candidates: Sequence[C], measure: Callable[[C], float], *, higher_is_
 class _State:
     """Trials per candidate (shared by the searches of one bisect) and the candidates that cannot be measured."""
 
-    def __init__(self, n: int, min_effect: float):
+    def __init__(self, n: int, min_effect: float, worse: int):
         self.min_effect = min_effect
+        self.worse = worse  # +1: a regression raises the metric (latency); -1: it lowers it (throughput)
         self.samples: list[list[float]] = [[] for _ in range(n)]
         self.errors: dict[int, str] = {}
         self.trials = 0
@@ -167,16 +175,17 @@ class _Posterior:
         return float(self.p_k[:offset].sum() / total) if total > 0 else math.nan
 
 
-def _posterior(ys: list[np.ndarray]) -> _Posterior:
-    """Posterior over the first bad offset within a range whose first entry is good and last is bad."""
+def _posterior(ys: list[np.ndarray], worse: int, prior_none: float = PRIOR_NO_STEP) -> _Posterior:
+    """Posterior over the first bad offset within a range whose first entry is good and last is bad (worse
+    in the direction `worse`)."""
     n_cands = len(ys)
     counts = np.array([y.size for y in ys])
     measured = np.flatnonzero(counts)
     k_count = n_cands - 1
-    prior_k = (1 - PRIOR_NO_STEP) / k_count
+    prior_k = (1 - prior_none) / k_count
     n = int(counts.sum())
     if n < 3 or counts[0] == 0 or counts[-1] == 0:
-        return _Posterior(np.full(k_count, prior_k), PRIOR_NO_STEP)
+        return _Posterior(np.full(k_count, prior_k), prior_none)
     all_y = np.concatenate([ys[i] for i in measured])
     centred = all_y - all_y.mean()
     s_yy = float(centred @ centred)
@@ -188,26 +197,39 @@ def _posterior(ys: list[np.ndarray]) -> _Posterior:
     s_zz = n_good * n_bad / n
     s_zy = group_sum.sum() - np.cumsum(group_sum)[:-1]  # sum over the bad side of centred values
     g = STEP_SCALE**2
-    tiny = 1e-300 + 1e-12 * s_yy
+    tiny = 1e-300 + 1e-12 * s_yy + 1e-24 * float(all_y @ all_y)  # rounding, not noise, below this
     q = np.maximum(s_yy - s_zy**2 / (s_zz + 1 / g), tiny)
     log_m = -0.5 * np.log1p(g * s_zz) - (n - 1) / 2 * np.log(q)
+    # The bad side is worse (`worse`: +1 when worse is higher): the step's prior is the half of the normal on
+    # that side, which doubles the density there and multiplies by P(step on that side | data, split).
+    shift = worse * s_zy / np.sqrt(q / (n - 1) * (s_zz + 1 / g))
+    log_m += math.log(2) + np.log(np.maximum([_t_cdf(float(t), n - 1) for t in shift], 1e-300))
     log_none = -(n - 1) / 2 * math.log(max(s_yy, tiny))
     # Offset k (first bad) falls after measured candidate j when measured[j-1] < k <= measured[j].
     split_of_k = np.searchsorted(measured, np.arange(1, n_cands), side="left") - 1
     log_k = log_m[split_of_k] + math.log(prior_k)
-    log_n = log_none + math.log(PRIOR_NO_STEP)
+    log_n = log_none + math.log(prior_none)
     top = max(float(log_k.max()), log_n)
     p_k, p_none = np.exp(log_k - top), math.exp(log_n - top)
     total = float(p_k.sum()) + p_none
     return _Posterior(p_k / total, p_none / total)
 
 
+def _t_cdf(t: float, dof: int) -> float:
+    """P(T <= t) for Student's t."""
+    half = t_two_sided(t, dof) / 2
+    return 1 - half if t > 0 else half
+
+
 def _search(state: _State, lo: int, hi: int, candidates: Sequence[C], measure: Callable[[C], float],
-            higher_is_better: bool, confidence: float, max_trials: int,
-            on_trial: Callable[[Trial], None] | None) -> BisectResult[C]:  # fmt: skip
+            higher_is_better: bool, confidence: float, max_trials: int, on_trial: Callable[[Trial], None] | None,
+            prior_none: float = PRIOR_NO_STEP) -> BisectResult[C]:  # fmt: skip
+    """Search lo..hi. A second-step search (`prior_none` of one half) gives up as soon as "no step" is as
+    likely as a step: it was started on evidence that then did not hold up."""
+    enough_none = confidence if prior_none == PRIOR_NO_STEP else prior_none
     while True:
-        post = _posterior(state.transformed(lo, hi))
-        decision = _decide(state, lo, hi, post, confidence, max_trials)
+        post = _posterior(state.transformed(lo, hi), state.worse, prior_none)
+        decision = _decide(state, lo, hi, post, confidence, max_trials, enough_none)
         if isinstance(decision, int):
             state.take(decision, candidates, measure, on_trial)
             continue
@@ -216,25 +238,28 @@ def _search(state: _State, lo: int, hi: int, candidates: Sequence[C], measure: C
 
 def _best_atom(state: _State, lo: int, hi: int, post: _Posterior) -> tuple[int, int, float]:
     """(parent, culprit, probability) of the likeliest atom: the step lies after `parent` and at or before
-    `culprit`, both of which can be measured, everything between them skipped."""
+    `culprit`, both of which can be measured, everything between them skipped. The probability is given
+    that a step exists (whether one does is settled apart, by P(no step))."""
     skipped = [i for i in state.errors if lo < i < hi]
     measurable = np.setdiff1d(np.arange(lo, hi + 1), skipped)
     cumulative = np.concatenate([[0.0], np.cumsum(post.p_k)])  # cumulative[j]: P(first bad offset <= j)
     mass = cumulative[measurable[1:] - lo] - cumulative[measurable[:-1] - lo]
     best = int(np.argmax(mass))
-    return int(measurable[best]), int(measurable[best + 1]), float(mass[best])
+    return int(measurable[best]), int(measurable[best + 1]), float(mass[best] / max(float(post.p_k.sum()), 1e-300))
 
 
-def _decide(state: _State, lo: int, hi: int, post: _Posterior, confidence: float,
-            max_trials: int) -> int | tuple[Outcome, int, int, float]:  # fmt: skip
+def _decide(state: _State, lo: int, hi: int, post: _Posterior, confidence: float, max_trials: int,
+            enough_none: float) -> int | tuple[Outcome, int, int, float]:  # fmt: skip
     """The next candidate to measure, or (outcome, parent, culprit, probability) when done."""
     parent, culprit, p_best = _best_atom(state, lo, hi, post)
-    if post.p_none >= confidence:
+    if post.p_none >= enough_none:
         return ("cannot-reproduce", lo, hi, post.p_none)
     if _equivalent(state, lo, hi):
         return ("cannot-reproduce", lo, hi, 0.95)
-    if p_best >= confidence:
-        short = [i for i in (parent, culprit) if len(state.samples[i]) < VERIFY_TRIALS]
+    if p_best >= confidence and post.p_none <= 1 - confidence:
+        pair = [len(state.samples[i]) for i in (parent, culprit)]
+        short = [] if min(pair) >= 1 and sum(pair) >= VERIFY_TRIALS else \
+            [i for i in (parent, culprit) if len(state.samples[i]) == min(pair)]  # fmt: skip
         if not short:
             return ("culprit" if culprit - parent == 1 else "ambiguous", parent, culprit, p_best)
         if state.trials < max_trials:
@@ -242,31 +267,82 @@ def _decide(state: _State, lo: int, hi: int, post: _Posterior, confidence: float
     if state.trials >= max_trials:
         return ("inconclusive", parent, culprit, p_best)
     refs = (lo, hi)
-    if min(len(state.samples[i]) for i in refs) < REFERENCE_TRIALS or post.p_none >= 0.5:
+    ys = state.transformed(lo, hi)
+    counts = np.array([y.size for y in ys])
+    if min(counts[0], counts[-1]) < REFERENCE_TRIALS or post.p_none >= 0.5:
         return min(refs, key=lambda i: (len(state.samples[i]), i))
-    # P(s is bad | a step) for every inner candidate s; measure where that is nearest one half.
-    p_bad = np.cumsum(post.p_k)[: hi - lo - 1] / max(float(post.p_k.sum()), 1e-300)
-    score = np.minimum(p_bad, 1 - p_bad)
-    score[[i - lo - 1 for i in state.errors if lo < i < hi]] = -1.0
-    if score.size == 0 or score.max() <= 0:
-        return min(refs, key=lambda i: len(state.samples[i]))
-    probe = lo + 1 + int(np.argmax(score))
-    # A candidate is told apart from the levels only as well as the levels are known: once it has as many
-    # trials as the side (the candidates all but surely good, or bad) whose level rests on fewer, that
-    # side's reference is measured instead (otherwise a candidate whose mean sits between two noisy levels
-    # is measured forever).
-    counts = np.array([len(x) for x in state.samples[lo : hi + 1]])
-    p_all = np.concatenate([[0.0], p_bad, [1.0]])
-    good_n, bad_n = int(counts[p_all <= 0.05].sum()), int(counts[p_all >= 0.95].sum())
-    weaker = lo if good_n <= bad_n else hi
-    return weaker if counts[probe - lo] >= min(good_n, bad_n) else probe
+    skipped = [i - lo for i in state.errors if lo < i < hi]
+    if counts.sum() < 3:  # the noise cannot be estimated yet: split the candidates in half
+        p_bad = np.concatenate([[0.0], np.cumsum(post.p_k)[:-1] / max(float(post.p_k.sum()), 1e-300), [1.0]])
+        score = np.minimum(p_bad, 1 - p_bad)
+    else:
+        score = _information(ys, post.p_k)
+    score[skipped] = -np.inf
+    return lo + int(np.argmax(score))
+
+
+def _information(ys: list[np.ndarray], p_k: np.ndarray, grid: int = 161) -> np.ndarray:
+    """Expected information (nats) about the first bad candidate from one more trial of each candidate.
+
+    A trial's value is predicted, under each split of the measured candidates into a good and a bad side, by
+    Student's t around that side's mean, with the pooled noise estimate widened by how few trials that side
+    has (the levels taken as flat here; the step prior of the posterior is wide enough that this changes
+    nothing that matters for choosing). The gain is the entropy of the mixture of these predictions over
+    the posterior minus their average entropy. It is highest where the outcome is least predictable, and it
+    also counts how well the sides' levels are known: a reference or a candidate with one stray trial is
+    measured again when that settles more than a new candidate would.
+    """
+    counts = np.array([y.size for y in ys])
+    measured = np.flatnonzero(counts)
+    n = int(counts.sum())
+    dof = n - 2
+    sums = np.array([ys[i].sum() for i in measured])
+    n_good = np.cumsum(counts[measured])[:-1].astype(float)  # split j: the first j measured are good
+    n_bad = n - n_good
+    s_good = np.cumsum(sums)[:-1]
+    s_bad = sums.sum() - s_good
+    squares = float(sum(float(ys[i] @ ys[i]) for i in measured))
+    rss = np.maximum(squares - s_good**2 / n_good - s_bad**2 / n_bad, 1e-12 * max(squares, 1e-300))
+    noise = np.sqrt(rss / dof)
+    # Posterior mass of each split (its run of first-bad offsets), and of its offsets at or before candidate c.
+    split_of_k = np.searchsorted(measured, np.arange(1, len(ys)), side="left") - 1
+    mass = np.bincount(split_of_k, weights=p_k, minlength=len(measured) - 1)
+    total = float(mass.sum())
+    if total <= 0:
+        return np.zeros(len(ys))
+    mass, p_k = mass / total, p_k / total
+    starts = np.concatenate([[0.0], np.cumsum(mass)[:-1]])
+    p_upto = np.concatenate([[0.0], np.cumsum(p_k)])  # P(first bad offset <= c), c = 0 .. len - 1
+    w_bad = np.clip(p_upto[:, None] - starts[None, :], 0.0, mass[None, :])
+    w_good = mass[None, :] - w_bad
+    keep = mass > 1e-9
+    sides = [(s_good / n_good, noise * np.sqrt(1 + 1 / n_good), w_good),
+             (s_bad / n_bad, noise * np.sqrt(1 + 1 / n_bad), w_bad)]  # fmt: skip
+    low = min(float((m - 8 * sc)[keep].min()) for m, sc, _ in sides)
+    high = max(float((m + 8 * sc)[keep].max()) for m, sc, _ in sides)
+    y = np.linspace(low, high, grid)
+    step = y[1] - y[0]
+    density = np.zeros((len(ys), grid))
+    own_entropy = np.zeros(len(ys))
+    for mean, scale, weight in sides:
+        f = _t_density(y[None, :], mean[keep, None], scale[keep, None], dof)
+        density += weight[:, keep] @ f
+        own_entropy += weight[:, keep] @ -(f * np.log(np.maximum(f, 1e-300))).sum(axis=1) * step
+    mixture_entropy = -(density * np.log(np.maximum(density, 1e-300))).sum(axis=1) * step
+    return mixture_entropy - own_entropy
+
+
+def _t_density(y: np.ndarray, mean: np.ndarray, scale: np.ndarray, dof: int) -> np.ndarray:
+    log_norm = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
+    z = (y - mean) / scale
+    return np.exp(log_norm - (dof + 1) / 2 * np.log1p(z * z / dof)) / scale
 
 
 def _equivalent(state: _State, lo: int, hi: int) -> bool:
     """TOST at 5%: do the references' trials show that they differ by less than `min_effect`?"""
     ys = state.transformed(lo, hi)
     good, bad = ys[0], ys[-1]
-    if min(good.size, bad.size) < REFERENCE_TRIALS:
+    if min(good.size, bad.size) < EQUIVALENCE_TRIALS:
         return False
     logs = all(v > 0 for s in state.samples[lo : hi + 1] for v in s)
     margin = math.log1p(state.min_effect) if logs else state.min_effect
@@ -348,15 +424,35 @@ def _with_second_steps(result: BisectResult[C], state: _State, candidates: Seque
     parent = max(i for i in range(culprit) if i not in state.errors or i == 0)
     others = []
     for lo, hi in ((0, parent), (culprit, len(candidates) - 1)):
-        if hi - lo >= 1 and _has_step(state.transformed(lo, hi)):
-            side = _search(state, lo, hi, candidates, measure, higher_is_better, confidence, max_trials, on_trial)
+        if hi - lo >= 1 and _confirmed_step(state, lo, hi, candidates, measure, max_trials, on_trial):
+            side = _search(state, lo, hi, candidates, measure, higher_is_better, confidence, max_trials, on_trial,
+                           prior_none=SIDE_PRIOR_NO_STEP)
             if side.outcome == "culprit":
                 others.append(side)
     return BisectResult(**{**result.__dict__, "trials": state.trials, "others": others})
 
 
-def _has_step(ys: list[np.ndarray]) -> bool:
+def _confirmed_step(state: _State, lo: int, hi: int, candidates: Sequence[C], measure: Callable[[C], float],
+                    max_trials: int, on_trial: Callable[[Trial], None] | None) -> bool:  # fmt: skip
+    """Does a side hold another step? Its trials must make one all but certain with each side of the likeliest
+    split resting on at least `SECOND_STEP_TRIALS` trials: one stray trial among a few tight ones also makes a
+    step "certain", so the thinner side is measured again (nearest the split first) before a search starts."""
+    while _has_step(ys := state.transformed(lo, hi), state.worse):
+        post = _posterior(ys, state.worse)
+        split = lo + 1 + int(np.argmax(post.p_k))  # the likeliest first bad candidate
+        thin = [i for i in range(lo, split) if i not in state.errors][::-1], \
+            [i for i in range(split, hi + 1) if i not in state.errors]  # fmt: skip
+        short = min(thin, key=lambda side: sum(len(state.samples[i]) for i in side))
+        if sum(len(state.samples[i]) for i in short) >= SECOND_STEP_TRIALS:
+            return True
+        if state.trials >= max_trials:
+            return False
+        state.take(next(i for i in short if state.samples[i]), candidates, measure, on_trial)
+    return False
+
+
+def _has_step(ys: list[np.ndarray], worse: int) -> bool:
     """Do a side's own trials make a step within it all but certain? (Searching a clean side would spend
     trials proving that it is clean.)"""
     return len([y for y in ys if y.size]) >= 2 and ys[0].size > 0 and ys[-1].size > 0 and \
-        _posterior(ys).p_none < SECOND_STEP_P
+        _posterior(ys, worse).p_none < SECOND_STEP_P
