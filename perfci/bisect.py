@@ -203,7 +203,7 @@ def _posterior(ys: list[np.ndarray], worse: int, prior_none: float = PRIOR_NO_ST
     # The bad side is worse (`worse`: +1 when worse is higher): the step's prior is the half of the normal on
     # that side, which doubles the density there and multiplies by P(step on that side | data, split).
     shift = worse * s_zy / np.sqrt(q / (n - 1) * (s_zz + 1 / g))
-    log_m += math.log(2) + np.log(np.maximum([_t_cdf(float(t), n - 1) for t in shift], 1e-300))
+    log_m += math.log(2) + np.log(np.maximum([_one_sided(-float(t), n - 1) for t in shift], 1e-300))
     log_none = -(n - 1) / 2 * math.log(max(s_yy, tiny))
     # Offset k (first bad) falls after measured candidate j when measured[j-1] < k <= measured[j].
     split_of_k = np.searchsorted(measured, np.arange(1, n_cands), side="left") - 1
@@ -215,25 +215,20 @@ def _posterior(ys: list[np.ndarray], worse: int, prior_none: float = PRIOR_NO_ST
     return _Posterior(p_k / total, p_none / total)
 
 
-def _t_cdf(t: float, dof: int) -> float:
-    """P(T <= t) for Student's t."""
-    half = t_two_sided(t, dof) / 2
-    return 1 - half if t > 0 else half
-
-
 def _search(state: _State, lo: int, hi: int, candidates: Sequence[C], measure: Callable[[C], float],
             higher_is_better: bool, confidence: float, max_trials: int, on_trial: Callable[[Trial], None] | None,
-            prior_none: float = PRIOR_NO_STEP) -> BisectResult[C]:  # fmt: skip
-    """Search lo..hi. A second-step search (`prior_none` of one half) gives up as soon as "no step" is as
-    likely as a step: it was started on evidence that then did not hold up."""
-    enough_none = confidence if prior_none == PRIOR_NO_STEP else prior_none
+            second_step: bool = False) -> BisectResult[C]:  # fmt: skip
+    """Search lo..hi. A second-step search starts from "no step" as likely as a step and gives up as soon as
+    "no step" is the likelier: it was started on evidence that then did not hold up."""
+    prior_none, enough_none = (SIDE_PRIOR_NO_STEP,) * 2 if second_step else (PRIOR_NO_STEP, confidence)
     while True:
-        post = _posterior(state.transformed(lo, hi), state.worse, prior_none)
-        decision = _decide(state, lo, hi, post, confidence, max_trials, enough_none)
+        ys = state.transformed(lo, hi)
+        post = _posterior(ys, state.worse, prior_none)
+        decision = _decide(state, ys, lo, hi, post, confidence, max_trials, enough_none)
         if isinstance(decision, int):
             state.take(decision, candidates, measure, on_trial)
             continue
-        return _result(state, lo, hi, candidates, post, decision, higher_is_better)
+        return _result(state, ys, lo, hi, candidates, post, decision, higher_is_better)
 
 
 def _best_atom(state: _State, lo: int, hi: int, post: _Posterior) -> tuple[int, int, float]:
@@ -248,13 +243,14 @@ def _best_atom(state: _State, lo: int, hi: int, post: _Posterior) -> tuple[int, 
     return int(measurable[best]), int(measurable[best + 1]), float(mass[best] / max(float(post.p_k.sum()), 1e-300))
 
 
-def _decide(state: _State, lo: int, hi: int, post: _Posterior, confidence: float, max_trials: int,
-            enough_none: float) -> int | tuple[Outcome, int, int, float]:  # fmt: skip
-    """The next candidate to measure, or (outcome, parent, culprit, probability) when done."""
+def _decide(state: _State, ys: list[np.ndarray], lo: int, hi: int, post: _Posterior, confidence: float,
+            max_trials: int, enough_none: float) -> int | tuple[Outcome, int, int, float]:  # fmt: skip
+    """The next candidate to measure, or (outcome, parent, culprit, probability) when done. `ys`: the trials
+    of lo..hi as the model sees them (`_State.transformed`)."""
     parent, culprit, p_best = _best_atom(state, lo, hi, post)
     if post.p_none >= enough_none:
         return ("cannot-reproduce", lo, hi, post.p_none)
-    if _equivalent(state, lo, hi):
+    if _equivalent(state, ys, lo, hi):
         return ("cannot-reproduce", lo, hi, 0.95)
     if p_best >= confidence and post.p_none <= 1 - confidence:
         pair = [len(state.samples[i]) for i in (parent, culprit)]
@@ -267,7 +263,6 @@ def _decide(state: _State, lo: int, hi: int, post: _Posterior, confidence: float
     if state.trials >= max_trials:
         return ("inconclusive", parent, culprit, p_best)
     refs = (lo, hi)
-    ys = state.transformed(lo, hi)
     counts = np.array([y.size for y in ys])
     if min(counts[0], counts[-1]) < REFERENCE_TRIALS or post.p_none >= 0.5:
         return min(refs, key=lambda i: (len(state.samples[i]), i))
@@ -338,9 +333,8 @@ def _t_density(y: np.ndarray, mean: np.ndarray, scale: np.ndarray, dof: int) -> 
     return np.exp(log_norm - (dof + 1) / 2 * np.log1p(z * z / dof)) / scale
 
 
-def _equivalent(state: _State, lo: int, hi: int) -> bool:
+def _equivalent(state: _State, ys: list[np.ndarray], lo: int, hi: int) -> bool:
     """TOST at 5%: do the references' trials show that they differ by less than `min_effect`?"""
-    ys = state.transformed(lo, hi)
     good, bad = ys[0], ys[-1]
     if min(good.size, bad.size) < EQUIVALENCE_TRIALS:
         return False
@@ -361,10 +355,9 @@ def _one_sided(t: float, dof: int) -> float:
     return half if t > 0 else 1 - half
 
 
-def _result(state: _State, lo: int, hi: int, candidates: Sequence[C], post: _Posterior,
+def _result(state: _State, ys: list[np.ndarray], lo: int, hi: int, candidates: Sequence[C], post: _Posterior,
             decision: tuple[Outcome, int, int, float], higher_is_better: bool) -> BisectResult[C]:  # fmt: skip
     outcome, parent, culprit, p = decision
-    ys = state.transformed(lo, hi)
     split = culprit - lo if outcome != "cannot-reproduce" else hi - lo
     good = np.concatenate(ys[:split]) if split else np.empty(0)
     bad = np.concatenate(ys[split:])
@@ -426,7 +419,7 @@ def _with_second_steps(result: BisectResult[C], state: _State, candidates: Seque
     for lo, hi in ((0, parent), (culprit, len(candidates) - 1)):
         if hi - lo >= 1 and _confirmed_step(state, lo, hi, candidates, measure, max_trials, on_trial):
             side = _search(state, lo, hi, candidates, measure, higher_is_better, confidence, max_trials, on_trial,
-                           prior_none=SIDE_PRIOR_NO_STEP)
+                           second_step=True)
             if side.outcome == "culprit":
                 others.append(side)
     return BisectResult(**{**result.__dict__, "trials": state.trials, "others": others})
@@ -437,8 +430,12 @@ def _confirmed_step(state: _State, lo: int, hi: int, candidates: Sequence[C], me
     """Does a side hold another step? Its trials must make one all but certain with each side of the likeliest
     split resting on at least `SECOND_STEP_TRIALS` trials: one stray trial among a few tight ones also makes a
     step "certain", so the thinner side is measured again (nearest the split first) before a search starts."""
-    while _has_step(ys := state.transformed(lo, hi), state.worse):
-        post = _posterior(ys, state.worse)
+    while True:
+        ys = state.transformed(lo, hi)
+        # Both ends measured, and the side's own trials make a step all but certain (searching a clean side
+        # would spend trials proving that it is clean).
+        if not (ys[0].size and ys[-1].size) or (post := _posterior(ys, state.worse)).p_none >= SECOND_STEP_P:
+            return False
         split = lo + 1 + int(np.argmax(post.p_k))  # the likeliest first bad candidate
         thin = [i for i in range(lo, split) if i not in state.errors][::-1], \
             [i for i in range(split, hi + 1) if i not in state.errors]  # fmt: skip
@@ -448,11 +445,3 @@ def _confirmed_step(state: _State, lo: int, hi: int, candidates: Sequence[C], me
         if state.trials >= max_trials:
             return False
         state.take(next(i for i in short if state.samples[i]), candidates, measure, on_trial)
-    return False
-
-
-def _has_step(ys: list[np.ndarray], worse: int) -> bool:
-    """Do a side's own trials make a step within it all but certain? (Searching a clean side would spend
-    trials proving that it is clean.)"""
-    return len([y for y in ys if y.size]) >= 2 and ys[0].size > 0 and ys[-1].size > 0 and \
-        _posterior(ys, worse).p_none < SECOND_STEP_P
