@@ -54,6 +54,7 @@ MIN_EFFECT = 0.02  # references closer than this (equivalence test at 95%) canno
 SECOND_STEP_P = 0.01  # a side of the culprit where P(no step) is below this may hold another step...
 SECOND_STEP_TRIALS = 2  # ...once both sides of that step rest on at least this many trials
 SIDE_PRIOR_NO_STEP = 0.5  # a second step is searched as no likelier than none
+NOISE_PRIOR_TRIALS = 10  # a known noise level counts as much as this many trials' worth of its estimate
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,16 @@ class BisectResult(Generic[C]):
 def bisect(candidates: Sequence[C], measure: Callable[[C], float], *, higher_is_better: bool,
            confidence: float = 0.95, min_effect: float = MIN_EFFECT, max_trials: int = MAX_TRIALS,
            history: Iterable[Trial] = (), on_trial: Callable[[Trial], None] | None = None,
-           second_steps: bool = True) -> BisectResult[C]:  # fmt: skip
+           second_steps: bool = True, noise: float | None = None) -> BisectResult[C]:  # fmt: skip
     """Bisect `candidates` (first known good, last known bad) calling `measure` for one trial at a time.
 
     `history`: trials already taken (a resumed bisect); `on_trial` sees each new trial as it is taken (to
     store it). `trials` in the result counts every trial, replayed ones included. `min_effect`: references
     shown to differ by less than this are "cannot-reproduce" (a Bayes factor alone takes ~100 trials to
-    prove that nothing changed).
+    prove that nothing changed). `noise`: the metric's relative noise per trial when known from earlier runs
+    (0.02: 2%), a prior on the noise worth `NOISE_PRIOR_TRIALS` trials. Without it the noise is estimated
+    from this bisect's trials alone, and a search that stops after a few trials that happened to scatter
+    little states too much confidence when the step is as small as the noise (docs/benchmarks.md).
     """
     if len(candidates) < 2:
         raise ConfigError(f"bisect needs a good and a bad candidate, got {len(candidates)}")
@@ -114,7 +118,9 @@ def bisect(candidates: Sequence[C], measure: Callable[[C], float], *, higher_is_
         raise ConfigError(f"bisect confidence must be in (0.5, 1), got {confidence}")
     if not 0 < min_effect < 1:
         raise ConfigError(f"bisect min_effect must be in (0, 1), got {min_effect}")
-    state = _State(len(candidates), min_effect, worse=-1 if higher_is_better else 1)
+    if noise is not None and not 0 < noise < 1:
+        raise ConfigError(f"bisect noise must be a relative noise in (0, 1), got {noise}")
+    state = _State(len(candidates), min_effect, worse=-1 if higher_is_better else 1, noise=noise)
     for trial in history:
         state.add(trial)
     result = _search(state, 0, len(candidates) - 1, candidates, measure, higher_is_better, confidence,
@@ -128,9 +134,13 @@ def bisect(candidates: Sequence[C], measure: Callable[[C], float], *, higher_is_
 class _State:
     """Trials per candidate (shared by the searches of one bisect) and the candidates that cannot be measured."""
 
-    def __init__(self, n: int, min_effect: float, worse: int):
+    def __init__(self, n: int, min_effect: float, worse: int, noise: float | None = None):
         self.min_effect = min_effect
         self.worse = worse  # +1: a regression raises the metric (latency); -1: it lowers it (throughput)
+        # The known noise as pseudo-trials (sum of squares, count) on the model's scale: logs, or values over
+        # their median, where a relative noise is the same to first order.
+        sigma = math.log1p(noise) if noise else 0.0
+        self.prior_noise = (NOISE_PRIOR_TRIALS * sigma**2, NOISE_PRIOR_TRIALS if noise else 0)
         self.samples: list[list[float]] = [[] for _ in range(n)]
         self.errors: dict[int, str] = {}
         self.trials = 0
@@ -175,9 +185,10 @@ class _Posterior:
         return float(self.p_k[:offset].sum() / total) if total > 0 else math.nan
 
 
-def _posterior(ys: list[np.ndarray], worse: int, prior_none: float = PRIOR_NO_STEP) -> _Posterior:
+def _posterior(ys: list[np.ndarray], worse: int, prior_none: float = PRIOR_NO_STEP,
+               prior_noise: tuple[float, int] = (0.0, 0)) -> _Posterior:  # fmt: skip
     """Posterior over the first bad offset within a range whose first entry is good and last is bad (worse
-    in the direction `worse`)."""
+    in the direction `worse`). `prior_noise`: (sum of squares, trials) a known noise level adds."""
     n_cands = len(ys)
     counts = np.array([y.size for y in ys])
     measured = np.flatnonzero(counts)
@@ -198,13 +209,15 @@ def _posterior(ys: list[np.ndarray], worse: int, prior_none: float = PRIOR_NO_ST
     s_zy = group_sum.sum() - np.cumsum(group_sum)[:-1]  # sum over the bad side of centred values
     g = STEP_SCALE**2
     tiny = 1e-300 + 1e-12 * s_yy + 1e-24 * float(all_y @ all_y)  # rounding, not noise, below this
-    q = np.maximum(s_yy - s_zy**2 / (s_zz + 1 / g), tiny)
-    log_m = -0.5 * np.log1p(g * s_zz) - (n - 1) / 2 * np.log(q)
+    prior_ss, prior_n = prior_noise
+    dof = n - 1 + prior_n
+    q = np.maximum(s_yy - s_zy**2 / (s_zz + 1 / g), tiny) + prior_ss
+    log_m = -0.5 * np.log1p(g * s_zz) - dof / 2 * np.log(q)
     # The bad side is worse (`worse`: +1 when worse is higher): the step's prior is the half of the normal on
     # that side, which doubles the density there and multiplies by P(step on that side | data, split).
-    shift = worse * s_zy / np.sqrt(q / (n - 1) * (s_zz + 1 / g))
-    log_m += math.log(2) + np.log(np.maximum([_one_sided(-float(t), n - 1) for t in shift], 1e-300))
-    log_none = -(n - 1) / 2 * math.log(max(s_yy, tiny))
+    shift = worse * s_zy / np.sqrt(q / dof * (s_zz + 1 / g))
+    log_m += math.log(2) + np.log(np.maximum([_one_sided(-float(t), dof) for t in shift], 1e-300))
+    log_none = -dof / 2 * math.log(max(s_yy, tiny) + prior_ss)
     # Offset k (first bad) falls after measured candidate j when measured[j-1] < k <= measured[j].
     split_of_k = np.searchsorted(measured, np.arange(1, n_cands), side="left") - 1
     log_k = log_m[split_of_k] + math.log(prior_k)
@@ -223,7 +236,7 @@ def _search(state: _State, lo: int, hi: int, candidates: Sequence[C], measure: C
     prior_none, enough_none = (SIDE_PRIOR_NO_STEP,) * 2 if second_step else (PRIOR_NO_STEP, confidence)
     while True:
         ys = state.transformed(lo, hi)
-        post = _posterior(ys, state.worse, prior_none)
+        post = _posterior(ys, state.worse, prior_none, state.prior_noise)
         decision = _decide(state, ys, lo, hi, post, confidence, max_trials, enough_none)
         if isinstance(decision, int):
             state.take(decision, candidates, measure, on_trial)
@@ -271,12 +284,13 @@ def _decide(state: _State, ys: list[np.ndarray], lo: int, hi: int, post: _Poster
         p_bad = np.concatenate([[0.0], np.cumsum(post.p_k)[:-1] / max(float(post.p_k.sum()), 1e-300), [1.0]])
         score = np.minimum(p_bad, 1 - p_bad)
     else:
-        score = _information(ys, post.p_k)
+        score = _information(ys, post.p_k, state.prior_noise)
     score[skipped] = -np.inf
     return lo + int(np.argmax(score))
 
 
-def _information(ys: list[np.ndarray], p_k: np.ndarray, grid: int = 161) -> np.ndarray:
+def _information(ys: list[np.ndarray], p_k: np.ndarray, prior_noise: tuple[float, int] = (0.0, 0),
+                 grid: int = 161) -> np.ndarray:  # fmt: skip
     """Expected information (nats) about the first bad candidate from one more trial of each candidate.
 
     A trial's value is predicted, under each split of the measured candidates into a good and a bad side, by
@@ -290,7 +304,7 @@ def _information(ys: list[np.ndarray], p_k: np.ndarray, grid: int = 161) -> np.n
     counts = np.array([y.size for y in ys])
     measured = np.flatnonzero(counts)
     n = int(counts.sum())
-    dof = n - 2
+    dof = n - 2 + prior_noise[1]
     sums = np.array([ys[i].sum() for i in measured])
     n_good = np.cumsum(counts[measured])[:-1].astype(float)  # split j: the first j measured are good
     n_bad = n - n_good
@@ -298,7 +312,7 @@ def _information(ys: list[np.ndarray], p_k: np.ndarray, grid: int = 161) -> np.n
     s_bad = sums.sum() - s_good
     squares = float(sum(float(ys[i] @ ys[i]) for i in measured))
     rss = np.maximum(squares - s_good**2 / n_good - s_bad**2 / n_bad, 1e-12 * max(squares, 1e-300))
-    noise = np.sqrt(rss / dof)
+    noise = np.sqrt((rss + prior_noise[0]) / dof)
     # Posterior mass of each split (its run of first-bad offsets), and of its offsets at or before candidate c.
     split_of_k = np.searchsorted(measured, np.arange(1, len(ys)), side="left") - 1
     mass = np.bincount(split_of_k, weights=p_k, minlength=len(measured) - 1)
@@ -434,7 +448,10 @@ def _confirmed_step(state: _State, lo: int, hi: int, candidates: Sequence[C], me
         ys = state.transformed(lo, hi)
         # Both ends measured, and the side's own trials make a step all but certain (searching a clean side
         # would spend trials proving that it is clean).
-        if not (ys[0].size and ys[-1].size) or (post := _posterior(ys, state.worse)).p_none >= SECOND_STEP_P:
+        if not (ys[0].size and ys[-1].size):
+            return False
+        post = _posterior(ys, state.worse, prior_noise=state.prior_noise)
+        if post.p_none >= SECOND_STEP_P:
             return False
         split = lo + 1 + int(np.argmax(post.p_k))  # the likeliest first bad candidate
         thin = [i for i in range(lo, split) if i not in state.errors][::-1], \

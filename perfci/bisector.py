@@ -59,6 +59,7 @@ class Spec(Strict):
     index_url: str = PYPI_SIMPLE
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     max_trials: int = Field(default=core.MAX_TRIALS, ge=4)
+    noise: float | None = Field(default=None, gt=0, lt=1)  # the metric's relative noise per trial, when known
     hardware_label: str = ""
     regression_id: int | None = None  # the finding this bisect explains (reports post the culprit to its issue)
 
@@ -287,7 +288,7 @@ def resume(db: Database, bisect_id: int, *, out: Path, reporter=None, on_trial: 
     try:
         result = core.bisect(candidates, measure, higher_is_better=bool(row["higher_is_better"]),
                              confidence=spec.confidence, max_trials=spec.max_trials, history=history,
-                             on_trial=taken)  # fmt: skip
+                             on_trial=taken, noise=spec.noise)  # fmt: skip
     except PerfciError as e:
         db["bisects"].update(bisect_id, {"status": "failed", "error": str(e).splitlines()[0], "updated": clock()})
         raise
@@ -332,7 +333,7 @@ def status(db: Database, bisect_id: int) -> View:
 
     result = core.bisect(candidates, unmeasured, higher_is_better=bool(row["higher_is_better"]),
                          confidence=spec.confidence, max_trials=len(history), history=history,
-                         second_steps=False)  # fmt: skip
+                         second_steps=False, noise=spec.noise)  # fmt: skip
     return View(row, candidates, result)
 
 

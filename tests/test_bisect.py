@@ -122,6 +122,26 @@ def test_bad_arguments_are_refused():
         bisect([1, 2], lambda c: 1.0, higher_is_better=False, confidence=1.5)
     with pytest.raises(ConfigError, match="candidate 9"):
         bisect([1, 2], lambda c: 1.0, higher_is_better=False, history=[Trial(9, 1.0)])
+    for noise in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="noise"):
+            bisect([1, 2], lambda c: 1.0, higher_is_better=False, noise=noise)
+
+
+def test_a_known_noise_keeps_a_few_tight_trials_from_naming_a_culprit():
+    # Seven trials that scatter by 0.1% around a 3% step: alone they name candidate 8 at once. A metric known
+    # to be noisier than that (3% per trial, from earlier runs) makes them say little; one known to be as
+    # quiet as they are changes nothing.
+    trials = [Trial(0, 100.0), Trial(15, 103.0), Trial(7, 100.1), Trial(8, 102.9), Trial(8, 103.0),
+              Trial(0, 100.05), Trial(15, 103.1)]  # fmt: skip
+
+    def replay(noise):
+        return bisect(list(range(16)), lambda c: pytest.fail("replay only"), higher_is_better=False,
+                      history=trials, max_trials=len(trials), noise=noise)  # fmt: skip
+
+    assert (replay(None).outcome, replay(None).culprit) == ("culprit", 8)
+    assert (replay(0.001).outcome, replay(0.001).culprit) == ("culprit", 8)
+    noisy = replay(0.03)
+    assert noisy.outcome == "inconclusive" and noisy.culprit is None and noisy.confidence < 0.95
 
 
 def test_result_fields_are_the_stable_api():

@@ -142,6 +142,20 @@ def test_bisect_step_exit_codes(history, tmp_path):
     assert bad_point.returncode == 255 and "nope/sync" in bad_point.stderr  # config errors abort `git bisect`
 
 
+def test_bisect_options_are_checked_and_a_known_noise_is_stored_with_the_bisect(history):
+    d, shas = history
+    args = ["bisect", "--engine", "sim", "--repo", "engine", "--good", shas[0], "--bad", shas[-1], "--suite",
+            "bis.toml", "--point", "short/sync", "--metric", "tpot_p50", "--db", "n.db", "--out", "runs-n"]  # fmt: skip
+    for option, value in (("--noise", "2"), ("--noise", "0"), ("--confidence", "1.5"), ("--max-trials", "2")):
+        refused = perfci(*args, option, value, cwd=d)
+        assert refused.returncode == 2 and option in refused.stderr, refused.stderr
+    assert not (d / "n.db").exists()  # refused before anything is stored
+    done = perfci(*args, "--noise", "0.02", "--max-trials", "4", "--json", cwd=d)
+    assert done.returncode == 0, done.stderr
+    view = json.loads(done.stdout)
+    assert view["spec"]["noise"] == 0.02 and view["trials"] == 4  # resume and status reuse the stored spec
+
+
 class _Index(BaseHTTPRequestHandler):
     pages: dict[str, bytes] = {}
 
