@@ -5,6 +5,8 @@ candidate, multiplicative Gaussian noise of `noise` per trial, and optionally a 
 cannot be built (a trial there raises BuildError: skipped). Each history is bisected by:
 
 - perfci: `perfci.bisect.bisect` at its defaults (confidence 0.95), continuous values;
+- perfci, noise known: the same given the scenario's noise (`noise=`), as `perfci bisect` does when the
+  series has earlier runs stored (it estimates the noise from them);
 - plain k: binary search, each probe the median of k trials against the midpoint of the references' medians
   (each reference measured k times first); an unbuildable probe is replaced by its nearest buildable
   neighbour inside the range (as `git bisect skip` does);
@@ -76,8 +78,8 @@ def history(s: Scenario, seed: int) -> tuple[int, Measure, set[int]]:
     return culprit, measure, broken
 
 
-def run_perfci(n: int, measure: Measure, truth: int) -> Outcome:
-    result = bisect.bisect(list(range(n)), measure, higher_is_better=False)
+def run_perfci(n: int, measure: Measure, truth: int, noise: float | None = None) -> Outcome:
+    result = bisect.bisect(list(range(n)), measure, higher_is_better=False, noise=noise)
     narrowed = result.outcome == "ambiguous" and result.suspects[0] <= truth <= result.suspects[1]
     return Outcome(result.culprit == truth, result.trials, result.confidence if result.culprit is not None else 0.0,
                    narrowed)  # fmt: skip
@@ -147,11 +149,12 @@ def run_bayesect(n: int, measure: Measure, truth: int, refs: int = 3) -> Outcome
     return Outcome(culprit == truth, len(calls), float(bisector.distribution.max()))
 
 
-METHODS: dict[str, Callable[[int, Measure, int], Outcome]] = {
-    "perfci": run_perfci,
-    "plain k=3": lambda n, m, t: run_plain(n, m, t, 3),
-    "plain k=5": lambda n, m, t: run_plain(n, m, t, 5),
-    "git-bayesect": run_bayesect,
+METHODS: dict[str, Callable[[Scenario, Measure, int], Outcome]] = {
+    "perfci": lambda s, m, t: run_perfci(s.n, m, t),
+    "perfci, noise known": lambda s, m, t: run_perfci(s.n, m, t, noise=s.noise),
+    "plain k=3": lambda s, m, t: run_plain(s.n, m, t, 3),
+    "plain k=5": lambda s, m, t: run_plain(s.n, m, t, 5),
+    "git-bayesect": lambda s, m, t: run_bayesect(s.n, m, t),
 }
 
 SCENARIOS = [
@@ -194,7 +197,7 @@ def main() -> None:
             outcomes = []
             for run in range(args.runs):
                 truth, measure, _ = history(scenario, args.seed * 1_000_003 + run)
-                outcomes.append(method(scenario.n, measure, truth))
+                outcomes.append(method(scenario, measure, truth))
             hit = np.mean([o.correct for o in outcomes])
             trials = np.array([o.trials for o in outcomes])
             stated = [o.confidence for o in outcomes if o.confidence is not None]
@@ -202,10 +205,10 @@ def main() -> None:
             gap = f"{np.mean(stated) - hit:+.3f}" if stated else "—"
             print(f"| {scenario} | {name} | {hit:.1%} | {trials.mean():.1f} | {np.percentile(trials, 90):.0f} | "
                   f"{conf} | {gap} |", flush=True)  # fmt: skip
-            if name == "perfci" and stated:
+            if name.startswith("perfci") and stated:
                 narrowed = sum(o.narrowed for o in outcomes)
                 seconds = time.perf_counter() - started
-                print(f"|  | perfci calibration by bin: {calibration(outcomes)}; ambiguous ranges holding the culprit "
+                print(f"|  | {name} calibration by bin: {calibration(outcomes)}; ambiguous ranges holding the culprit "
                       f"(an unbuildable one): {narrowed} | | | | | | {seconds:.0f} s |")  # fmt: skip
 
 

@@ -9,7 +9,10 @@ levels and the noise are integrated out in closed form (flat prior on the good l
 on the side the metric calls worse with a standard deviation of `STEP_SCALE` noise scales, Jeffreys prior
 on the noise), so the posterior over `k` accounts for how little a few trials say about the noise, which is
 what keeps the stated confidence honest (benchmarks/bisect_efficiency.py compares confidence with the hit
-rate).
+rate). Where it is not: a step about as large as the noise, with the noise estimated from this bisect's
+trials alone — the search can stop right after a few trials that happened to scatter little. A noise known
+from earlier runs (`noise=`) enters as a prior worth `NOISE_PRIOR_TRIALS` trials, with a narrower step prior
+(`STEP_SCALE_KNOWN_NOISE`), which is calibrated there too.
 
 Each next trial goes where it is expected to tell the most about `k` (`_information`): the entropy of the
 predicted value, mixed over the posterior, minus the entropy each split alone predicts. Continuous values
@@ -45,6 +48,10 @@ Outcome = Literal["culprit", "ambiguous", "cannot-reproduce", "inconclusive"]
 ProbeVerdict = Literal["good", "bad", "inconclusive", "skipped", "untested"]
 
 STEP_SCALE = 8.0  # prior standard deviation of the step, in noise scales (wide: a step is there to be found)
+# With the noise known the step's unit is reliable, and a narrower prior keeps 1-noise-scale steps from being
+# named on a few lucky trials at no cost in trials elsewhere (measured: docs/benchmarks.md). With the noise
+# estimated from a few trials, the same prior would cost 1-2 trials per bisect at 2.5 noise scales.
+STEP_SCALE_KNOWN_NOISE = 3.0
 PRIOR_NO_STEP = 0.1  # prior P(references do not differ): bisects start from confirmed regressions
 VERIFY_TRIALS = 3  # trials of culprit and parent together (each measured) before a culprit is named
 REFERENCE_TRIALS = 1  # trials of each reference before the search starts
@@ -137,10 +144,7 @@ class _State:
     def __init__(self, n: int, min_effect: float, worse: int, noise: float | None = None):
         self.min_effect = min_effect
         self.worse = worse  # +1: a regression raises the metric (latency); -1: it lowers it (throughput)
-        # The known noise as pseudo-trials (sum of squares, count) on the model's scale: logs, or values over
-        # their median, where a relative noise is the same to first order.
-        sigma = math.log1p(noise) if noise else 0.0
-        self.prior_noise = (NOISE_PRIOR_TRIALS * sigma**2, NOISE_PRIOR_TRIALS if noise else 0)
+        self.prior_noise = _NoisePrior.known(noise) if noise else _NoisePrior()
         self.samples: list[list[float]] = [[] for _ in range(n)]
         self.errors: dict[int, str] = {}
         self.trials = 0
@@ -175,6 +179,22 @@ class _State:
 
 
 @dataclass(frozen=True)
+class _NoisePrior:
+    """The noise before this bisect's trials: unknown (Jeffreys), or known from earlier runs as `trials`
+    pseudo-trials with sum of squares `ss` on the model's scale."""
+
+    ss: float = 0.0
+    trials: int = 0
+    step_scale: float = STEP_SCALE
+
+    @classmethod
+    def known(cls, noise: float) -> _NoisePrior:
+        # On the model's scale: logs, or values over their median, where a relative noise is the same to
+        # first order.
+        return cls(NOISE_PRIOR_TRIALS * math.log1p(noise) ** 2, NOISE_PRIOR_TRIALS, STEP_SCALE_KNOWN_NOISE)
+
+
+@dataclass(frozen=True)
 class _Posterior:
     p_k: np.ndarray  # P(first bad = lo + 1 + i), i = 0 .. hi - lo - 1, jointly with "a step exists"
     p_none: float
@@ -186,9 +206,9 @@ class _Posterior:
 
 
 def _posterior(ys: list[np.ndarray], worse: int, prior_none: float = PRIOR_NO_STEP,
-               prior_noise: tuple[float, int] = (0.0, 0)) -> _Posterior:  # fmt: skip
+               prior_noise: _NoisePrior = _NoisePrior()) -> _Posterior:  # fmt: skip
     """Posterior over the first bad offset within a range whose first entry is good and last is bad (worse
-    in the direction `worse`). `prior_noise`: (sum of squares, trials) a known noise level adds."""
+    in the direction `worse`)."""
     n_cands = len(ys)
     counts = np.array([y.size for y in ys])
     measured = np.flatnonzero(counts)
@@ -207,10 +227,10 @@ def _posterior(ys: list[np.ndarray], worse: int, prior_none: float = PRIOR_NO_ST
     n_bad = n - n_good
     s_zz = n_good * n_bad / n
     s_zy = group_sum.sum() - np.cumsum(group_sum)[:-1]  # sum over the bad side of centred values
-    g = STEP_SCALE**2
+    g = prior_noise.step_scale**2
     tiny = 1e-300 + 1e-12 * s_yy + 1e-24 * float(all_y @ all_y)  # rounding, not noise, below this
-    prior_ss, prior_n = prior_noise
-    dof = n - 1 + prior_n
+    prior_ss = prior_noise.ss
+    dof = n - 1 + prior_noise.trials
     q = np.maximum(s_yy - s_zy**2 / (s_zz + 1 / g), tiny) + prior_ss
     log_m = -0.5 * np.log1p(g * s_zz) - dof / 2 * np.log(q)
     # The bad side is worse (`worse`: +1 when worse is higher): the step's prior is the half of the normal on
@@ -289,7 +309,7 @@ def _decide(state: _State, ys: list[np.ndarray], lo: int, hi: int, post: _Poster
     return lo + int(np.argmax(score))
 
 
-def _information(ys: list[np.ndarray], p_k: np.ndarray, prior_noise: tuple[float, int] = (0.0, 0),
+def _information(ys: list[np.ndarray], p_k: np.ndarray, prior_noise: _NoisePrior = _NoisePrior(),
                  grid: int = 161) -> np.ndarray:  # fmt: skip
     """Expected information (nats) about the first bad candidate from one more trial of each candidate.
 
@@ -304,7 +324,7 @@ def _information(ys: list[np.ndarray], p_k: np.ndarray, prior_noise: tuple[float
     counts = np.array([y.size for y in ys])
     measured = np.flatnonzero(counts)
     n = int(counts.sum())
-    dof = n - 2 + prior_noise[1]
+    dof = n - 2 + prior_noise.trials
     sums = np.array([ys[i].sum() for i in measured])
     n_good = np.cumsum(counts[measured])[:-1].astype(float)  # split j: the first j measured are good
     n_bad = n - n_good
@@ -312,7 +332,7 @@ def _information(ys: list[np.ndarray], p_k: np.ndarray, prior_noise: tuple[float
     s_bad = sums.sum() - s_good
     squares = float(sum(float(ys[i] @ ys[i]) for i in measured))
     rss = np.maximum(squares - s_good**2 / n_good - s_bad**2 / n_bad, 1e-12 * max(squares, 1e-300))
-    noise = np.sqrt((rss + prior_noise[0]) / dof)
+    noise = np.sqrt((rss + prior_noise.ss) / dof)
     # Posterior mass of each split (its run of first-bad offsets), and of its offsets at or before candidate c.
     split_of_k = np.searchsorted(measured, np.arange(1, len(ys)), side="left") - 1
     mass = np.bincount(split_of_k, weights=p_k, minlength=len(measured) - 1)

