@@ -40,7 +40,7 @@ from perfci.series import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, highe
 
 PYPI_SIMPLE = watch.PYPI_SIMPLE
 Driver = Literal["releases", "wheels", "git", "sim"]
-MIN_NOISE_DOF = 5  # stored values (beyond one per build) needed to take the noise as known
+MIN_NOISE_DOF = core.NOISE_PRIOR_TRIALS  # a stored noise counts as this many trials: it must rest on as many
 
 
 class Spec(Strict):
@@ -313,8 +313,8 @@ class KnownNoise:
 def earlier_noise(db: Database, spec: Spec, suite_name: str, *, hardware_label: str | None = None) -> KnownNoise | None:
     """The metric's noise per trial from stored values of the same series (the suite's runs and earlier bisects'
     trials, on this hardware): the scatter of log values within each build, pooled. None with fewer than
-    `MIN_NOISE_DOF` degrees of freedom — a noise guessed from a handful of values would overstate confidence
-    when it comes out low."""
+    `MIN_NOISE_DOF` degrees of freedom: the bisect counts a known noise as that many trials, and one guessed
+    from a handful of values overstates the confidence whenever it comes out low."""
     if spec.driver == "sim":  # its runs do not record the commit whose model they ran: no builds to group by
         return None
     label = hardware_label or spec.hardware_label or hardware.label(hardware.fingerprint())

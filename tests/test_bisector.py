@@ -172,23 +172,22 @@ def test_the_noise_of_earlier_runs_is_taken_as_known(tmp_db, make_record_dict):
     def known():
         return bisector.earlier_noise(tmp_db, spec, "smoke", hardware_label="cpu-2c")
 
-    good, bad = [10.0, 10.5, 9.5], [12.0, 12.6, 11.4, 12.1]  # a 20% step between the builds is not noise
-    for v in good[:2]:
+    good = [10.0, 10.5, 9.5, 10.2, 9.8, 10.4]
+    bad = [12.0, 12.6, 11.4, 12.1, 12.3, 11.8]  # a 20% step between the builds is not noise
+    for v in good[:5]:
         add("0.30.0", v)
-    add("0.31.0", bad[0])
-    assert known() is None  # one degree of freedom: not enough to trust
-    for v in good[2:]:
-        add("0.30.0", v)
-    for v in bad[1:]:
+    for v in bad[:6]:
         add("0.31.0", v)
+    assert known() is None  # 9 degrees of freedom: less than the 10 trials a known noise counts as
+    add("0.30.0", good[5])
     add("0.31.0", 1.0, hardware="h100")  # other hardware, suites and engines do not count
     add("0.31.0", 50.0, suite="other")
     add("0.31.0", 50.0, engine="sglang")
     logs = [np.log(good) - np.log(good).mean(), np.log(bad) - np.log(bad).mean()]
     expected = np.expm1(np.sqrt(sum(float((x**2).sum()) for x in logs) / (len(good) + len(bad) - 2)))
     found = known()
-    assert (found.values, found.builds) == (7, 2) and found.noise == pytest.approx(expected)
-    assert 0.03 < found.noise < 0.06
+    assert (found.values, found.builds) == (12, 2) and found.noise == pytest.approx(expected)
+    assert 0.02 < found.noise < 0.05
 
 
 class _Index(BaseHTTPRequestHandler):
