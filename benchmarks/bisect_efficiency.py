@@ -20,8 +20,8 @@ culprit"); the pass/fail methods name a neighbour (wrong). Confidence is a named
 perfci names none). Trials are capped at 100 (perfci) and 400 (git-bayesect). Calibration: histories are binned by
 stated confidence and each bin's hit rate printed beside its mean confidence.
 
-    .venv/bin/python benchmarks/bisect_efficiency.py            # 300 histories per scenario, ~25 minutes
-    .venv/bin/python benchmarks/bisect_efficiency.py --runs 50  # ~4 minutes
+    .venv/bin/python benchmarks/bisect_efficiency.py            # 300 histories per scenario, ~35 minutes
+    .venv/bin/python benchmarks/bisect_efficiency.py --runs 50  # ~6 minutes
 
 Needs the bench extra for git-bayesect: `pip install -e '.[bench]'`.
 """
