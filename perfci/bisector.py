@@ -65,6 +65,15 @@ class Spec(Strict):
     hardware_label: str = ""
     regression_id: int | None = None  # the finding this bisect explains (reports post the culprit to its issue)
 
+    @classmethod
+    def from_options(cls, **options) -> Spec:
+        """A spec from command-line options: a value out of bounds is a ConfigError naming its option."""
+        try:
+            return cls(**options)
+        except ValidationError as e:
+            raise ConfigError("; ".join(f"--{'-'.join(map(str, err['loc'])).replace('_', '-')} {err['input']!r}: "
+                                        f"{err['msg']}" for err in e.errors())) from e  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Candidate:

@@ -280,11 +280,9 @@ def ack(regression_id, why, status, db_path) -> None:
 @click.option("--sim-file", default="sim.toml", show_default=True, help="With --engine sim: the latency model file.")
 @click.option("--pre", is_flag=True, help="Releases: include pre-releases and dev builds between good and bad.")
 @click.option("--index-url", default="https://pypi.org/simple", show_default=True, help="PyPI simple index (JSON API).")
-@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), default=0.95,
-              show_default=True, help="Posterior needed to name a culprit.")  # fmt: skip
-@click.option("--max-trials", type=click.IntRange(min=4), default=100, show_default=True)
-@click.option("--noise", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="The metric's relative noise per trial, when known from earlier runs (0.02: 2%).")
+@click.option("--confidence", type=float, default=0.95, show_default=True, help="Posterior needed to name a culprit.")
+@click.option("--max-trials", type=int, default=100, show_default=True)
+@click.option("--noise", type=float, help="The metric's relative noise per trial, when known (0.02: 2%).")
 @click.option("--regression", "regression_id", type=int, help="The finding (perfci regressions) this explains.")
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True, help="Trial run records.")
@@ -303,10 +301,10 @@ def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, rep
     from perfci import bisector
 
     driver = "releases" if not repo else "sim" if engine == "sim" else "git" if git_url else "wheels"
-    spec = bisector.Spec(engine=engine, good=good, bad=bad, suite=suite_name, point=point, metric=metric,
-                         driver=driver, repo=repo, repo_url=repo_url, git_url=git_url, sim_file=sim_file, pre=pre,
-                         index_url=index_url, confidence=confidence, max_trials=max_trials, noise=noise,
-                         regression_id=regression_id)  # fmt: skip
+    spec = bisector.Spec.from_options(engine=engine, good=good, bad=bad, suite=suite_name, point=point,
+                                      metric=metric, driver=driver, repo=repo, repo_url=repo_url, git_url=git_url,
+                                      sim_file=sim_file, pre=pre, index_url=index_url, confidence=confidence,
+                                      max_trials=max_trials, noise=noise, regression_id=regression_id)  # fmt: skip
     view = bisector.start(store.open_db(db_path), spec, out=out, reporter=StageLog(), on_trial=_trial_logger())
     _print_bisect(view, as_json)
 
