@@ -205,8 +205,8 @@ class _Posterior:
         return float(self.p_k[:offset].sum() / total) if total > 0 else math.nan
 
 
-def _posterior(ys: list[np.ndarray], worse: int, prior_none: float = PRIOR_NO_STEP,
-               prior_noise: _NoisePrior = _NoisePrior()) -> _Posterior:  # fmt: skip
+def _posterior(ys: list[np.ndarray], worse: int, prior_noise: _NoisePrior,
+               prior_none: float = PRIOR_NO_STEP) -> _Posterior:  # fmt: skip
     """Posterior over the first bad offset within a range whose first entry is good and last is bad (worse
     in the direction `worse`)."""
     n_cands = len(ys)
@@ -256,7 +256,7 @@ def _search(state: _State, lo: int, hi: int, candidates: Sequence[C], measure: C
     prior_none, enough_none = (SIDE_PRIOR_NO_STEP,) * 2 if second_step else (PRIOR_NO_STEP, confidence)
     while True:
         ys = state.transformed(lo, hi)
-        post = _posterior(ys, state.worse, prior_none, state.prior_noise)
+        post = _posterior(ys, state.worse, state.prior_noise, prior_none)
         decision = _decide(state, ys, lo, hi, post, confidence, max_trials, enough_none)
         if isinstance(decision, int):
             state.take(decision, candidates, measure, on_trial)
@@ -309,8 +309,7 @@ def _decide(state: _State, ys: list[np.ndarray], lo: int, hi: int, post: _Poster
     return lo + int(np.argmax(score))
 
 
-def _information(ys: list[np.ndarray], p_k: np.ndarray, prior_noise: _NoisePrior = _NoisePrior(),
-                 grid: int = 161) -> np.ndarray:  # fmt: skip
+def _information(ys: list[np.ndarray], p_k: np.ndarray, prior_noise: _NoisePrior, grid: int = 161) -> np.ndarray:
     """Expected information (nats) about the first bad candidate from one more trial of each candidate.
 
     A trial's value is predicted, under each split of the measured candidates into a good and a bad side, by
@@ -470,7 +469,7 @@ def _confirmed_step(state: _State, lo: int, hi: int, candidates: Sequence[C], me
         # would spend trials proving that it is clean).
         if not (ys[0].size and ys[-1].size):
             return False
-        post = _posterior(ys, state.worse, prior_noise=state.prior_noise)
+        post = _posterior(ys, state.worse, state.prior_noise)
         if post.p_none >= SECOND_STEP_P:
             return False
         split = lo + 1 + int(np.argmax(post.p_k))  # the likeliest first bad candidate

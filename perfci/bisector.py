@@ -335,11 +335,13 @@ def earlier_noise(db: Database, spec: Spec, suite_name: str, *, hardware_label: 
                & (obs["value"] > 0)]  # fmt: skip
     if same.empty:
         return None
+    dof = len(same) - same["build"].nunique()
+    if dof < MIN_NOISE_DOF:
+        return None
     logs = np.log(same["value"].astype(float))
     residuals = logs - logs.groupby(same["build"]).transform("mean")
-    dof = len(same) - same["build"].nunique()
-    noise = float(np.expm1(np.sqrt(float((residuals**2).sum()) / max(dof, 1))))
-    if dof < MIN_NOISE_DOF or not 0 < noise < 1:  # too few values, or none that scatter (no scale to learn)
+    noise = float(np.expm1(np.sqrt(float((residuals**2).sum()) / dof)))
+    if not 0 < noise < 1:  # values that do not scatter (or wildly): no noise level to learn from them
         return None
     return KnownNoise(noise, len(same), same["build"].nunique())
 
