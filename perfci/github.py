@@ -24,7 +24,7 @@ from github3.repos.release import Release as _Release
 from github3.session import GitHubSession
 from github3.structs import GitHubIterator
 
-from perfci.errors import PerfciError, SourceError
+from perfci.errors import EXIT_EXTERNAL, PerfciError, SourceError
 
 API_URL = "https://api.github.com"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -39,7 +39,7 @@ INSTALLATION_TOKEN_PREFIX = "ghs_"
 class GitHubError(PerfciError):
     """A GitHub call failed after its retries (or cannot be made). The job summary is written before any call."""
 
-    exit_code = 4
+    exit_code = EXIT_EXTERNAL
 
 
 class _RetryingSession(GitHubSession):
