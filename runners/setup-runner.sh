@@ -44,9 +44,8 @@ install -d -o root -g root -m 0700 /etc/perfci-runner
 install -o root -g root -m 0600 "$ADMIN_TOKEN_FILE" /etc/perfci-runner/admin-token
 
 echo "== perfci (for the label and for jobs that want a preinstalled copy)"
-"$PYTHON" -m venv /opt/perfci
-/opt/perfci/bin/pip install --quiet --upgrade pip
-/opt/perfci/bin/pip install --quiet "${REPO_ROOT}[gpu]"
+# The wheel, not the checkout: /opt/perfci keeps working when the checkout moves or changes.
+PYTHON="$PYTHON" "$REPO_ROOT/runners/install-perfci.sh" /opt/perfci gpu
 if [ -z "$LABEL" ]; then
     # --force: a busy GPU must not stop the setup; the label is what matters here.
     LABEL="$(/opt/perfci/bin/perfci doctor --json --force | /opt/perfci/bin/python -c \
