@@ -3,6 +3,8 @@
 They live at the top of the repository (`suites/`, `dashboards/`); the wheel carries them inside the package
 (`perfci/suites`, `perfci/dashboards`, mapped by pyproject.toml's force-include). An editable install imports
 perfci from the source tree, where the package has no such folders: there they are read from the checkout.
+(hatchling's editable install also copies them into site-packages/perfci/, but the checkout's package hides
+that stale copy, and perfci never reads it.)
 Everything is handed out as an importlib.resources Traversable, so a caller never assumes a file system path.
 """
 
