@@ -189,6 +189,12 @@ def resolve_suite_path(name_or_path: str) -> Path:
     return SUITES_DIR / f"{name_or_path}.toml"
 
 
+def is_shipped(path: str | Path) -> bool:
+    """Whether a suite file is one perfci ships (its name and hash identify it; where perfci is installed
+    says nothing about the run)."""
+    return bool(str(path)) and Path(path).resolve().parent == SUITES_DIR
+
+
 Model_ = TypeVar("Model_", bound=BaseModel)
 
 
