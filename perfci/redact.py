@@ -26,9 +26,10 @@ _ANY_HOME = r"/root|/home/[\w.-]+|/Users/[\w.-]+"
 
 # `scheme://userinfo@`: userinfo runs to the last `@` of the authority, as urllib.parse reads it.
 _URL_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s?#]*@")
-_SECRET_QUERY = re.compile(r"(?i)([?&][\w.-]*(?:token|key|secret|password|passwd|sig|signature)[\w.-]*=)[^&#\s]+")
-_SECRET_ENV = re.compile(r"\b([A-Z][A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY)[A-Z0-9_]*=)\S+")
-_AUTH_HEADER = re.compile(r"(?i)\b((?:bearer|basic)\s+)[A-Za-z0-9._~+/-]{16,}=*")
+# Names that end in a secret word (`api_key`, `HF_TOKEN`, `GITHUB_TOKEN_V2`), not `max_tokens`.
+_SECRET_QUERY = re.compile(r"(?i)([?&][\w.-]*(?:token|key|secret|password|passwd|sig|signature)=)[^&#\s]+")
+_SECRET_ENV = re.compile(r"\b([A-Z][A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY)(?:_[A-Z0-9_]*)?=)\S+")
+_AUTH_HEADER = re.compile(r"\b([Bb]earer\s+)[A-Za-z0-9._~+/-]{16,}=*|\b(Basic\s+)[A-Za-z0-9+/]{16,}=*")
 # Tokens that announce themselves by prefix: Hugging Face, GitHub, OpenAI-style keys, Slack, AWS key ids.
 _KNOWN_TOKENS = re.compile(
     r"\b(?:hf_[A-Za-z0-9]{30,}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|sk-[A-Za-z0-9_-]{20,}"
@@ -52,7 +53,7 @@ def redact_text(text: str, *, home: str | None, cwd: str | None) -> str:
     text = _URL_USERINFO.sub(r"\1", text)
     text = _SECRET_QUERY.sub(rf"\1{MASK}", text)
     text = _SECRET_ENV.sub(rf"\1{MASK}", text)
-    text = _AUTH_HEADER.sub(rf"\1{MASK}", text)
+    text = _AUTH_HEADER.sub(lambda m: (m.group(1) or m.group(2)) + MASK, text)
     text = _KNOWN_TOKENS.sub(MASK, text)
     return redact_path(text, home=home, cwd=cwd)
 

@@ -65,6 +65,9 @@ def test_redact_path_without_directories_rewrites_only_home_directories():
         ("git clone https://x-access-token:ghs_abc@github.com/o/r.git", "git clone https://github.com/o/r.git"),
         ("GET http://127.0.0.1:8000/v1/models?api_key=s3cret&limit=5", f"GET http://127.0.0.1:8000/v1/models?api_key={MASK}&limit=5"),  # fmt: skip
         ("env HF_TOKEN=hf_aaaa GITHUB_TOKEN=x PATH=/usr/bin", f"env HF_TOKEN={MASK} GITHUB_TOKEN={MASK} PATH=/usr/bin"),
+        ("MAX_TOKENS=512 GET /v1/x?max_tokens=16&access_token=t0k", f"MAX_TOKENS=512 GET /v1/x?max_tokens=16&access_token={MASK}"),  # fmt: skip
+        ("Basic continuous_batching_scheduler started", "Basic continuous_batching_scheduler started"),
+        ("Authorization: Basic YmVuY2g6cHcxMjM0NTY3OA==", f"Authorization: Basic {MASK}"),
         ("Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123", f"Authorization: Bearer {MASK}"),
         ("token hf_" + "a" * 34 + " refused", f"token {MASK} refused"),
         ("pushed with ghp_" + "B" * 36, f"pushed with {MASK}"),
