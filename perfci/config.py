@@ -199,7 +199,9 @@ def shipped_suites() -> list[str]:
 def is_shipped(path: str | Path) -> bool:
     """Whether a suite file is one perfci ships (its name and hash identify it; where perfci is installed
     says nothing about the run)."""
-    return bool(str(path)) and Path(path).resolve().parent == SUITES_DIR
+    folder = shipped("suites")
+    # Installed or checked out, the shipped folder is on the file system (a zip import would not be).
+    return bool(str(path)) and isinstance(folder, Path) and Path(path).resolve().parent == folder.resolve()
 
 
 Model_ = TypeVar("Model_", bound=BaseModel)

@@ -160,7 +160,8 @@ def test_the_record_holds_no_home_or_checkout_path(tmp_path, monkeypatch):
 
 
 def test_a_shipped_suite_is_recorded_by_name_and_hash_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "SUITES_DIR", tmp_path.resolve())  # where perfci's own suites are installed
+    # where perfci's own suites are installed
+    monkeypatch.setattr(config, "shipped", lambda name: tmp_path.resolve() if name == "suites" else None)
     s = suite(tmp_path, load="{ synchronous = true }", run="requests = 2\nwarmup_requests = 0")
     record = runner.run_suite(suite=s, target=sim_target())
     assert (record.suite.name, record.suite.hash, record.suite.path) == ("t", s.content_hash, None)
