@@ -336,8 +336,7 @@ def rebuild(db_path: Path, records_dir: Path, *, allow_partial: bool = False) ->
     if db_path.is_dir():
         raise StoreError(f"{db_path}: is a directory, not a perfci store file")
     remove_stale_temp_files(db_path)
-    if db_path.exists():
-        open_existing(db_path).close()  # a perfci store of a known schema (or refused) before anything is built
+    replaced = db_path.exists() and _is_store(db_path)  # a foreign or newer file is refused before anything is built
     tmp = db_path.with_name(REBUILD_TMP.format(name=db_path.name, pid=os.getpid(), token=uuid.uuid4().hex))
     try:
         db = open_db(tmp)  # SQLite creates it with the umask
@@ -350,7 +349,7 @@ def rebuild(db_path: Path, records_dir: Path, *, allow_partial: bool = False) ->
                     "with --allow-partial to leave them out):",
                     *(f"  {error}" for _, error in report.refused),
                 ]))  # fmt: skip
-            if db_path.exists():
+            if replaced:
                 _carry_over(db, db_path)
         finally:
             db.close()  # the last connection to close checkpoints the WAL into the file and deletes it
@@ -390,17 +389,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def open_existing(db_path: Path) -> Database:
-    """Read-only access to an existing store of any schema this perfci knows (older ones included)."""
+def _is_store(db_path: Path) -> bool:
+    """True for a perfci store of a schema this perfci knows (older ones included), False for an empty SQLite
+    file; refuses anything else. Reads only."""
     db = _connect(db_path, readonly=True)
     try:
         if _check_perfci_store(db, str(db_path)):
-            raise StoreError(f"{db_path}: an empty file, not a perfci store")
+            return False
         migrations.refuse_unknown(db)
-    except BaseException:
+        return True
+    finally:
         db.close()
-        raise
-    return db
+
+
+def open_existing(db_path: Path) -> Database:
+    """Read-only access to an existing store of any schema this perfci knows (older ones included)."""
+    if not Path(db_path).is_file():
+        raise StoreError(f"no store at {db_path} ({NO_STORE_HINT})")
+    if not _is_store(db_path):
+        raise StoreError(f"{db_path}: an empty file, not a perfci store")
+    return _connect(db_path, readonly=True)
 
 
 def _carry_over(db: Database, old_path: Path) -> None:

@@ -141,6 +141,14 @@ def test_rebuild_carries_findings_over_from_a_store_of_an_older_schema(tmp_path,
     assert row_counts(db)["runs"] == 1
 
 
+def test_rebuild_over_an_empty_file_makes_the_store(tmp_path, record_dict):
+    runs = tmp_path / "runs"
+    write_record(RunRecord.model_validate(record_dict), runs)
+    (tmp_path / "perfci.db").touch()
+    rebuild(tmp_path / "perfci.db", runs)
+    assert row_counts(open_db(tmp_path / "perfci.db", readonly=True))["runs"] == 1
+
+
 # --- metrics: the vocabulary, one JSON column, a migration ---------------------------------------------------
 
 
