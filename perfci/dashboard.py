@@ -175,6 +175,9 @@ def _write_site(db: Database, root: Path, costs: Costs, suite_loader: Callable[[
     page("cost.html", "cost.html", data=cost(levels, runs, costs))
     by_run = dict(list(points.groupby("run_id", sort=False)))
     for run in runs.itertuples(index=False):
+        if not isinstance(run.run_id, str) or not re.fullmatch(RUN_ID_PATTERN, run.run_id):
+            report.notes.append(f"run {str(run.run_id)[:80]!r}: not a run id (a store edited by hand?); no page")
+            continue  # it names files: it must not lead out of the site
         source = None if records_dir is None else record_file(records_dir, run.run_id, run.created, run.record_path)
         download = source is not None and _copy_record(source, root / "runs" / f"{run.run_id}.json")
         shown = run_page(run, by_run.get(run.run_id, points[:0]), download)

@@ -385,6 +385,23 @@ def test_the_dashboard_never_copies_a_file_the_store_names_outside_the_records_f
     assert (site / "runs" / f"{honest.run_id}.json").read_bytes() == (records_dir / f"{honest.run_id}.json").read_bytes()
 
 
+def test_a_run_id_the_store_was_given_by_hand_names_no_file_outside_the_site(tmp_path, record_dict):
+    db_path = tmp_path / "perfci.db"
+    db = open_db(db_path)
+    ingest(db, RunRecord.model_validate(record_dict))
+    db.close()
+    raw = sqlite3.connect(db_path)  # foreign keys off: rename the run everywhere, as a hand edit could
+    for table in ("runs", "startups", "startup_phases", "points", "requests"):
+        raw.execute(f"UPDATE {table} SET run_id = '../../escaped'")
+    raw.commit()
+    raw.close()
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    built = dashboard.build_site(open_db(db_path, readonly=True), tmp_path / "deep" / "er" / "site",
+                                 costs=dashboard.load_costs(), records_dir=tmp_path)  # fmt: skip
+    assert "run '../../escaped': not a run id (a store edited by hand?); no page" in built.notes
+    assert not list(tmp_path.rglob("escaped*"))
+
+
 def test_record_file_finds_runs_and_data_layouts_and_nothing_outside(tmp_path, record_dict):
     record = RunRecord.model_validate(record_dict)
     data = tmp_path / "data" / "records"
