@@ -250,6 +250,8 @@ def read_record(path: Path) -> RunRecord:
         raise RecordError(f"{path}: not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}: not valid JSON (truncated?): {e.msg} at line {e.lineno} column {e.colno}") from e
+    except RecursionError:
+        raise RecordError(f"{path}: not a run record: JSON nested too deeply to read") from None
     try:
         return RunRecord.model_validate(migrate(data))
     except RecordError as e:

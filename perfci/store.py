@@ -146,7 +146,7 @@ def check_writable(path: str | Path) -> None:
         raise StoreError(f"{path}: is a directory, not a store file")
     directory = path.parent
     if not directory.is_dir():
-        raise StoreError(f"{path}: directory {directory} does not exist")
+        raise StoreError(f"{path}: {directory} " + ("is not a directory" if directory.exists() else "does not exist"))
     if not os.access(directory, os.W_OK | os.X_OK):
         raise StoreError(f"{path}: directory {directory} is not writable")
     if path.exists():
