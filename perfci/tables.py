@@ -61,11 +61,11 @@ def points_table(record: RunRecord) -> Table:
         errors: str | Text = f"{m['errors']}/{m['requests']}" if m.get("requests") else "—"
         if p.status == "failed":
             errors = Text(f"{errors} {(p.error or '').splitlines()[0][:60]}", style="red")
-        _row(
+        _row(  # a failed point may have no metrics at all
             t, p.workload, p.load_label, str(p.repeat), _num(m.get("request_rate")),
             _num(m.get("output_throughput"), ",.0f"),
-            _ms(m["ttft_ms"]["p50"]), _ms(m["ttft_ms"]["p99"]), _ms(m["itl_ms"]["p50"]), _ms(m["itl_ms"]["p99"]),
-            _ms(m["e2e_ms"]["p50"]), _ms(m["e2e_ms"]["p99"]), errors,
+            *(_ms((m.get(key) or {}).get(stat)) for key in ("ttft_ms", "itl_ms", "e2e_ms") for stat in ("p50", "p99")),
+            errors,
         )  # fmt: skip
     return t
 
