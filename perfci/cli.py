@@ -28,11 +28,17 @@ from perfci.errors import (
     PerfciError,
 )
 
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError  # to Cli.invoke; rich's own handling exits 1, which means "a regression was found"
+
+
 # Markup off: messages carry user data (paths, URLs, engine output) whose brackets rich would otherwise parse
 # and choke on; styled output is built from rich.text.Text instead.
-console = Console(stderr=True, markup=False, highlight=False)
+console = _Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # messages unwrapped: greppable
 # Piped output (CI logs, files) gets full-width tables instead of rich's 80-column default.
-stdout = Console(width=None if sys.stdout.isatty() else 180, markup=False)
+stdout = _Console(width=None if sys.stdout.isatty() else 180, markup=False)
 
 EXIT_SIGINT = 128 + signal.SIGINT  # as shells report a process a signal stopped
 EXIT_SIGPIPE = 128 + signal.SIGPIPE
@@ -58,8 +64,11 @@ EXIT_CODES = (
     (EXIT_SIGTERM, "terminated (SIGTERM)", "every command"),
 )  # fmt: skip
 BISECT_STEP_CODES = (f"bisect-step follows `git bisect run` instead: {BISECT_GOOD} good, {BISECT_BAD} bad, "
-                     f"{BISECT_SKIP} skip (the build cannot be built or run), {BISECT_ABORT} abort (any other "
-                     "error, an internal one or an interrupt included)")  # fmt: skip
+                     f"{BISECT_SKIP} skip (the build cannot be built or run), {BISECT_ABORT} any other error, an "
+                     "internal one included (git stops the bisect on it, as on 130 and 143)")  # fmt: skip
+
+
+ARGV = "perfci.argv"  # click Context.meta key: the command line, kept for crash reports
 
 
 def _exit_codes_epilog() -> str:
@@ -71,16 +80,20 @@ def _exit_codes_epilog() -> str:
 class Cli(click.Group):
     """Turns every way a command can end into its exit code (EXIT_CODES)."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV] = [ctx.info_name or "perfci", *args]  # what was run, for a crash report
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except PerfciError as e:
-            console.print(Text.assemble(("error:", "red"), " ", str(e)), soft_wrap=True)
+            console.print(Text.assemble(("error:", "red"), " ", str(e)))
             sys.exit(e.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click's own: usage errors (2) and explicit exits
         except KeyboardInterrupt:
-            console.print("interrupted", soft_wrap=True)
+            console.print("interrupted")
             sys.exit(EXIT_SIGINT)
         except BrokenPipeError:
             # `perfci show | head`: stop quietly, as a process SIGPIPE killed would. stdout goes to /dev/null so
@@ -89,7 +102,7 @@ class Cli(click.Group):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_SIGPIPE)
         except Exception as e:
-            console.print(crash.handle(e), soft_wrap=True)
+            console.print(crash.handle(e, argv=ctx.meta.get(ARGV)))
             sys.exit(EXIT_INTERNAL)
 
 
@@ -174,7 +187,8 @@ def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out,
 @db_option
 @click.option("--json", "as_json", is_flag=True)
 def ingest(files, db_path, as_json) -> None:
-    """Load run records into the store. Idempotent; a corrupt or foreign file is refused, writing nothing."""
+    """Load run records into the store: FILES, and every *.json under a directory among them. Idempotent; a
+    corrupt or foreign file is refused, writing nothing (exit 2), and the others are loaded."""
     report = store.ingest_files(store.open_db(db_path), files)
     _print_ingest(report, as_json)
     if report.refused:
@@ -476,7 +490,7 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
         console.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(BISECT_ABORT)
     except Exception as e:  # a bug must stop the bisect, not mark a commit: EXIT_INTERNAL would read as "bad"
-        console.print(crash.handle(e), soft_wrap=True)
+        console.print(crash.handle(e, argv=click.get_current_context().meta.get(ARGV)))
         sys.exit(BISECT_ABORT)
     median = sorted(values)[len(values) // 2]
     good = median >= threshold if bisector.higher_is_better(bisector.metric_name(metric)) else median <= threshold
@@ -546,7 +560,7 @@ def watch(config_path, db_path, as_json) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
-        console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+        console.print(report.summary(), markup=False, highlight=False)
     if report.failed:
         raise click.exceptions.Exit(EXIT_EXTERNAL)
 
@@ -570,7 +584,7 @@ def plan(config_path, db_path, matrix_only, dry_run, as_json) -> None:
     elif as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
-        console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
+        console.print(result.summary(), markup=False, highlight=False)
 
 
 @cli.group()
@@ -596,7 +610,7 @@ def data_push(files, data_dir, db_path, as_json) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
-        console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+        console.print(report.summary(), markup=False, highlight=False)
     if report.refused:
         raise click.exceptions.Exit(EXIT_USAGE)
 

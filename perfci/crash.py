@@ -58,9 +58,9 @@ def summary(exc: BaseException, report: Path | None) -> str:
     return f"internal error: {type(exc).__name__}: {message}; {where}"
 
 
-def handle(exc: BaseException) -> str:
+def handle(exc: BaseException, *, argv: Sequence[str] | None = None) -> str:
     """Report `exc`: write the crash file and return the line to print (with the traceback appended when no
     file could be written, so it is never lost)."""
-    report = write_report(exc, argv=sys.argv)
+    report = write_report(exc, argv=sys.argv if argv is None else argv)
     line = summary(exc, report)
     return line if report else line + "\n" + "".join(traceback.format_exception(exc)).rstrip()
