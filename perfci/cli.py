@@ -560,7 +560,7 @@ def watch(config_path, db_path, as_json) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
-        console.print(report.summary(), markup=False, highlight=False)
+        console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
     if report.failed:
         raise click.exceptions.Exit(EXIT_EXTERNAL)
 
@@ -584,7 +584,7 @@ def plan(config_path, db_path, matrix_only, dry_run, as_json) -> None:
     elif as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
-        console.print(result.summary(), markup=False, highlight=False)
+        console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
 
 
 @cli.group()
@@ -610,7 +610,7 @@ def data_push(files, data_dir, db_path, as_json) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
-        console.print(report.summary(), markup=False, highlight=False)
+        console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
     if report.refused:
         raise click.exceptions.Exit(EXIT_USAGE)
 
