@@ -4,6 +4,7 @@ completion works as docs/cli.md says; tables print user data as it is."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import click
 from click.testing import CliRunner
@@ -13,14 +14,16 @@ from perfci import cli_docs, tables
 from perfci.cli import EXIT_CODES, cli
 from perfci.records import RunRecord
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+
 
 def test_docs_cli_md_is_in_step_with_the_command_tree():
-    text = cli_docs.DOC.read_text()
+    text = DOC.read_text()
     assert cli_docs.render(text) == text, "docs/cli.md is out of date: run `python -m perfci.cli_docs`"
 
 
 def test_docs_cli_md_names_every_command_and_option():
-    text = cli_docs.DOC.read_text()
+    text = DOC.read_text()
     for path, command, _ in cli_docs.commands():
         assert f"### `{path}`" in text
         for param in command.params:
@@ -29,7 +32,7 @@ def test_docs_cli_md_names_every_command_and_option():
 
 
 def test_a_changed_help_text_puts_docs_cli_md_out_of_step(monkeypatch):
-    text = cli_docs.DOC.read_text()
+    text = DOC.read_text()
     monkeypatch.setattr(cli.commands["show"], "help", "List stored runs, oldest first.")
     assert cli_docs.render(text) != text
 
@@ -48,7 +51,7 @@ def test_shell_completion_as_docs_cli_md_describes_it():
     completed = CliRunner().invoke(cli, [], prog_name="perfci", env={"_PERFCI_COMPLETE": "bash_complete",
                                                                      "COMP_WORDS": "perfci bi", "COMP_CWORD": "1"})  # fmt: skip
     assert completed.output.split() == ["plain,bisect", "plain,bisect-step"]
-    assert "_PERFCI_COMPLETE=bash_source perfci" in cli_docs.DOC.read_text()
+    assert "_PERFCI_COMPLETE=bash_source perfci" in DOC.read_text()
 
 
 def test_tables_print_names_and_errors_with_brackets_as_they_are(record_dict):
