@@ -57,7 +57,7 @@ EXIT_CODES = (
     (EXIT_MACHINE, "the machine is not ready to measure on (GPU preflight)", "run, doctor, bisect"),
     (EXIT_EXTERNAL, "an external service failed: GitHub, a package index, a watched source",
      "report, watch, bisect (the release list)"),
-    (EXIT_RUN_NOT_OK, "the engine failed, or a run ended not ok (its record is stored)", "run, bisect"),
+    (EXIT_RUN_NOT_OK, "the engine failed, or a run ended not ok (its record is stored)", "run"),
     (EXIT_INTERNAL, "internal error (a bug): one line, the traceback in a file it names", "every command"),
     (EXIT_SIGINT, "interrupted (SIGINT, Ctrl-C)", "every command"),
     (EXIT_SIGPIPE, "the reader of the output went away (SIGPIPE, e.g. piped into head)", "every command"),

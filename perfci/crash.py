@@ -55,7 +55,8 @@ def summary(exc: BaseException, report: Path | None) -> str:
     if len(message) > MESSAGE_LIMIT or len(lines) > 1:
         message = message[:MESSAGE_LIMIT] + "…"
     where = f"traceback written to {report}" if report else "no crash report could be written; traceback follows"
-    return f"internal error: {type(exc).__name__}: {message}; {where}"
+    what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return f"internal error: {what}; {where}"
 
 
 def handle(exc: BaseException, *, argv: Sequence[str] | None = None) -> str:

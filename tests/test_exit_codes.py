@@ -126,6 +126,9 @@ CASES = {
         ("bisect", "list", "--db", "{w}/ok.db"),
         ("data", "push", "{w}/good.json", "--data", "{t}/data"),
         ("db", "rebuild", "{w}/records", "--db", "{t}/r.db"),
+        ("dashboard", "--db", "{w}/ok.db", "--out", "{t}/site"),
+        ("env", "prune", "--all"),
+        ("plan", "--config", "{w}/watch.toml", "--db", "{t}/w.db", "--dry-run"),  # nothing watched yet: no jobs
         ("report", "--baseline", "sim==0.1.0", "--candidate", "sim==0.2.0", "--db", "{w}/ok.db"),
         (*STEP, "--engine", "sim", "--threshold", "1e9")],  # fmt: skip
     1: [("detect", "--db", "{w}/reg.db"),
@@ -141,6 +144,9 @@ CASES = {
         ("data", "push", "{w}/corrupt.json", "--data", "{t}/data"),
         ("bisect",),
         ("bisect", "status", "99", "--db", "{w}/ok.db"),
+        ("bisect", "resume", "99", "--db", "{w}/ok.db"),
+        ("bisect", "abort", "99", "--db", "{w}/ok.db"),
+        ("data", "pull", "--data", "{t}/nowhere", "--db", "{t}/d.db"),
         ("watch", "--config", "{t}/missing.toml"),
         ("plan", "--config", "{w}/tiny.toml", "--db", "{t}/p.db"),
         ("dashboard", "--db", "{t}/missing.db"),
