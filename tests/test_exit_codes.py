@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,6 @@ def _closed_port() -> int:
 
 def _record(version: str, *, slowdown: float, minute: int, repeat_noise: list[float]) -> RunRecord:
     """A run of build sim==`version`: one point per repeat, latencies `slowdown` times a base, throughput divided."""
-    from datetime import UTC, datetime
-
     data = copy.deepcopy(_RECORD) | {"run_id": f"00000000-0000-4000-8000-{minute:012d}", "status": "ok",
                                      "created": iso_utc(datetime(2026, 11, 1, 0, minute, tzinfo=UTC))}  # fmt: skip
     data["build"] = {"engine": "sim", "version": version, "commit": None, "source": "builtin"}
@@ -163,7 +162,8 @@ CASES = {
 
 
 @pytest.mark.parametrize(("args", "code"), [(args, code) for code, cases in CASES.items() for args in cases],
-                         ids=lambda v: " ".join(v[:3]).replace("{w}/", "") if isinstance(v, tuple) else str(v))
+                         ids=lambda v: " ".join(v).replace("{w}/", "").replace("{t}/", "") if isinstance(v, tuple)
+                         else f"exit-{v}")  # fmt: skip
 def test_each_command_exits_with_the_code_of_its_outcome(invoke, args, code):
     result = invoke(*args)
     assert result.exit_code == code, result.output
