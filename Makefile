@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv dist clean
+.PHONY: demo test venv dist clean cli-docs
 
 $(BIN)/perfci: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ $(CHROMIUM):
 test: venv $(CHROMIUM)
 	$(BIN)/ruff check perfci tests benchmarks
 	PERFCI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
+
+# docs/cli.md's reference and exit-code table, from the command tree (tests/test_cli_docs.py checks them).
+cli-docs: venv
+	$(BIN)/python -m perfci.cli_docs
 
 clean:
 	rm -rf $(VENV) dist perfci.db runs/ site/ .pytest_cache tests/artifacts

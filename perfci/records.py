@@ -260,6 +260,23 @@ def write_record(record: RunRecord, path: Path) -> Path:
     return path
 
 
+def check_destination(path: Path) -> None:
+    """Refuse, before a run measures anything, a destination `write_record` would fail on: a record file that
+    exists, a directory that is a file, a directory perfci may not write in. A RecordError naming the path."""
+    path = Path(path)
+    as_file = not path.is_dir() and path.suffix == ".json"
+    if as_file and os.path.lexists(path):
+        raise RecordError(f"{path}: already exists; run records are never overwritten (give a new file or a directory)")
+    directory = path.parent if as_file else path
+    existing = directory
+    while not os.path.lexists(existing):  # write_record makes the missing directories: check the first it would
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RecordError(f"{path}: cannot write a run record there: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RecordError(f"{path}: cannot write a run record there: {existing} is not writable")
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -289,6 +306,8 @@ def read_record(path: Path) -> RunRecord:
         raise RecordError(f"{path}: not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}: not valid JSON (truncated?): {e.msg} at line {e.lineno} column {e.colno}") from e
+    except RecursionError:
+        raise RecordError(f"{path}: not a run record: JSON nested too deeply to read") from None
     try:
         return RunRecord.model_validate(migrate(data))
     except RecordError as e:

@@ -296,10 +296,29 @@ def _write_transaction(db: Database) -> Iterator[None]:
 write_transaction = _write_transaction
 
 
+def check_writable(path: str | Path) -> None:
+    """Refuse, before a run measures anything, a store `open_db` could not create or write: a directory, a
+    missing or read-only directory (SQLite writes its WAL beside the file), a read-only file, or a file that is
+    no perfci store (opened, and so migrated, now rather than after the run). A StoreError naming the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"{path}: is a directory, not a store file")
+    directory = path.parent
+    if not directory.is_dir():
+        raise StoreError(f"{path}: {directory} " + ("is not a directory" if directory.exists() else "does not exist"))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StoreError(f"{path}: directory {directory} is not writable")
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise StoreError(f"{path}: store file is not writable")
+        open_db(path).close()
+
+
 def ingest_files(db: Database, paths: Iterable[Path]) -> IngestReport:
-    """Ingest each file on its own: a refused file writes nothing and does not stop the others."""
+    """Ingest each file on its own: a refused file writes nothing and does not stop the others. A directory
+    stands for every *.json under it."""
     report = IngestReport()
-    for path in map(Path, paths):
+    for path in (f for p in map(Path, paths) for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])):
         try:
             record = read_record(path)
             stored = ingest(db, record, record_path=str(path))
