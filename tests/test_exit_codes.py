@@ -280,7 +280,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(world, tmp_pa
     ("{t}/runs", "{t}", "is a directory"),  # click's own check, before the library's
     ("{t}/runs", "{t}/missing/x.db", "x.db: {t}/missing does not exist"),
     ("{t}/runs", "{w}/existing.json/x.db", "existing.json is not a directory"),
-    ("{t}/runs", "{w}/corrupt.db", "corrupt.db: cannot open as a perfci SQLite store"),
+    ("{t}/runs", "{w}/corrupt.db", "corrupt.db: not a SQLite database"),
 ], ids=["out-exists", "out-under-a-file", "out-dir-under-a-file", "db-is-a-dir", "db-dir-missing",
         "db-dir-is-a-file", "db-not-a-store"])  # fmt: skip
 def test_run_refuses_a_bad_out_or_db_before_it_starts_an_engine(invoke, world, tmp_path, out, db, message):
