@@ -32,8 +32,9 @@ INTRO = f"""\
 
 A suite is a TOML file: the models to serve, the workloads to send them (token shapes) with the load levels
 each is measured at, how long every point runs, which engine starts are timed, and the SLO that goodput
-counts against. `perfci run --suite NAME` loads a suite shipped with perfci (`smoke`, `advisor`,
-`startup`); anything with a `/` or ending in `.toml` is a path to your own. Examples:
+counts against. `perfci run --suite NAME` loads a suite shipped with perfci by its name (`smoke`, for one;
+an unknown name is an error that lists them); anything with a `/` or ending in `.toml` is a path to your
+own. The shipped suites are examples:
 [`suites/smoke.toml`](../suites/smoke.toml), [`suites/advisor.toml`](../suites/advisor.toml),
 [`suites/startup.toml`](../suites/startup.toml).
 
