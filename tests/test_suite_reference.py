@@ -48,3 +48,9 @@ def test_the_module_writes_the_page(tmp_path):
     assert suite_reference.main([str(out)]) == 0
     assert out.read_text() == suite_reference.suite_reference_markdown()
     assert suite_reference.main([]) == 2
+
+
+def test_every_suite_key_has_a_description():
+    undescribed = [f"{model.__name__}.{name}" for model, _ in suite_reference._models(Suite, "")
+                   for name, field in suite_reference._fields(model) if not field.description]  # fmt: skip
+    assert undescribed == [], f"give these keys Field(description=...) in perfci/config.py: {undescribed}"
