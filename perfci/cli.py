@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from perfci import config, detect, envs, hardware, records, runner, store, tables
-from perfci.errors import PerfciError, SourceError
+from perfci.errors import EXIT_RUN_NOT_OK, PerfciError, SourceError
 
 console = Console(stderr=True)
 # Piped output (CI logs, files) gets full-width tables instead of rich's 80-column default.
@@ -98,8 +98,7 @@ def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out,
         console.print(f"run {record.status}: {record.error or 'some points failed'}", markup=False, highlight=False)
         if record.status == "failed" and record.log_tail:
             console.print("--- engine log (tail) ---\n" + "\n".join(record.log_tail.splitlines()[-25:]), markup=False)
-    if record.status == "failed":
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(EXIT_RUN_NOT_OK)
 
 
 @cli.command()

@@ -20,6 +20,9 @@ from perfci.errors import ConfigError
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TINY_MODEL = "perfci:tiny-llama"
+TINY_MODEL_MAX_LEN = 4096  # perfci.tinymodel's max_position_embeddings: what an engine serves it with by default
+# No served model takes more; a bigger count is a typo that would only fail once prompts are built.
+MAX_TOKENS = 1_048_576
 
 
 class Strict(BaseModel):
@@ -30,9 +33,9 @@ class Distribution(Strict):
     """A token count drawn per request from a seeded RNG."""
 
     dist: Literal["uniform", "normal", "lognormal"]
-    min: int | None = Field(default=None, ge=1)
-    max: int | None = Field(default=None, ge=1)
-    mean: float | None = Field(default=None, gt=0)
+    min: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    mean: float | None = Field(default=None, gt=0, le=MAX_TOKENS)
     std: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
@@ -46,7 +49,12 @@ class Distribution(Strict):
         return self
 
 
-TokenCount = Annotated[int, Field(ge=1)] | Distribution
+TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKENS)] | Distribution
+
+
+def largest(count: int | Distribution) -> int | None:
+    """The largest token count a request can be given; None when a distribution has no upper bound."""
+    return count if isinstance(count, int) else count.max
 
 
 class Model(Strict):
@@ -55,7 +63,7 @@ class Model(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     source: str = TINY_MODEL
     # Engine-neutral toggles, mapped by each engine adapter onto its own flags.
-    max_model_len: int | None = Field(default=None, ge=16)
+    max_model_len: int | None = Field(default=None, ge=16, le=MAX_TOKENS)
     tensor_parallel: int = Field(default=1, ge=1)
     # None keeps the engine's own default (vLLM compiles and captures graphs by default; SGLang does not
     # torch.compile unless asked).
@@ -64,6 +72,20 @@ class Model(Strict):
     dtype: str | None = None
     # Extra argv per engine name, appended verbatim (a list, never a shell string).
     engine_args: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fits_the_tiny_model(self) -> Model:
+        if self.source == TINY_MODEL and self.max_model_len is not None and self.max_model_len > TINY_MODEL_MAX_LEN:
+            raise ValueError(f"max_model_len {self.max_model_len} is beyond the tiny model's "
+                             f"{TINY_MODEL_MAX_LEN} positions")  # fmt: skip
+        return self
+
+    @property
+    def context_limit(self) -> int | None:
+        """Prompt + output tokens the served model takes: max_model_len, or the tiny model's positions."""
+        if self.max_model_len is not None:
+            return self.max_model_len
+        return TINY_MODEL_MAX_LEN if self.source == TINY_MODEL else None
 
 
 class Workload(Strict):
@@ -124,19 +146,32 @@ class Sim(Strict):
 
 
 class Run(Strict):
-    """How each point runs: a duration or a request count (the first reached ends the point)."""
+    """How each point runs: a duration or a request count (the first reached ends the point); how long a
+    request, a warmup and the whole run may take; and how many failed requests a point tolerates."""
 
     duration_s: float | None = Field(default=None, gt=0)
     requests: int | None = Field(default=None, ge=1)
     warmup_requests: int = Field(default=2, ge=0)
     repeats: int = Field(default=1, ge=1)
     request_timeout_s: float = Field(default=120, gt=0)
+    # No byte from the server for this long (from the send or the last chunk) ends a request as a timeout.
+    idle_timeout_s: float = Field(default=30, gt=0)
+    warmup_timeout_s: float = Field(default=30, gt=0)  # warmups take min(this, request_timeout_s)
+    # A point stops once this many requests in a row (warmups included) time out or cannot connect; 0: never.
+    stall_requests: int = Field(default=3, ge=0)
+    max_duration_s: float | None = Field(default=None, gt=0)  # the run's deadline, from its start
     ready_timeout_s: float = Field(default=600, gt=0)
+    # A point with a higher error rate is `degraded`; above failed_error_rate (or with nothing completed), `failed`.
+    max_error_rate: float = Field(default=0.0, ge=0, le=1)
+    failed_error_rate: float = Field(default=0.5, ge=0, le=1)
 
     @model_validator(mode="after")
     def _bounded(self) -> Run:
         if self.duration_s is None and self.requests is None:
             raise ValueError("set duration_s or requests, or both")
+        if self.max_error_rate > self.failed_error_rate:
+            raise ValueError(f"max_error_rate ({self.max_error_rate}) is above failed_error_rate "
+                             f"({self.failed_error_rate})")  # fmt: skip
         return self
 
 
@@ -172,7 +207,28 @@ class Suite(Strict):
         for w in self.workloads:
             if w.model is not None and w.model not in names:
                 raise ValueError(f"workload {w.name!r} names model {w.model!r}, not one of {names}")
+        problems = self.length_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def length_problems(self) -> list[str]:
+        """Workloads whose prompt + output tokens may not fit the context of a model they run on."""
+        problems = []
+        for i, w in enumerate(self.workloads):
+            for j, m in enumerate(self.models):
+                limit = m.context_limit
+                if limit is None or w.model not in (None, m.name):
+                    continue
+                where = f"workloads[{i}] ({w.name}) on models[{j}] ({m.name})"
+                prompt, output = largest(w.prompt_tokens), largest(w.output_tokens)
+                if prompt is None or output is None:
+                    unbounded = "prompt_tokens" if prompt is None else "output_tokens"
+                    problems.append(f"{where}: {unbounded} has no max; set one so requests fit max_model_len {limit}")
+                elif prompt + output > limit:
+                    problems.append(f"{where}: prompt_tokens {prompt} + output_tokens {output} = {prompt + output} "
+                                    f"exceeds the model's max_model_len {limit}")  # fmt: skip
+        return problems
 
     def models_for(self, workload: Workload) -> list[Model]:
         return [m for m in self.models if workload.model in (None, m.name)]
@@ -249,6 +305,8 @@ def format_validation_error(path: Path | str, error: ValidationError, *, what: s
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
         if err["type"] == "extra_forbidden":
             lines.append(f"  {loc}: unknown key{shown}")
+        elif not loc:  # a check across keys: its message names them
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {loc or '(top level)'}: {err['msg']}{shown}")
     return "\n".join(lines)

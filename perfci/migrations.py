@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlite_utils import Database, Migrations
 
 from perfci.errors import StoreError
+from perfci.records import v1_error_kind
 
 MIGRATIONS = Migrations("perfci")
 NAMES: list[str] = []  # in order; a DB that has applied a name not listed here was made by a newer perfci
@@ -287,6 +288,20 @@ def _watch(db: Database) -> None:
         pk="job",
         not_null=["build", "hardware_label", "suite", "attempts", "first_planned", "last_planned"],
     )
+
+
+@_migration("0005_request_error_kinds")
+def _request_error_kinds(db: Database) -> None:
+    """Run records v2: each request's error kind; the run status `partial` is now `degraded`. Rows stored
+    from v1 records get what reading those records now gives (records.MIGRATIONS[1])."""
+    db["requests"].add_column("error_kind", str)
+    rows = db.execute("SELECT point_id, idx, error FROM requests WHERE error IS NOT NULL").fetchall()
+    db.conn.executemany("UPDATE requests SET error_kind = ? WHERE point_id = ? AND idx = ?",
+                        [(v1_error_kind(error), point_id, idx) for point_id, idx, error in rows])  # fmt: skip
+    db.execute("UPDATE points SET status = CASE WHEN error_rate > 0.5 THEN 'failed' ELSE 'degraded' END "
+               "WHERE status = 'ok' AND errors > 0")  # fmt: skip
+    db.execute("UPDATE runs SET status = 'degraded' WHERE status = 'partial' OR (status = 'ok' AND EXISTS "
+               "(SELECT 1 FROM points p WHERE p.run_id = runs.run_id AND p.status <> 'ok'))")  # fmt: skip
 
 
 def apply(db: Database) -> None:

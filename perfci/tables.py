@@ -38,8 +38,9 @@ def points_table(record: RunRecord) -> Table:
             t.add_row(p.workload, p.load_label, str(p.repeat), *["—"] * 8, f"[yellow]skipped: {p.error}[/]")
             continue
         errors = f"{m['errors']}/{m['requests']}" if m.get("requests") else "—"
-        if p.status == "failed":
-            errors = f"[red]{errors} {(p.error or '').splitlines()[0][:60]}[/]"
+        if p.status in ("failed", "degraded"):
+            color = "red" if p.status == "failed" else "yellow"
+            errors = f"[{color}]{p.status}: {errors} {escape((p.error or '').splitlines()[0][:80])}[/]"
         t.add_row(
             p.workload, p.load_label, str(p.repeat), _num(m.get("request_rate")),
             _num(m.get("output_throughput"), ",.0f"),

@@ -95,6 +95,7 @@ class PointResult:
     ended_ns: int  # last measured request finished
     stopped: str | None = None  # why the point stopped before its end (stalled engine, run deadline)
     unsent: int = 0  # planned measured requests not sent because it stopped
+    stalled: bool = False  # it stopped because the server did not answer (STALL_KINDS in a row)
 
 
 async def run_point(
@@ -165,26 +166,30 @@ async def run_point(
         pool.close()
     unsent = len(specs) - len(samples) if gate.why else 0
     if not samples:
-        return PointResult(samples=[], started_ns=start_ns, ended_ns=start_ns, stopped=gate.why, unsent=unsent)
+        return PointResult(samples=[], started_ns=start_ns, ended_ns=start_ns, stopped=gate.why, unsent=unsent,
+                           stalled=gate.stalled)  # fmt: skip
     return PointResult(samples=samples, started_ns=min(s.sent_ns for s in samples),
-                       ended_ns=max(s.end_ns for s in samples), stopped=gate.why, unsent=unsent)  # fmt: skip
+                       ended_ns=max(s.end_ns for s in samples), stopped=gate.why, unsent=unsent,
+                       stalled=gate.stalled)  # fmt: skip
 
 
 class _Gate:
     """Whether a point may send another request: not after `stall_after` stalls in a row (timeouts or
     failed connections, in completion order), nor past the `stop_at_ns` deadline. `why` says which closed it."""
 
-    __slots__ = ("_stall_after", "_stalls", "_stop_at_ns", "why")
+    __slots__ = ("_stall_after", "_stalls", "_stop_at_ns", "stalled", "why")
 
     def __init__(self, stall_after: int | None, stop_at_ns: int | None):
         self._stall_after = stall_after or None
         self._stop_at_ns = stop_at_ns
         self._stalls = 0
+        self.stalled = False
         self.why: str | None = None
 
     def saw(self, sample: RequestSample) -> None:
         self._stalls = self._stalls + 1 if sample.error_kind in STALL_KINDS else 0
         if self.why is None and self._stall_after is not None and self._stalls >= self._stall_after:
+            self.stalled = True
             self.why = (f"engine stalled: {self._stalls} requests in a row timed out or could not connect "
                         f"(last: {sample.error})")  # fmt: skip
 
