@@ -30,7 +30,7 @@ from perfci.engines.base import Engine, LaunchContext
 from perfci.engines.sim import SimEngine
 from perfci.errors import ConfigError, EngineError, HardwareError, PerfciError
 from perfci.loadgen.arrivals import arrival_offsets
-from perfci.loadgen.client import RequestSpec, run_point
+from perfci.loadgen.client import PointResult, RequestSpec, run_point
 from perfci.loadgen.prompts import Prompts, request_specs
 from perfci.loadgen.sweep import sweep_rates
 from perfci.records import RunRecord, new_run_id
@@ -78,6 +78,7 @@ class _RunState:
     argv: list[str] = field(default_factory=list)
     log_tail: str = ""
     deadline_ns: int | None = None  # perf_counter_ns of the run's deadline (run.max_duration_s)
+    cut_by_deadline: bool = False  # the deadline stopped a point or skipped some
 
     def past_deadline(self) -> bool:
         return self.deadline_ns is not None and time.perf_counter_ns() >= self.deadline_ns
@@ -135,10 +136,11 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
             model_plans = [(i, p) for i, p in plans if p.model is model]
             if state.past_deadline():
                 state.points += [_skipped(p, i, _deadline_why(suite)) for i, p in model_plans]
+                state.cut_by_deadline = True
                 continue
             _run_model(suite, target, model, model_plans, len(plans), work, on_gpu, state, reporter)
-    if any(p["status"] == "skipped" and p["error"] == _deadline_why(suite) for p in state.points):
-        state.errors.append(f"{_deadline_why(suite)}: the points left were skipped")
+    if state.cut_by_deadline:
+        state.errors.append(f"{_deadline_why(suite)}: the points left were stopped or skipped")
     status = run_status(state)
     return RunRecord.model_validate({
         "schema_version": records.SCHEMA_VERSION,
@@ -184,7 +186,7 @@ def _not_ok_summary(points: list[dict]) -> str | None:
 
 
 def _deadline_why(suite: Suite) -> str:
-    return f"run deadline reached (run.max_duration_s = {suite.run.max_duration_s:g})"
+    return f"run deadline reached (run.max_duration_s = {suite.run.max_duration_s})"
 
 
 def environment() -> dict[str, Any]:
@@ -294,7 +296,9 @@ def _measure_points(suite: Suite, target: Target, model: Model, plans: Plans, to
         if server is not None and not server.alive():
             state.points.append(_skipped(plan, index, "engine is not running"))
             continue
-        if stalled is not None or state.past_deadline():
+        if stalled is None and state.past_deadline():
+            state.cut_by_deadline = True
+        if stalled is not None or state.cut_by_deadline:
             state.points.append(_skipped(plan, index, stalled or _deadline_why(suite)))
             continue
         if plan.load.pending:
@@ -308,9 +312,10 @@ def _measure_points(suite: Suite, target: Target, model: Model, plans: Plans, to
                 state.points.append(_skipped(plan, index, str(e)))
                 continue
             plan = plan.resolved(swept[plan.load.sweep_slot])
-        point, stalled_here = _measure(suite, target, plan, base_url, served, prompts, server, reporter, index,
-                                       total, state.deadline_ns)  # fmt: skip
-        if stalled_here:
+        point, result = _measure(suite, target, plan, base_url, served, prompts, server, reporter, index, total,
+                                 state.deadline_ns)  # fmt: skip
+        state.cut_by_deadline |= result.stopped is not None and not result.stalled
+        if result.stalled:
             stalled = f"engine stalled at point {index} ({plan.workload.name} {plan.load.label})"
             state.errors.append(f"{model.name}: {stalled}; its later points were skipped")
         if point["status"] == "ok" and plan.load.kind in ("synchronous", "throughput") and plan.repeat == 0:
@@ -337,8 +342,8 @@ def _n_requests(suite: Suite, plan: PointPlan) -> int:
 
 def _measure(suite: Suite, target: Target, plan: PointPlan, base_url: str, served: str, prompts: Prompts,
              server: EngineProcess | None, reporter: Reporter, index: int, total: int,
-             deadline_ns: int | None) -> tuple[dict, bool]:  # fmt: skip
-    """The point's record entry, and whether it stopped on a stalled engine."""
+             deadline_ns: int | None) -> tuple[dict, PointResult]:  # fmt: skip
+    """The point's record entry, and what the load generator returned (why it stopped, if it did)."""
     n = _n_requests(suite, plan)
     wl = plan.workload.model_copy(update={"seed": plan.seed})
     specs = request_specs(wl, n, prompts)
@@ -368,7 +373,7 @@ def _measure(suite: Suite, target: Target, plan: PointPlan, base_url: str, serve
     point = _point_base(plan, index)
     point.update(status=status, error=error, started=started, metrics=m, telemetry=telemetry.summary(),
                  requests=metrics.compact_requests(result.samples, result.started_ns))  # fmt: skip
-    return point, result.stalled
+    return point, result
 
 
 def _point_base(plan: PointPlan, index: int) -> dict[str, Any]:
