@@ -553,7 +553,7 @@ def data_pull(data_dir, db_path, as_json) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="site", show_default=True,
               help="Folder for the site; a site built there before is replaced whole.")  # fmt: skip
 @click.option("--costs", "costs_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="$/GPU-hour table (TOML) for the Cost page; default: dashboards/costs.toml.")  # fmt: skip
+              help="$/GPU-hour table (TOML) for the Cost page; default: the one perfci ships.")  # fmt: skip
 @click.option("--serve", "serve_it", is_flag=True, help="Then serve the site over HTTP until interrupted.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True, help="With --serve: port (0: any free one).")
@@ -562,7 +562,7 @@ def dashboard(db_path, out, costs_path, serve_it, host, port, as_json) -> None:
     """Build the static dashboard site from the store (and serve it with --serve)."""
     from perfci import dashboard as site
 
-    costs = site.load_costs(costs_path or site.DEFAULT_COSTS)
+    costs = site.load_costs(costs_path)
     report = site.build_site(store.open_db(db_path), out, costs=costs)
     if as_json:
         click.echo(json.dumps(report.as_dict()))

