@@ -129,6 +129,9 @@ async def run_point(
     `on_sample` sees each measured sample as it completes (progress bars), after its stamps are taken.
     """
     _check(api, specs, concurrency, arrivals, duration_s, request_timeout_s)
+    for name, value in (("idle_timeout_s", idle_timeout_s), ("warmup_timeout_s", warmup_timeout_s)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"run_point: {name} must be > 0, got {value}")
     host, port, prefix = _server(base_url)
     path = prefix + _PATHS[api]
     extra = dict(extra_body or {})

@@ -322,6 +322,7 @@ def test_warmup_is_sent_first_and_not_measured(server):
         ({"specs": specs(2), "concurrency": 0}, "concurrency must be >= 1"),
         ({"specs": specs(2), "concurrency": 1, "duration_s": 0}, "duration_s must be > 0"),
         ({"specs": specs(2), "concurrency": 1, "api": "embeddings"}, "api must be one of"),
+        ({"specs": specs(2), "concurrency": 1, "idle_timeout_s": 0}, "idle_timeout_s must be > 0, got 0"),
     ],
 )
 def test_bad_arguments_raise_config_error(kwargs, message):
