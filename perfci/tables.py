@@ -40,7 +40,9 @@ def points_table(record: RunRecord) -> Table:
         errors = f"{m['errors']}/{m['requests']}" if m.get("requests") else "—"
         if p.status in ("failed", "degraded"):
             color = "red" if p.status == "failed" else "yellow"
-            errors = f"[{color}]{p.status}: {errors} {escape((p.error or '').splitlines()[0][:80])}[/]"
+            kinds = ", ".join(f"{kind} {n}" for kind, n in m.get("errors_by_kind", {}).items())
+            why = kinds or (p.error or "").splitlines()[0][:80]  # no failed request: it stopped, or the engine died
+            errors = f"[{color}]{p.status}: {errors} {escape(why)}[/]"
         t.add_row(
             p.workload, p.load_label, str(p.repeat), _num(m.get("request_rate")),
             _num(m.get("output_throughput"), ",.0f"),
