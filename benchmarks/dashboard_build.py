@@ -59,7 +59,7 @@ def record(engine: str, hardware: str, build: int, builds: int, rng: np.random.G
                     "started": "2026-11-01T00:00:00.000Z", "metrics": metrics,
                     "telemetry": {"gpu_util_percent_mean": 90.0},
                     "requests": {k: [] for k in ("send_ms", "ttft_ms", "e2e_ms", "prompt_tokens", "output_tokens",
-                                                 "status", "error", "itl_ms")},
+                                                 "status", "error", "error_kind", "itl_ms")},
                 })  # fmt: skip
     starts = [{"model": "llama-3.1-8b", "cache": cache, "ready": True, "lines": [], "error": None,
                "total_s": 60.0 * k * slow,

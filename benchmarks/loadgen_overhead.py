@@ -163,10 +163,11 @@ class _TruthConnection(asyncio.Protocol):
         if self.transport.is_closing():
             return
         sent = _now()
-        # vLLM's completion chunk, with the send stamp as the text.
+        # vLLM's completion chunk, with the send stamp as the text; the last one carries the finish_reason.
+        finish = b'"length"' if i == n - 1 else b"null"
         payload = (b'data: {"id":"cmpl-truth","object":"text_completion","created":0,"model":"truth",'
-                   b'"choices":[{"index":0,"text":" %d","logprobs":null,"finish_reason":null,'
-                   b'"stop_reason":null}],"usage":null}\n\n' % sent)  # fmt: skip
+                   b'"choices":[{"index":0,"text":" %d","logprobs":null,"finish_reason":%s,'
+                   b'"stop_reason":null}],"usage":null}\n\n' % (sent, finish))  # fmt: skip
         self.transport.write(_chunk(payload))
         entry["sent"].append(sent)
         if i < n - 1:

@@ -21,6 +21,9 @@ from perfci.errors import ConfigError
 from perfci.resources import shipped
 
 TINY_MODEL = "perfci:tiny-llama"
+TINY_MODEL_MAX_LEN = 4096  # perfci.tinymodel's max_position_embeddings: what an engine serves it with by default
+# No served model takes more; a bigger count is a typo that would only fail once prompts are built.
+MAX_TOKENS = 1_048_576
 
 
 class Strict(BaseModel):
@@ -33,9 +36,16 @@ class Distribution(Strict):
     dist: Literal["uniform", "normal", "lognormal"] = Field(
         description="The distribution: uniform needs min and max; normal and lognormal need mean and std."
     )
-    min: int | None = Field(default=None, ge=1, description="Lowest count (the uniform's lower end, else a clamp).")
-    max: int | None = Field(default=None, ge=1, description="Highest count (the uniform's upper end, else a clamp).")
-    mean: float | None = Field(default=None, gt=0, description="Mean of the token count (normal, lognormal).")
+    min: int | None = Field(
+        default=None, ge=1, le=MAX_TOKENS, description="Lowest count (the uniform's lower end, else a clamp)."
+    )
+    max: int | None = Field(
+        default=None, ge=1, le=MAX_TOKENS,
+        description="Highest count (the uniform's upper end, else a clamp); needed for the length bounds check.",
+    )
+    mean: float | None = Field(
+        default=None, gt=0, le=MAX_TOKENS, description="Mean of the token count (normal, lognormal)."
+    )
     std: float | None = Field(
         default=None,
         ge=0,
@@ -56,7 +66,12 @@ class Distribution(Strict):
         return self
 
 
-TokenCount = Annotated[int, Field(ge=1)] | Distribution
+TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKENS)] | Distribution
+
+
+def largest(count: int | Distribution) -> int | None:
+    """The largest token count a request can be given; None when a distribution has no upper bound."""
+    return count if isinstance(count, int) else count.max
 
 NAME = r"^[A-Za-z0-9._-]+$"
 
@@ -72,7 +87,9 @@ class Model(Strict):
         f"`{TINY_MODEL}` (perfci's built-in tiny model: no weights, nothing downloaded).",
     )
     max_model_len: int | None = Field(
-        default=None, ge=16, description="Context length the engine is started with; unset: the engine's default."
+        default=None, ge=16, le=MAX_TOKENS,
+        description="Context length the engine is started with; unset: the engine's default. Prompt plus output "
+        "tokens of every workload must fit it (the tiny model's positions when unset).",
     )
     tensor_parallel: int = Field(default=1, ge=1, description="GPUs the model is split over.")
     # None keeps the engine's own default (vLLM compiles and captures graphs by default; SGLang does not
@@ -89,6 +106,20 @@ class Model(Strict):
         description='Extra arguments per engine name, appended verbatim: `{ vllm = ["--max-num-seqs", "64"] }` '
         "(a list, never a shell string).",
     )
+
+    @model_validator(mode="after")
+    def _fits_the_tiny_model(self) -> Model:
+        if self.source == TINY_MODEL and self.max_model_len is not None and self.max_model_len > TINY_MODEL_MAX_LEN:
+            raise ValueError(f"max_model_len {self.max_model_len} is beyond the tiny model's "
+                             f"{TINY_MODEL_MAX_LEN} positions")  # fmt: skip
+        return self
+
+    @property
+    def context_limit(self) -> int | None:
+        """Prompt + output tokens the served model takes: max_model_len, or the tiny model's positions."""
+        if self.max_model_len is not None:
+            return self.max_model_len
+        return TINY_MODEL_MAX_LEN if self.source == TINY_MODEL else None
 
 
 class Workload(Strict):
@@ -204,7 +235,8 @@ class Sim(Strict):
 
 
 class Run(Strict):
-    """How each point runs: a duration or a request count (the first reached ends the point)."""
+    """How each point runs: a duration or a request count (the first reached ends the point); how long a
+    request, a warmup and the whole run may take; and how many failed requests a point tolerates."""
 
     duration_s: float | None = Field(default=None, gt=0, description="Seconds of load per point.")
     requests: int | None = Field(default=None, ge=1, description="Measured requests per point.")
@@ -213,14 +245,42 @@ class Run(Strict):
     )
     repeats: int = Field(default=1, ge=1, description="Times each point is measured, interleaved across load levels.")
     request_timeout_s: float = Field(default=120, gt=0, description="A request taking longer fails with a timeout.")
+    idle_timeout_s: float = Field(
+        default=30, gt=0,
+        description="No byte from the server for this long (from the send or the last chunk) ends a request as a "
+        "timeout.",
+    )
+    warmup_timeout_s: float = Field(
+        default=30, gt=0, description="Warmup requests time out after min(this, request_timeout_s)."
+    )
+    stall_requests: int = Field(
+        default=3, ge=0,
+        description="A point stops once this many requests in a row (warmups included) time out or cannot "
+        "connect, and the model's later points are skipped; 0: never.",
+    )
+    max_duration_s: float | None = Field(
+        default=None, gt=0,
+        description="The run's deadline, from its start: points not started by then are skipped with the reason.",
+    )
     ready_timeout_s: float = Field(
         default=600, gt=0, description="Seconds an engine start may take to answer its health check."
+    )
+    max_error_rate: float = Field(
+        default=0.0, ge=0, le=1,
+        description="A point whose failed-request rate is above this is `degraded` (default: any failure).",
+    )
+    failed_error_rate: float = Field(
+        default=0.5, ge=0, le=1,
+        description="A point whose failed-request rate is above this (or that completed nothing) is `failed`.",
     )
 
     @model_validator(mode="after")
     def _bounded(self) -> Run:
         if self.duration_s is None and self.requests is None:
             raise ValueError("set duration_s or requests, or both")
+        if self.max_error_rate > self.failed_error_rate:
+            raise ValueError(f"max_error_rate ({self.max_error_rate}) is above failed_error_rate "
+                             f"({self.failed_error_rate})")  # fmt: skip
         return self
 
 
@@ -264,7 +324,28 @@ class Suite(Strict):
         for w in self.workloads:
             if w.model is not None and w.model not in names:
                 raise ValueError(f"workload {w.name!r} names model {w.model!r}, not one of {names}")
+        problems = self.length_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def length_problems(self) -> list[str]:
+        """Workloads whose prompt + output tokens may not fit the context of a model they run on."""
+        problems = []
+        for i, w in enumerate(self.workloads):
+            for j, m in enumerate(self.models):
+                limit = m.context_limit
+                if limit is None or w.model not in (None, m.name):
+                    continue
+                where = f"workloads[{i}] ({w.name}) on models[{j}] ({m.name})"
+                prompt, output = largest(w.prompt_tokens), largest(w.output_tokens)
+                if prompt is None or output is None:
+                    unbounded = "prompt_tokens" if prompt is None else "output_tokens"
+                    problems.append(f"{where}: {unbounded} has no max; set one so requests fit max_model_len {limit}")
+                elif prompt + output > limit:
+                    problems.append(f"{where}: prompt_tokens {prompt} + output_tokens {output} = {prompt + output} "
+                                    f"exceeds the model's max_model_len {limit}")  # fmt: skip
+        return problems
 
     def models_for(self, workload: Workload) -> list[Model]:
         return [m for m in self.models if workload.model in (None, m.name)]
@@ -356,6 +437,8 @@ def format_validation_error(path: Path | Traversable | str, error: ValidationErr
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
         if err["type"] == "extra_forbidden":
             lines.append(f"  {loc}: unknown key{shown}")
+        elif not loc:  # a check across keys: its message names them
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {loc or '(top level)'}: {err['msg']}{shown}")
     return "\n".join(lines)

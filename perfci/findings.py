@@ -121,7 +121,7 @@ class RunJudgement:
     run_id: str
     build: str
     scope: tuple[str, str, str]  # engine, hardware label, suite
-    run_status: str  # the run record's: ok | partial | failed
+    run_status: str  # the run record's: ok | degraded | failed
     baseline: Selection | None
     verdicts: list[SeriesVerdict]
 

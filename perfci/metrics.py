@@ -8,12 +8,13 @@ Percentiles interpolate linearly between order statistics (numpy's default, as v
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from perfci.config import Slo
+from perfci.config import Run, Slo
 from perfci.loadgen.client import RequestSample
 
 STATS = ("mean", "std", "p50", "p90", "p95", "p99", "max")
@@ -32,9 +33,11 @@ SCALARS: dict[str, type] = {
     "slo_met": bool,
     "prompt_tokens_mean": float,
     "output_tokens_mean": float,
+    "skipped": int,  # requests not sent: the point stopped early (stalled engine, run deadline)
 }
 # The metric vocabulary: every key of `summarize`, flattened as the store flattens it (`ttft_ms.p50` ->
-# `ttft_ms_p50`), with its type. The store has a typed column for each; other keys go to its JSON column.
+# `ttft_ms_p50`), with its type. The store has a typed column for each; other keys go to its JSON column
+# (`errors_by_kind`, whose kinds are open-ended: `http_3xx`, ...).
 VOCABULARY: dict[str, type] = {**SCALARS, **{f"{m}_{s}": float for m in LATENCIES for s in STATS}}
 # Direction of each metric: detection, reports and dashboards read it from here.
 HIGHER_IS_BETTER = {"request_rate": True, "output_throughput": True, "total_throughput": True, "goodput": True}
@@ -82,8 +85,10 @@ def stats(values: Sequence[float] | np.ndarray) -> dict[str, float | None]:
     }
 
 
-def summarize(samples: Sequence[RequestSample], *, started_ns: int, ended_ns: int, slo: Slo) -> dict:
-    """Aggregate one point. Rates divide by the measured window: first send to last completion."""
+def summarize(samples: Sequence[RequestSample], *, started_ns: int, ended_ns: int, slo: Slo,
+              skipped: int | None = 0) -> dict:  # fmt: skip
+    """Aggregate one point. Rates divide by the measured window: first send to last completion. `skipped`:
+    planned requests the point did not send because it stopped early (None: the point had no request count)."""
     times = [request_times(s, started_ns) for s in samples]
     ok = [(s, t) for s, t in zip(samples, times, strict=True) if s.ok and t.ttft_ms is not None]
     duration_s = max(ended_ns - started_ns, 0) / 1e9
@@ -98,11 +103,14 @@ def summarize(samples: Sequence[RequestSample], *, started_ns: int, ended_ns: in
     }
     good = sum(1 for _, t in ok if meets_request_slo(t, slo))
     n = len(samples)
+    kinds = Counter(s.error_kind or "other" for s in samples if not s.ok)
     return {
         "requests": n,
         "completed": len(ok),
         "errors": n - len(ok),
         "error_rate": (n - len(ok)) / n if n else None,
+        "errors_by_kind": dict(sorted(kinds.items())),
+        "skipped": skipped,
         "duration_s": duration_s,
         "request_rate": per_s(len(ok)),
         "output_throughput": per_s(out_tokens),
@@ -113,6 +121,27 @@ def summarize(samples: Sequence[RequestSample], *, started_ns: int, ended_ns: in
         "output_tokens_mean": out_tokens / len(ok) if ok else None,
         **{name: stats(values) for name, values in series.items()},
     }
+
+
+def point_status(m: dict, *, stopped: str | None, run: Run, first_error: str | None = None) -> tuple[str, str | None]:
+    """A measured point's status and why (docs/metrics.md, "Point status"): `failed` when nothing completed
+    or the error rate is above `run.failed_error_rate`; `degraded` when it is above `run.max_error_rate` or
+    the point stopped early; else `ok`. Only `ok` points are ever compared or used as a baseline."""
+    n, errors, rate = m["requests"], m["errors"], m["error_rate"]
+    kinds = ", ".join(f"{kind} {count}" for kind, count in m["errors_by_kind"].items())
+    parts = [f"{errors} of {n} requests failed ({kinds})"] if errors else []
+    if first_error:
+        parts.append(f"first: {first_error}")
+    if stopped:
+        parts.append(stopped + (f"; {m['skipped']} requests not sent" if m.get("skipped") else ""))
+    why = "; ".join(parts) or None
+    if not m["completed"]:
+        return "failed", why or "no request was sent"
+    if rate > run.failed_error_rate:
+        return "failed", why
+    if rate > run.max_error_rate or stopped:
+        return "degraded", why
+    return "ok", why
 
 
 def has_limits(slo: Slo) -> bool:
@@ -145,5 +174,6 @@ def compact_requests(samples: Sequence[RequestSample], started_ns: int) -> dict[
         "output_tokens": [s.output_tokens for s in samples],
         "status": [s.status for s in samples],
         "error": [s.error for s in samples],
+        "error_kind": [s.error_kind for s in samples],
         "itl_ms": [[round(g, 3) for g in t.itl_ms] for t in times],
     }

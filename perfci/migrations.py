@@ -14,6 +14,7 @@ from sqlite_utils import Database, Migrations
 from sqlite_utils.db import quote_identifier
 
 from perfci.errors import StoreError
+from perfci.records import v1_error_kind
 
 MIGRATIONS = Migrations("perfci")
 NAMES: list[str] = []  # in order; a DB that has applied a name not listed here was made by a newer perfci
@@ -322,6 +323,22 @@ def _extra_metrics(db: Database) -> None:
     db.conn.executemany("UPDATE points SET extra_metrics = ? WHERE point_id = ?", moved)
     for column in ad_hoc:
         db.execute(f"ALTER TABLE points DROP COLUMN {quote_identifier(column)}")
+
+
+@_migration("0006_error_kinds")
+def _error_kinds(db: Database) -> None:
+    """Run records v2: each request's error kind, and the requests a point did not send (`skipped`); the run
+    status `partial` is now `degraded`. Rows stored from v1 records get what reading those records now gives
+    (records.MIGRATIONS[1])."""
+    db["requests"].add_column("error_kind", str)
+    db["points"].add_column("skipped", int)
+    rows = db.execute("SELECT point_id, idx, error FROM requests WHERE error IS NOT NULL").fetchall()
+    db.conn.executemany("UPDATE requests SET error_kind = ? WHERE point_id = ? AND idx = ?",
+                        [(v1_error_kind(error), point_id, idx) for point_id, idx, error in rows])  # fmt: skip
+    db.execute("UPDATE points SET status = CASE WHEN error_rate > 0.5 THEN 'failed' ELSE 'degraded' END "
+               "WHERE status = 'ok' AND errors > 0")  # fmt: skip
+    db.execute("UPDATE runs SET status = 'degraded' WHERE status = 'partial' OR (status = 'ok' AND EXISTS "
+               "(SELECT 1 FROM points p WHERE p.run_id = runs.run_id AND p.status <> 'ok'))")  # fmt: skip
 
 
 def apply(db: Database) -> None:

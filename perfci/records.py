@@ -169,6 +169,7 @@ class Requests(_Model):
     output_tokens: list[int | None]
     status: list[int | None]  # HTTP status; 0 when no response arrived
     error: list[Text | None]
+    error_kind: list[Name | None]  # perfci.loadgen.client.ERROR_KINDS; null on success (or unknown, from v1)
     itl_ms: list[list[float]]  # gaps between streamed chunks, rounded to 0.001 ms
 
     @model_validator(mode="after")
@@ -187,7 +188,7 @@ class Point(_Model):
     load: Load
     load_label: Name  # "sync", "c=4", "r=2.0/s poisson", "throughput"
     repeat: int = Field(ge=0)
-    status: Literal["ok", "failed", "skipped"]
+    status: Literal["ok", "degraded", "failed", "skipped"]  # docs/metrics.md, "Point status"
     error: Text | None
     started: UtcTimestamp
     metrics: Metrics  # perfci.metrics.summarize output: scalars and {mean, std, p50, …} dicts
@@ -206,7 +207,7 @@ class RunRecord(_Model):
     hardware: Hardware
     engine_argv: list[Text]
     environment: JsonObject
-    status: Literal["ok", "partial", "failed"]
+    status: Literal["ok", "degraded", "failed"]  # docs/records.md
     error: Text | None
     startups: list[Startup] = Field(max_length=MAX_STARTUPS)
     points: list[Point] = Field(max_length=MAX_POINTS)
@@ -218,6 +219,53 @@ class RunRecord(_Model):
         if len(set(indexes)) != len(indexes):
             raise ValueError(f"point indexes repeat: {indexes}")
         return self
+
+
+# --- forward migrations ----------------------------------------------------------------------------------
+
+# The error texts version 1 wrote, by prefix, and the kind each means.
+_V1_ERROR_KINDS = (
+    ("timeout after ", "timeout"),
+    ("connection failed", "connection"),
+    ("no response", "connection"),
+    ("stream ended before [DONE]", "stream_cut"),
+    ("bad HTTP response", "bad_http"),
+    ("malformed SSE data", "bad_sse"),
+    ("server error in stream", "stream_error"),
+    ("the response carried no generated text", "no_output"),
+)
+
+
+def v1_error_kind(error: str | None) -> str | None:
+    """The kind of a version-1 request error text; None for a success or a text it cannot tell."""
+    if error is None:
+        return None
+    if error.startswith("HTTP ") and error[5:8].isdigit():
+        return f"http_{error[5]}xx"
+    return next((kind for prefix, kind in _V1_ERROR_KINDS if error.startswith(prefix)), None)
+
+
+def _v1_error_kinds(data: dict) -> dict:
+    """v1 -> v2: each request gets an `error_kind` read from its error text, and points and runs get the
+    statuses v2 gives them. A v1 point was `ok` however many of its requests failed; with the default
+    thresholds (any error: degraded; over half: failed) it is judged again from its `errors` and
+    `error_rate`. The run status `partial` becomes `degraded`, and an `ok` run with a point that is no
+    longer ok becomes `degraded` too. A v1 success stays one: v1 did not check finish_reason or lengths."""
+    points = []
+    for point in data.get("points", []):
+        point = dict(point)
+        requests = dict(point.get("requests", {}))
+        requests["error_kind"] = [v1_error_kind(e) for e in requests.get("error", [])]
+        point["requests"] = requests
+        metrics = point.get("metrics", {})
+        rate = metrics.get("error_rate")
+        if point.get("status") == "ok" and metrics.get("errors") and isinstance(rate, int | float):
+            point["status"] = "failed" if rate > 0.5 else "degraded"
+        points.append(point)
+    status = data.get("status")
+    if status == "partial" or (status == "ok" and any(p.get("status") != "ok" for p in points)):
+        status = "degraded"
+    return {**data, "schema_version": 2, "status": status, "points": points}
 
 
 def new_run_id() -> str:
@@ -329,9 +377,14 @@ def _v1_redact_paths(data: dict) -> dict:
     return {**redact.redact_record(data, home=None, cwd=None), "schema_version": 2}
 
 
+def _v1_to_v2(data: dict) -> dict:
+    """v1 -> v2: its named steps, in order."""
+    return _v1_error_kinds(_v1_redact_paths(data))
+
+
 # Forward migrations: MIGRATIONS[v] turns a version-v record dict into a version v+1 one. Each step is frozen
 # once released.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_redact_paths}
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
 
 
 def migrate(data: dict) -> dict:

@@ -2,8 +2,8 @@
 
 install env -> start the engine per model (each requested cache state: cold/warm) -> startup phases ->
 every point with the load generator -> teardown -> record. Faults never lose what was measured: a point
-that fails is recorded with its error, a dead engine skips the remaining points of that model, and the
-record is always written.
+that fails is recorded with its error, a dead or stalled engine skips the remaining points of that model,
+the run's deadline (`run.max_duration_s`) skips what is left, and the record is always written.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import random
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from perfci.engines.base import Engine, LaunchContext
 from perfci.engines.sim import SimEngine
 from perfci.errors import ConfigError, EngineError, HardwareError, PerfciError
 from perfci.loadgen.arrivals import arrival_offsets
-from perfci.loadgen.client import RequestSpec, run_point
+from perfci.loadgen.client import PointResult, RequestSpec, run_point
 from perfci.loadgen.prompts import Prompts, request_specs
 from perfci.loadgen.sweep import sweep_rates
 from perfci.records import RunRecord, new_run_id
@@ -77,6 +78,11 @@ class _RunState:
     errors: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)
     log_tail: str = ""
+    deadline_ns: int | None = None  # perf_counter_ns of the run's deadline (run.max_duration_s)
+    cut_by_deadline: bool = False  # the deadline stopped a point or skipped some
+
+    def past_deadline(self) -> bool:
+        return self.deadline_ns is not None and time.perf_counter_ns() >= self.deadline_ns
 
 
 def resolve_target(*, engine: str | None, endpoint: str | None = None, served_model: str | None = None,
@@ -118,6 +124,8 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
             raise HardwareError("preflight failed (use --force to run anyway): " + "; ".join(check.problems))
     reporter = reporter or SilentReporter()
     state = _RunState()
+    if suite.run.max_duration_s is not None:
+        state.deadline_ns = time.perf_counter_ns() + round(suite.run.max_duration_s * 1e9)
     created = utc_now()
     version, commit = target.engine.identify(target.python) if target.endpoint is None else (None, None)
     fp = hardware.fingerprint()
@@ -127,7 +135,13 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         plans = list(enumerate(expand(suite)))
         for model in suite.models:
             model_plans = [(i, p) for i, p in plans if p.model is model]
+            if state.past_deadline():
+                state.points += [_skipped(p, i, _deadline_why(suite)) for i, p in model_plans]
+                state.cut_by_deadline = True
+                continue
             _run_model(suite, target, model, model_plans, len(plans), work, on_gpu, state, reporter)
+    if state.cut_by_deadline:
+        state.errors.append(f"{_deadline_why(suite)}: the points left were stopped or skipped")
     status = run_status(state)
     data = {
         "schema_version": records.SCHEMA_VERSION,
@@ -143,7 +157,7 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         "engine_argv": state.argv,
         "environment": environment(),
         "status": status,
-        "error": "; ".join(state.errors) or None,
+        "error": "; ".join(state.errors) or _not_ok_summary(state.points),
         "startups": state.startups,
         "points": state.points,
         "log_tail": state.log_tail,
@@ -153,12 +167,30 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
 
 
 def run_status(state: _RunState) -> str:
-    """ok: everything measured; partial: some points (or starts) failed; failed: nothing measured."""
-    measured = sum(p["status"] == "ok" for p in state.points) + sum(s["ready"] for s in state.startups)
+    """ok: every start ready, every point ok, no run error; failed: no point was measured (ok or degraded),
+    or, for a run of starts only, no start got ready; degraded: anything in between (docs/records.md)."""
     clean = not state.errors and all(p["status"] == "ok" for p in state.points)
     if clean and all(s["ready"] for s in state.startups):
         return "ok"
-    return "partial" if measured else "failed"
+    if state.points:
+        measured = any(p["status"] in ("ok", "degraded") for p in state.points)
+    else:
+        measured = any(s["ready"] for s in state.startups)
+    return "degraded" if measured else "failed"
+
+
+def _not_ok_summary(points: list[dict]) -> str | None:
+    """The run's error when it has none of its own: how many points are not ok, and the first one's reason."""
+    bad = [p for p in points if p["status"] != "ok"]
+    if not bad:
+        return None
+    first = bad[0]
+    where = f"{first['model']} {first['workload']} {first['load_label']} #{first['repeat']}"
+    return f"{len(bad)} of {len(points)} points not ok; {where} {first['status']}: {first['error']}"
+
+
+def _deadline_why(suite: Suite) -> str:
+    return f"run deadline reached (run.max_duration_s = {suite.run.max_duration_s})"
 
 
 def environment() -> dict[str, Any]:
@@ -263,9 +295,15 @@ def _measure_points(suite: Suite, target: Target, model: Model, plans: Plans, to
                     reporter: Reporter) -> None:  # fmt: skip
     prompts = _prompts_for(target, model)
     sweeps: dict[str, dict[str, float]] = {}  # workload -> measured sync / throughput request rates
+    stalled: str | None = None  # set once a point stopped on a stalled engine: the later points are skipped
     for index, plan in plans:
         if server is not None and not server.alive():
             state.points.append(_skipped(plan, index, "engine is not running"))
+            continue
+        if stalled is None and state.past_deadline():
+            state.cut_by_deadline = True
+        if stalled is not None or state.cut_by_deadline:
+            state.points.append(_skipped(plan, index, stalled or _deadline_why(suite)))
             continue
         if plan.load.pending:
             rates = sweeps.get(plan.workload.name, {})
@@ -278,7 +316,12 @@ def _measure_points(suite: Suite, target: Target, model: Model, plans: Plans, to
                 state.points.append(_skipped(plan, index, str(e)))
                 continue
             plan = plan.resolved(swept[plan.load.sweep_slot])
-        point = _measure(suite, target, plan, base_url, served, prompts, server, reporter, index, total)
+        point, result = _measure(suite, target, plan, base_url, served, prompts, server, reporter, index, total,
+                                 state.deadline_ns)  # fmt: skip
+        state.cut_by_deadline |= result.stopped is not None and not result.stalled
+        if result.stalled:
+            stalled = f"engine stalled at point {index} ({plan.workload.name} {plan.load.label})"
+            state.errors.append(f"{model.name}: {stalled}; its later points were skipped")
         if point["status"] == "ok" and plan.load.kind in ("synchronous", "throughput") and plan.repeat == 0:
             sweeps.setdefault(plan.workload.name, {})[plan.load.kind] = point["metrics"]["request_rate"]
         state.points.append(point)
@@ -302,7 +345,9 @@ def _n_requests(suite: Suite, plan: PointPlan) -> int:
 
 
 def _measure(suite: Suite, target: Target, plan: PointPlan, base_url: str, served: str, prompts: Prompts,
-             server: EngineProcess | None, reporter: Reporter, index: int, total: int) -> dict:  # fmt: skip
+             server: EngineProcess | None, reporter: Reporter, index: int, total: int,
+             deadline_ns: int | None) -> tuple[dict, PointResult]:  # fmt: skip
+    """The point's record entry, and what the load generator returned (why it stopped, if it did)."""
     n = _n_requests(suite, plan)
     wl = plan.workload.model_copy(update={"seed": plan.seed})
     specs = request_specs(wl, n, prompts)
@@ -317,20 +362,22 @@ def _measure(suite: Suite, target: Target, plan: PointPlan, base_url: str, serve
         result = asyncio.run(run_point(
             base_url=base_url, model=served, api=plan.workload.api, specs=specs,
             concurrency=plan.load.concurrency, arrivals=arrivals, duration_s=suite.run.duration_s,
-            warmup=warmup, request_timeout_s=suite.run.request_timeout_s,
+            warmup=warmup, request_timeout_s=suite.run.request_timeout_s, idle_timeout_s=suite.run.idle_timeout_s,
+            warmup_timeout_s=suite.run.warmup_timeout_s, stall_after=suite.run.stall_requests, stop_at_ns=deadline_ns,
             extra_body=target.engine.request_extras(), on_sample=lambda _: reporter.request_done(index),
         ))  # fmt: skip
-    m = metrics.summarize(result.samples, started_ns=result.started_ns, ended_ns=result.ended_ns, slo=suite.slo)
-    status, error = "ok", None
+    # A point bounded only by its duration has no count of requests it did not send.
+    skipped = result.unsent if n < MAX_REQUESTS_PER_POINT else None
+    m = metrics.summarize(result.samples, started_ns=result.started_ns, ended_ns=result.ended_ns, slo=suite.slo,
+                          skipped=skipped)  # fmt: skip
+    first_error = next((s.error for s in result.samples if s.error), None)
+    status, error = metrics.point_status(m, stopped=result.stopped, run=suite.run, first_error=first_error)
     if server is not None and not server.alive():
         status, error = "failed", f"engine exited during the point; last log lines:\n{server.log_tail(20)}"
-    elif not m["completed"]:
-        status = "failed"
-        error = next((s.error for s in result.samples if s.error), "no request completed")
     point = _point_base(plan, index)
     point.update(status=status, error=error, started=started, metrics=m, telemetry=telemetry.summary(),
                  requests=metrics.compact_requests(result.samples, result.started_ns))  # fmt: skip
-    return point
+    return point, result
 
 
 def _point_base(plan: PointPlan, index: int) -> dict[str, Any]:

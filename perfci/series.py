@@ -212,14 +212,16 @@ def _same_version(stored: str | None, wanted: str) -> bool:
 
 def previous_release(runs: pd.DataFrame, run_id: str) -> Selection | None:
     """The default baseline of a run: every usable run of the newest release (not a commit build) older by
-    version than the run's build, on the same engine, hardware label and suite. A build whose runs all
-    failed is passed over. None when there is none, or the run's build has no version."""
+    version than the run's build, on the same engine, hardware label and suite. A run is usable when it did
+    not fail and, if it has points, at least one is ok (only ok points are ever compared); a build without
+    a usable run is passed over. None when there is none, or the run's build has no version."""
     run = runs[runs["run_id"] == run_id].iloc[0]
     own = version_key(run.version)
     if own is None:
         return None
     scope = (runs[list(SCOPE)] == run[list(SCOPE)]).all(axis=1)
-    usable = runs[scope & runs["commit"].isna() & (runs["status"] != "failed")]
+    measured = (runs["points"] == 0) | (runs["points_ok"] > 0)
+    usable = runs[scope & runs["commit"].isna() & (runs["status"] != "failed") & measured]
     rows = usable[["build", "version", "created"]].itertuples(index=False)
     older = [(key, created, build) for build, version, created in rows
              if (key := version_key(version)) is not None and key < own]  # fmt: skip

@@ -736,9 +736,9 @@ def _request_rows(run_id: str, p: Point) -> list[dict[str, Any]]:
     r = p.requests
     point_id = f"{run_id}:{p.index}"
     rows = []
-    for i, (send, ttft, e2e, prompt, out, status, error, itl) in enumerate(
-        zip(r.send_ms, r.ttft_ms, r.e2e_ms, r.prompt_tokens, r.output_tokens, r.status, r.error, r.itl_ms, strict=True)
-    ):
+    columns = (r.send_ms, r.ttft_ms, r.e2e_ms, r.prompt_tokens, r.output_tokens, r.status, r.error, r.error_kind,
+               r.itl_ms)  # fmt: skip
+    for i, (send, ttft, e2e, prompt, out, status, error, kind, itl) in enumerate(zip(*columns, strict=True)):
         # TPOT as `vllm bench serve` defines it; undefined for a single output token.
         timed = ttft is not None and e2e is not None and out is not None and out > 1
         tpot = (e2e - ttft) / (out - 1) if timed else None
@@ -755,6 +755,7 @@ def _request_rows(run_id: str, p: Point) -> list[dict[str, Any]]:
                 "output_tokens": out,
                 "status": status,
                 "error": error,
+                "error_kind": kind,
                 "itl_ms": to_json(itl).decode(),  # pydantic-core: ~5x faster than json.dumps here
             }
         )

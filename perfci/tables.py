@@ -59,8 +59,10 @@ def points_table(record: RunRecord) -> Table:
             _row(t, p.workload, p.load_label, str(p.repeat), *["—"] * 8, Text(f"skipped: {p.error}", style="yellow"))
             continue
         errors: str | Text = f"{m['errors']}/{m['requests']}" if m.get("requests") else "—"
-        if p.status == "failed":
-            errors = Text(f"{errors} {(p.error or '').splitlines()[0][:60]}", style="red")
+        if p.status in ("failed", "degraded"):
+            kinds = ", ".join(f"{kind} {n}" for kind, n in (m.get("errors_by_kind") or {}).items())
+            why = kinds or (p.error or "").splitlines()[0][:80]  # no failed request: it stopped, or the engine died
+            errors = Text(f"{p.status}: {errors} {why}", style="red" if p.status == "failed" else "yellow")
         _row(  # a failed point may have no metrics at all
             t, p.workload, p.load_label, str(p.repeat), _num(m.get("request_rate")),
             _num(m.get("output_throughput"), ",.0f"),

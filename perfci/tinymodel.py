@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
+from perfci.config import TINY_MODEL_MAX_LEN
 from perfci.envs import cache_dir
 from perfci.errors import ConfigError
 
@@ -27,7 +28,7 @@ CHAT_TEMPLATE = "{% for message in messages %}{% if not loop.first %} {% endif %
 
 
 def tiny_model_files(*, vocab_size: int = 1024, hidden: int = 128, layers: int = 2, heads: int = 4,
-                     kv_heads: int = 2, max_position: int = 4096) -> dict[str, str]:  # fmt: skip
+                     kv_heads: int = 2, max_position: int = TINY_MODEL_MAX_LEN) -> dict[str, str]:  # fmt: skip
     """The model directory's files, name -> text. The default vocabulary covers the words perfci's prompt
     builder draws (w3 … w1002)."""
     if vocab_size <= len(SPECIAL):

@@ -30,6 +30,7 @@ _REQUESTS = {
     "output_tokens": [11, 1, 0],
     "status": [200, 200, 500],
     "error": [None, None, "HTTP 500: injected"],
+    "error_kind": [None, None, "http_5xx"],
     "itl_ms": [[10.0] * 10, [], []],
 }
 
@@ -44,7 +45,7 @@ _RECORD = {
     "hardware": {"label": "cpu-2c", "fingerprint": {"cpu": "test cpu", "cores": 2, "memory_gb": 8.0}},
     "engine_argv": ["python", "-m", "perfci.engines.sim", "--port", "8000"],
     "environment": {"python": "3.11.9", "platform": "linux", "argv": ["perfci", "run"]},
-    "status": "partial",
+    "status": "degraded",
     "error": None,
     "startups": [
         {
@@ -74,14 +75,16 @@ _RECORD = {
             "load": {"kind": "concurrency", "value": 4.0, "arrival": None, "burstiness": None, "max_concurrency": 4},
             "load_label": "c=4",
             "repeat": 0,
-            "status": "ok",
-            "error": None,
+            "status": "ok",  # within the suite's max_error_rate
+            "error": "1 of 3 requests failed (http_5xx 1); first: HTTP 500: injected",
             "started": "2026-11-26T23:40:03.000Z",
             "metrics": {
                 "requests": 3,
                 "completed": 2,
                 "errors": 1,
                 "error_rate": 1 / 3,
+                "errors_by_kind": {"http_5xx": 1},
+                "skipped": 0,
                 "duration_s": 0.6,
                 "request_rate": 3.33,
                 "output_throughput": 20.0,

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfci.cli import cli
+from perfci.errors import EXIT_RUN_NOT_OK
 from perfci.store import open_db, row_counts
 
 FAST = ["--sim", "startup_s=0.1", "--sim", "decode_ms_per_token=1"]
@@ -86,8 +87,18 @@ def test_run_json_output_with_every_request_failing(tmp_path):
     result = CliRunner().invoke(cli, ["run", "--suite", "smoke", "--engine", "sim", *FAST, "--sim", "error_rate=1",
                                       "--db", str(tmp_path / "f.db"), "--out", str(tmp_path), "--json"])  # fmt: skip
     record = json.loads(result.stdout)
-    assert record["status"] == "partial" and all(p["status"] == "failed" for p in record["points"])
-    assert result.exit_code == 0
+    assert record["status"] == "failed" and all(p["status"] == "failed" for p in record["points"])
+    assert result.exit_code == EXIT_RUN_NOT_OK  # the record is stored all the same
+    assert row_counts(open_db(tmp_path / "f.db"))["runs"] == 1
+
+
+def test_a_degraded_run_exits_5(tmp_path):
+    result = CliRunner().invoke(cli, ["run", "--suite", "smoke", "--engine", "sim", *FAST, "--sim", "drop_rate=0.2",
+                                      "--db", str(tmp_path / "f.db"), "--out", str(tmp_path), "--json"])  # fmt: skip
+    record = json.loads(result.stdout)
+    assert record["status"] == "degraded" and result.exit_code == EXIT_RUN_NOT_OK
+    assert {p["status"] for p in record["points"]} <= {"ok", "degraded"}
+    assert "degraded" in {p["status"] for p in record["points"]}
 
 
 def test_bad_arguments(tmp_path):

@@ -56,10 +56,24 @@ requests = 3
         (("[run]\nrequests = 3", "[run]\nwarmup_requests = 1"), "set duration_s or requests"),
         (("output_tokens = 4", "output_tokens = { dist = 'uniform', min = 9, max = 3 }"), "min (9) is greater"),
         (("output_tokens = 4", "output_tokens = { dist = 'normal', mean = 9 }"), "needs std"),
+        (("prompt_tokens = 8", "prompt_tokens = 100000000"),
+         "workloads[0].prompt_tokens: Input should be less than or equal to 1048576 (got 100000000)"),
+        (("prompt_tokens = 8", "prompt_tokens = 4093"), "workloads[0] (w) on models[0] (m): prompt_tokens 4093 + "
+         "output_tokens 4 = 4097 exceeds the model's max_model_len 4096"),  # the tiny model's positions
+        (("name = \"m\"", "name = \"m\"\nmax_model_len = 1024\nsource = \"org/model\""),
+         "prompt_tokens 8 + output_tokens 2000 = 2008 exceeds the model's max_model_len 1024"),
+        (("name = \"m\"", "name = \"m\"\nmax_model_len = 8192"), "max_model_len 8192 is beyond the tiny model's 4096"),
+        (("output_tokens = 4", "output_tokens = { dist = 'lognormal', mean = 9, std = 3 }"),
+         "output_tokens has no max; set one so requests fit max_model_len 4096"),
+        (("requests = 3", "requests = 3\nmax_error_rate = 0.6"), "max_error_rate (0.6) is above failed_error_rate (0.5)"),
+        (("requests = 3", "requests = 3\nidle_timeout_s = 0"), "run.idle_timeout_s"),
     ],
 )
 def test_bad_suites_name_file_key_and_value(tmp_path, edit, expected):
-    path = write(tmp_path, BASE.replace(*edit))
+    text = BASE.replace(*edit)
+    if "org/model" in text:
+        text = text.replace("output_tokens = 4", "output_tokens = 2000")
+    path = write(tmp_path, text)
     with pytest.raises(ConfigError) as e:
         load_suite(path)
     assert str(path) in str(e.value)

@@ -41,7 +41,7 @@ def add_build(tmp_db, make_record_dict, clock, tmp_path):
     rng = np.random.default_rng(7)
 
     def add(version, *, slowdown=1.0, repeats=5, noise=0.01, startup_slowdown=1.0, status="ok", loads=LOADS,
-            hardware="cpu-2c"):  # fmt: skip
+            hardware="cpu-2c", point_status=None):  # fmt: skip
         record = make_record_dict(created=iso_utc(clock()), status=status)
         record["build"] = {"engine": "sim", "version": version, "commit": None, "source": "builtin"}
         record["hardware"]["label"] = hardware
@@ -52,7 +52,7 @@ def add_build(tmp_db, make_record_dict, clock, tmp_path):
                 point = copy.deepcopy(template)
                 factor = slowdown * (1 + noise * rng.standard_normal())
                 point |= {"index": len(record["points"]), "load_label": label, "repeat": repeat,
-                          "status": "ok" if status != "failed" else "failed"}  # fmt: skip
+                          "status": point_status or ("ok" if status != "failed" else "failed")}  # fmt: skip
                 point["load"] = point["load"] | {"value": value}
                 point["metrics"] = _metrics(factor) if status != "failed" else {}
                 record["points"].append(point)
@@ -216,6 +216,21 @@ def test_a_failed_run_is_judged_failed_and_a_failed_baseline_is_passed_over(tmp_
     report = detect(tmp_db, clock)
     judged = {j.run_id: j for j in report.judged}
     assert judged[broken].verdict == "failed"
+    assert judged[new].baseline.build == "sim==0.1.0" and judged[new].verdict == "regression"
+    (finding,) = report.findings
+    assert (finding.last_good, finding.first_bad) == ("sim==0.1.0", "sim==0.3.0")
+
+
+def test_degraded_points_are_never_a_verdict_nor_a_baseline(tmp_db, add_build, clock):
+    """A build whose streams were cut short looks faster: its degraded points must not read as an
+    improvement, nor become the baseline the next build is judged against."""
+    add_build("0.1.0")
+    cut = add_build("0.2.0", slowdown=0.5, status="degraded", point_status="degraded")
+    new = add_build("0.3.0", slowdown=1.15)
+    report = detect(tmp_db, clock)
+    judged = {j.run_id: j for j in report.judged}
+    point_verdicts = {v.verdict for v in judged[cut].verdicts if v.key.workload != series.STARTUP_WORKLOAD}
+    assert point_verdicts == {"failed"}
     assert judged[new].baseline.build == "sim==0.1.0" and judged[new].verdict == "regression"
     (finding,) = report.findings
     assert (finding.last_good, finding.first_bad) == ("sim==0.1.0", "sim==0.3.0")

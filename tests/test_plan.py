@@ -66,7 +66,7 @@ def test_matrix_is_deterministic_newest_first_and_leaves_out_yanked_and_unfollow
 
 def test_runs_in_the_store_are_skipped_and_failed_ones_rescheduled(watched, make_record_dict):
     db, config = watched
-    store_run(db, make_record_dict, "vllm==0.33.0", "h100", status="partial")
+    store_run(db, make_record_dict, "vllm==0.33.0", "h100", status="degraded")
     store_run(db, make_record_dict, "vllm==0.33.0", "b200", status="failed")
     result = plan.plan(db, config, now=at(0))
     assert "vllm==0.33.0|h100|smoke" not in keys(result) and "vllm==0.33.0|b200|smoke" in keys(result)

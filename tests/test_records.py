@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from perfci import records
 from perfci.errors import RecordError
+from perfci.loadgen.client import ERROR_KINDS
 from perfci.records import (
     RUN_ID_PATTERN,
     SCHEMA_VERSION,
@@ -186,6 +187,56 @@ def test_migrate_applies_each_step_in_order(monkeypatch):
     assert old == {"kind": "perfci-run", "schema_version": 1}
 
 
+def v1_record(record_dict: dict) -> dict:
+    """The fixture record as version 1 wrote it: no error kinds, `ok` points however many requests failed,
+    `partial` runs."""
+    old = json.loads(json.dumps(record_dict)) | {"schema_version": 1, "status": "partial"}
+    old["points"][0] |= {"status": "ok", "error": None}
+    for point in old["points"]:
+        del point["requests"]["error_kind"]
+    return old
+
+
+def test_v1_record_reads_as_v2_with_error_kinds_and_statuses(tmp_path, record_dict):
+    old = v1_record(record_dict)
+    old["points"][0]["requests"]["error"] = [None, "stream ended before [DONE]: connection closed mid-response",
+                                             "HTTP 503: busy"]  # fmt: skip
+    record = read_record(write_json(tmp_path / "v1.json", old))
+    assert record.schema_version == SCHEMA_VERSION == 2
+    assert record.status == "degraded"  # was partial
+    point = record.points[0]
+    assert point.status == "degraded"  # 1 of 3 requests failed: no longer ok
+    assert point.requests.error_kind == [None, "stream_cut", "http_5xx"]
+    assert record.points[1].status == "failed" and record.points[1].requests.error_kind == []
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        ("timeout after 60s", "timeout"),
+        ("connection failed: Connection refused", "connection"),
+        ("no response: connection closed before the response", "connection"),
+        ("bad HTTP response: not an HTTP/1.x status line: 'x'", "bad_http"),
+        ("malformed SSE data: b'{not json'", "bad_sse"),
+        ("server error in stream: {'message': 'engine died'}", "stream_error"),
+        ("the response carried no generated text", "no_output"),
+        ("HTTP 404: not found", "http_4xx"),
+        ("something else entirely", None),
+        (None, None),
+    ],
+)
+def test_v1_error_texts_map_to_kinds(error, kind):
+    assert records.v1_error_kind(error) == kind
+
+
+def test_v1_ok_run_with_a_mostly_failing_point_becomes_degraded(record_dict):
+    old = v1_record(record_dict) | {"status": "ok"}
+    old["points"][0]["metrics"] |= {"errors": 2, "error_rate": 2 / 3}
+    new = migrate(old)
+    assert new["status"] == "degraded" and new["points"][0]["status"] == "failed"
+    assert old["status"] == "ok" and old["points"][0]["status"] == "ok"  # the input is not changed
+
+
 def test_run_ids_are_uuid4_text():
     ids = {new_run_id() for _ in range(100)}
     assert len(ids) == 100
@@ -224,6 +275,7 @@ def request_columns(draw):
         "output_tokens": draw(col(st.none() | st.integers(0, 10**6))),
         "status": draw(col(st.none() | st.integers(100, 599))),
         "error": draw(col(st.none() | st.text(max_size=30))),
+        "error_kind": draw(col(st.none() | st.sampled_from(ERROR_KINDS))),
         "itl_ms": draw(col(st.lists(finite, max_size=4))),
     }
 
@@ -244,7 +296,7 @@ def run_records(draw):
             },
             "load_label": draw(names),
             "repeat": draw(st.integers(0, 9)),
-            "status": draw(st.sampled_from(["ok", "failed", "skipped"])),
+            "status": draw(st.sampled_from(["ok", "degraded", "failed", "skipped"])),
             "error": draw(st.none() | st.text()),
             "started": draw(timestamps),
             "metrics": draw(st.dictionaries(names, json_values, max_size=4)),
@@ -281,7 +333,7 @@ def run_records(draw):
             "hardware": {"label": draw(names), "fingerprint": draw(st.dictionaries(names, json_values, max_size=4))},
             "engine_argv": draw(st.lists(st.text(), max_size=4)),
             "environment": draw(st.dictionaries(names, json_values, max_size=4)),
-            "status": draw(st.sampled_from(["ok", "partial", "failed"])),
+            "status": draw(st.sampled_from(["ok", "degraded", "failed"])),
             "error": draw(st.none() | st.text()),
             "startups": draw(st.lists(startup, max_size=2)),
             "points": points,
@@ -325,7 +377,8 @@ def test_v1_records_are_read_without_the_paths_and_credentials_they_kept(tmp_pat
     assert record.startups[0].lines == ["Starting to load model ~/.cache/perfci/models/tiny..."]
     text = record.model_dump_json()
     assert root not in text and checkout not in text and "pw123" not in text and "qk77zz" not in text
-    assert record.points == RunRecord.model_validate(make_record_dict()).points  # measurements untouched
+    current = RunRecord.model_validate(make_record_dict()).points
+    assert [(p.metrics, p.requests) for p in record.points] == [(p.metrics, p.requests) for p in current]  # untouched
 
 
 def test_v1_suite_paths_that_are_not_a_shipped_suite_keep_their_place(make_record_dict):

@@ -90,7 +90,42 @@ def test_injected_errors_fail_points_but_the_record_is_complete(tmp_path):
     (point,) = record.points
     assert point.status == "failed" and "500" in point.error
     assert point.metrics["errors"] == 6 and point.requests.status == [500] * 6
-    assert record.status == "partial"  # the start was measured, the point was not
+    assert point.metrics["errors_by_kind"] == {"http_5xx": 6} and point.requests.error_kind == ["http_5xx"] * 6
+    assert record.status == "failed"  # the start was measured, but no point was
+    assert record.startups[0].ready
+
+
+def test_streams_cut_short_make_the_point_degraded_never_ok(tmp_path):
+    """The sim engine cuts half its streams mid-response: those requests count as stream_cut errors, the
+    point is degraded (not a faster clean point), and the run is not ok."""
+    s = suite(tmp_path, run="requests = 12\nwarmup_requests = 0", sim="drop_rate = 0.3\nseed = 3")
+    record = runner.run_suite(suite=s, target=sim_target())
+    (point,) = record.points
+    cut = point.metrics["errors_by_kind"].get("stream_cut", 0)
+    assert 0 < cut == point.metrics["errors"] <= 6  # seeded: some but not most
+    assert point.status == "degraded" and "stream_cut" in point.error
+    assert point.requests.error_kind.count("stream_cut") == cut
+    assert record.status == "degraded"
+
+
+def test_max_error_rate_tolerates_a_few_failed_requests(tmp_path):
+    s = suite(tmp_path, run="requests = 12\nwarmup_requests = 0\nmax_error_rate = 0.5", sim="malformed_rate = 0.2")
+    record = runner.run_suite(suite=s, target=sim_target())
+    (point,) = record.points
+    assert 0 < point.metrics["errors_by_kind"]["bad_sse"] <= 6
+    assert point.status == "ok" and record.status == "ok"
+
+
+def test_the_run_deadline_skips_what_is_left_and_the_record_says_why(tmp_path):
+    s = suite(tmp_path, load="{ concurrency = [1, 2, 4] }", run="duration_s = 1.5\nwarmup_requests = 0\n"
+              "max_duration_s = 2", sim="decode_ms_per_token = 5")  # fmt: skip
+    # 3 points of 1.5 s do not fit in 2 s: however long the start takes, the second point ends at the deadline
+    # at the earliest (cut short, or skipped), so the third is always skipped.
+    record = runner.run_suite(suite=s, target=sim_target())
+    statuses = [p.status for p in record.points]
+    assert statuses[-1] == "skipped" and record.points[-1].error == "run deadline reached (run.max_duration_s = 2.0)"
+    assert "run deadline reached" in record.error
+    assert record.status == ("degraded" if {"ok", "degraded"} & set(statuses) else "failed")
 
 
 def test_engine_that_cannot_start_gives_a_failed_record_with_log_tail(tmp_path):
@@ -117,7 +152,7 @@ def test_engine_killed_mid_point(tmp_path):
     assert [p.status for p in record.points] == ["ok", "failed", "skipped"]
     assert "engine exited during the point" in record.points[1].error
     assert record.points[1].metrics["errors"] >= 1
-    assert record.status == "partial"
+    assert record.status == "degraded"
     assert simulators() == []
 
 

@@ -17,7 +17,7 @@ from perfci.store import ingest
 def add_run(tmp_db, make_record_dict):
     """Ingest the sample record as a run of the given build; returns its run id."""
 
-    def add(version="0.1.0", *, engine="sim", commit=None, hardware="cpu-2c", suite="smoke", status="partial",
+    def add(version="0.1.0", *, engine="sim", commit=None, hardware="cpu-2c", suite="smoke", status="degraded",
             created="2026-11-26T23:40:00.123Z", run_id=None, ttft_p50=12.75, ready=True):  # fmt: skip
         record = make_record_dict(created=created, status=status)
         if run_id is not None:
@@ -68,6 +68,17 @@ def test_observations_hold_every_repeat_failed_points_and_startup_phases(tmp_db,
     assert cold == {"startup.total": 2.5, "startup.spawn": 0.2, "startup.weights_loaded": 1.0,
                     "startup.server_up": 2.3, "startup.health_ok": 2.5}  # fmt: skip
     assert set(starts.load_label) == {"cold", "warm"} and (starts.run_id == run).all()
+
+
+def test_a_degraded_point_gives_no_values(tmp_db, make_record_dict):
+    record = make_record_dict()
+    record["points"][0]["status"] = "degraded"
+    ingest(tmp_db, RunRecord.model_validate(record))
+    obs = series.observations(tmp_db)
+    degraded = obs[obs.load_label == "c=4"]
+    assert len(degraded) == len(series.POINT_METRICS) and not degraded.ok.any() and degraded.value.isna().all()
+    history = series.history(obs)
+    assert set(history.index.get_level_values("workload")) == {series.STARTUP_WORKLOAD}  # no point series
 
 
 def test_a_start_that_never_became_ready_is_a_failed_observation(tmp_db, add_run):

@@ -131,10 +131,12 @@ def test_metrics_outside_the_vocabulary_go_to_extra_metrics_never_to_new_columns
     ingest(tmp_db, new)
     assert tmp_db["points"].schema == schema  # no ALTER TABLE from record content
     point = tmp_db["points"].get(f"{new.run_id}:0")
+    # errors_by_kind's kinds are open-ended (http_3xx, ...), so they are kept in extra_metrics too
     assert json.loads(point["extra_metrics"]) == {"ttfb_ms_p50": 3.5, "ttfb_ms_p99": 7, "queue_depth_max": 9,
-                                                  "note": "hot", "Status": "fine", "extra_metrics": 1}  # fmt: skip
+                                                  "note": "hot", "Status": "fine", "extra_metrics": 1,
+                                                  "errors_by_kind_http_5xx": 1}  # fmt: skip
     assert (point["status"], point["ttft_ms_p50"]) == ("ok", 12.75)  # the known ones, in their typed columns
-    assert tmp_db["points"].get(f"{old.run_id}:0")["extra_metrics"] is None
+    assert json.loads(tmp_db["points"].get(f"{old.run_id}:0")["extra_metrics"]) == {"errors_by_kind_http_5xx": 1}
 
 
 def test_flatten_metrics():
@@ -276,3 +278,29 @@ def test_frames(tmp_db, make_record_dict):
     mine = points_frame(tmp_db, run_id=newer.run_id)
     assert list(mine["idx"]) == [0, 1]
     assert mine["ttft_ms_p50"].iloc[0] == 12.75
+
+
+def test_a_store_of_v1_records_gets_error_kinds_and_v2_statuses(tmp_path, record_dict):
+    """Migration 0005 gives rows stored from v1 records what reading those records now gives."""
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    migrations.MIGRATIONS.apply(db, stop_before="0006_error_kinds")
+    point_id = f"{record_dict['run_id']}:0"
+    db["runs"].insert({"run_id": record_dict["run_id"], "created": "2026-11-26T23:40:00.123Z", "perfci_version": "0.1",
+                       "suite": "smoke", "suite_hash": "0123abcd", "engine": "sim", "source": "builtin",
+                       "hardware_label": "cpu-2c", "status": "partial"})  # fmt: skip
+    db["points"].insert({"point_id": point_id, "run_id": record_dict["run_id"], "idx": 0, "model": "m",
+                         "workload": "w", "load_kind": "concurrency", "load_label": "c=4", "repeat": 0,
+                         "status": "ok", "started": "2026-11-26T23:40:03.000Z", "errors": 1,
+                         "error_rate": 1 / 3})  # fmt: skip
+    db["requests"].insert_all([
+        {"point_id": point_id, "idx": i, "run_id": record_dict["run_id"], "error": error}
+        for i, error in enumerate([None, "timeout after 60s", "HTTP 502: bad gateway"])
+    ])  # fmt: skip
+    db.close()
+
+    db = open_db(tmp_path / "old.db")
+    kinds = [row[0] for row in db.execute("SELECT error_kind FROM requests ORDER BY idx")]
+    assert kinds == [None, "timeout", "http_5xx"]
+    assert db.execute("SELECT status FROM points").fetchone()[0] == "degraded"
+    assert db.execute("SELECT status FROM runs").fetchone()[0] == "degraded"
+    db.close()

@@ -90,11 +90,12 @@ class Exchange:
     fills in `sent_ns` (stamped right before the request is written) and `status`, and returns once the
     response has ended."""
 
-    __slots__ = ("_chunked", "_ended", "_head", "_remaining", "keep_alive", "sent_ns", "sink", "status")
+    __slots__ = ("_chunked", "_ended", "_head", "_remaining", "keep_alive", "last_ns", "sent_ns", "sink", "status")
 
     def __init__(self, sink: BodySink):
         self.sink = sink
         self.sent_ns = time.perf_counter_ns()  # re-stamped at the write; stays the attempt time if no write
+        self.last_ns = self.sent_ns  # the last read's stamp (or the write's): what an idle timeout measures from
         self.status = 0
         self.keep_alive = False
         self._head = b""
@@ -104,6 +105,7 @@ class Exchange:
 
     def _feed(self, now: int, data: bytes) -> bool:
         """Bytes from the connection; True once the response has ended."""
+        self.last_ns = now
         if not self.status:
             data = self._read_head(data)
             if not self.status:
@@ -204,7 +206,7 @@ class _Connection(asyncio.Protocol):
     def start(self, exchange: Exchange, request: bytes) -> asyncio.Future[None]:
         exchange._ended = asyncio.get_running_loop().create_future()
         self._exchange = exchange
-        exchange.sent_ns = time.perf_counter_ns()
+        exchange.sent_ns = exchange.last_ns = time.perf_counter_ns()
         self.transport.write(request)  # type: ignore[union-attr]
         return exchange._ended
 

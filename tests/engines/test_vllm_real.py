@@ -90,7 +90,7 @@ def test_smoke_suite_on_real_vllm_with_the_engine_killed_in_the_last_point(vllm_
     assert max(p.metrics["itl_ms"]["max"] for p in ok) > 0
     last = record.points[3]
     assert last.status == "failed" and "engine exited during the point" in last.error
-    assert record.status == "partial" and record.log_tail
+    assert record.status == "degraded" and record.log_tail
     assert descendants() == []  # the engine core and worker of the killed server are gone too
 
     db = open_db(tmp_path / "perfci.db")

@@ -1,133 +1,17 @@
-"""run_point against a real streaming HTTP server on 127.0.0.1 that misbehaves on demand."""
+"""run_point against a real streaming HTTP server on 127.0.0.1 that misbehaves on demand (tests/openai_fake.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import socket
-import threading
 import time
 
 import pytest
-from aiohttp import web
 
 from perfci.errors import ConfigError
 from perfci.loadgen.client import RequestSpec, run_point
-
-TEMPLATE_TOKENS = 5  # what the fake adds to a chat prompt's token count, as a chat template would
-
-
-class FakeServer:
-    """An OpenAI-compatible streaming server in its own thread and event loop.
-
-    `mode` picks the behaviour of every request: ok, no_usage, noisy (blank lines, comments, other fields,
-    CRLF), malformed (a non-JSON data line mid-stream), error_chunk (an error object mid-stream), http_500,
-    http_404, cut (connection aborted after
-    `cut_after` chunks), cut_clean (response ends without [DONE]), hang (headers, then nothing).
-    `die_after` = n closes the listener and aborts every connection when request n arrives.
-    """
-
-    def __init__(self) -> None:
-        self.mode = "ok"
-        self.first_token_s = 0.0
-        self.token_gap_s = 0.001
-        self.cut_after = 3
-        self.die_after: int | None = None
-        self.bodies: list[dict] = []
-        self.received_ns: list[int] = []
-        self.peers: set[tuple] = set()  # client (host, port) pairs: one per connection
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._transports: set[asyncio.Transport] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    def start(self) -> FakeServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(5)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/completions", self._handle)
-        app.router.add_post("/v1/chat/completions", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, keepalive_timeout=0.1)
-        await self._runner.setup()
-        self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await self._site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def _die(self) -> None:
-        await self._site.stop()
-        for transport in list(self._transports):
-            transport.abort()
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.received_ns.append(time.perf_counter_ns())
-        body = await request.json()
-        self.bodies.append(body)
-        self.peers.add(request.transport.get_extra_info("peername"))
-        self._transports.add(request.transport)
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            if self.die_after is not None and len(self.bodies) >= self.die_after:
-                await self._die()
-            return await self._respond(request, body)
-        finally:
-            self.in_flight -= 1
-            self._transports.discard(request.transport)
-
-    async def _respond(self, request: web.Request, body: dict) -> web.StreamResponse:
-        if self.mode.startswith("http_"):
-            status = int(self.mode[5:])
-            return web.Response(status=status, text=json.dumps({"error": "x" * 1000}), content_type="application/json")
-        chat = "messages" in body
-        prompt = body["messages"][0]["content"] if chat else body["prompt"]
-        n = body["max_tokens"]
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        if self.mode == "hang":
-            await asyncio.sleep(3600)
-        eol = b"\r\n" if self.mode == "noisy" else b"\n"
-
-        async def event(obj: dict | bytes) -> None:
-            data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
-            if self.mode == "noisy":
-                await resp.write(b": keep-alive comment" + eol + b"event: completion" + eol + eol)
-            await resp.write(b"data: " + data + eol + eol)
-
-        if chat:  # as real servers do: a first chunk with the role and no text
-            await event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
-        await asyncio.sleep(self.first_token_s)
-        for i in range(n):
-            if i:
-                await asyncio.sleep(self.token_gap_s)
-            if self.mode == "cut" and i == self.cut_after:
-                request.transport.abort()
-                return resp
-            if self.mode == "malformed" and i == 1:
-                await resp.write(b"data: {not json" + eol + eol)
-            if self.mode == "error_chunk" and i == 2:  # as vLLM reports a failure after streaming began
-                await event({"error": {"object": "error", "message": "engine died", "code": 500}})
-                break
-            choice = {"index": 0, "delta": {"content": f" t{i}"}} if chat else {"index": 0, "text": f" t{i}"}
-            await event({"choices": [choice]})
-        if self.mode == "cut_clean":
-            await resp.write_eof()
-            return resp
-        if self.mode != "no_usage":
-            words = len(prompt.split()) + (TEMPLATE_TOKENS if chat else 0)
-            await event({"choices": [], "usage": {"prompt_tokens": words, "completion_tokens": n}})
-        await event(b"[DONE]")
-        await resp.write_eof()
-        return resp
+from tests.openai_fake import TEMPLATE_TOKENS, FakeServer
 
 
 @pytest.fixture
@@ -197,7 +81,7 @@ def test_connection_refused():
     assert len(result.samples) == 2
     for s in result.samples:
         assert not s.ok and s.status == 0 and s.first_token_ns is None and s.chunk_ns == []
-        assert s.error.startswith("connection failed")
+        assert s.error.startswith("connection failed") and s.error_kind == "connection"
         assert s.end_ns >= s.sent_ns
 
 
@@ -205,7 +89,7 @@ def test_connection_refused():
 def test_http_error_keeps_status_and_body_head(server, status):
     server.mode = f"http_{status}"
     (s,) = run(base_url=server.url, specs=specs(1), concurrency=1).samples
-    assert not s.ok and s.status == status
+    assert not s.ok and s.status == status and s.error_kind == f"http_{status // 100}xx"
     assert s.error.startswith(f'HTTP {status}: {{"error": "xxx')
     assert len(s.error) <= 220
 
@@ -213,9 +97,102 @@ def test_http_error_keeps_status_and_body_head(server, status):
 def test_stream_cut_mid_response_keeps_chunks(server):
     server.mode, server.cut_after = "cut", 3
     (s,) = run(base_url=server.url, specs=specs(1, output_tokens=8), concurrency=1).samples
-    assert s.status == 200 and not s.ok
+    assert s.status == 200 and not s.ok and s.error_kind == "stream_cut"
     assert s.error.startswith("stream ended before [DONE]")
     assert len(s.chunk_ns) == 3 and s.output_tokens == 3
+
+
+def test_stream_that_ends_cleanly_without_a_finish_reason_is_not_a_success(server):
+    server.mode, server.cut_after = "truncated", 3  # 3 of 16 tokens, then [DONE] and a clean end
+    (s,) = run(base_url=server.url, specs=specs(1, output_tokens=16), concurrency=1).samples
+    assert not s.ok and s.error_kind == "no_finish" and s.output_tokens == 3
+    assert s.error == "the stream ended without a finish_reason after 3 tokens"
+
+
+def test_done_before_the_finish_reason_is_not_a_success(server):
+    server.mode = "done_first"
+    (s,) = run(base_url=server.url, specs=specs(1), concurrency=1).samples
+    assert not s.ok and s.error_kind == "no_finish" and "[DONE] came first" in s.error
+
+
+def test_fewer_tokens_than_max_tokens_with_ignore_eos_is_a_short_output(server):
+    server.mode, server.cut_after = "short", 3  # finish_reason "length" and usage, after 3 of 8 tokens
+    (s,) = run(base_url=server.url, specs=specs(1, output_tokens=8), concurrency=1,
+               extra_body={"ignore_eos": True}).samples  # fmt: skip
+    assert not s.ok and s.error_kind == "short_output"
+    assert s.error == "3 output tokens for max_tokens=8 with ignore_eos (finish_reason 'length')"
+
+
+def test_fewer_tokens_without_ignore_eos_is_a_success(server):
+    server.mode, server.cut_after = "short", 3  # the model may stop early when EOS is not ignored
+    (s,) = run(base_url=server.url, specs=specs(1, output_tokens=8), concurrency=1).samples
+    assert s.ok and s.error_kind is None and s.output_tokens == 3
+
+
+def test_without_usage_ignore_eos_counts_text_chunks(server):
+    server.mode = "no_usage"
+    (s,) = run(base_url=server.url, specs=specs(1, output_tokens=5), concurrency=1,
+               extra_body={"ignore_eos": True}).samples  # fmt: skip
+    assert s.ok and s.output_tokens == 5
+
+
+def test_a_body_that_is_not_an_event_stream_is_bad_sse(server):
+    server.mode = "garbage"
+    (s,) = run(base_url=server.url, specs=specs(1), concurrency=1).samples
+    assert s.status == 200 and not s.ok and s.error_kind == "bad_sse"
+    assert s.error.startswith("not an event stream: b'<html>")
+
+
+def test_a_stream_that_goes_silent_is_cut_by_the_idle_timeout(server):
+    server.mode, server.cut_after = "stall", 2
+    (s,) = run(base_url=server.url, specs=specs(1), concurrency=1, request_timeout_s=60, idle_timeout_s=0.3).samples
+    assert not s.ok and s.error_kind == "timeout" and s.error == "no data for 0.3s (idle timeout)"
+    assert len(s.chunk_ns) == 2
+    assert s.end_ns - s.chunk_ns[-1] >= 0.25e9
+
+
+def test_a_slow_but_steady_stream_outlives_the_idle_timeout(server):
+    server.token_gap_s = 0.1  # 8 tokens over ~0.7 s, each gap under the 0.3 s idle timeout
+    (s,) = run(base_url=server.url, specs=specs(1, output_tokens=8), concurrency=1, idle_timeout_s=0.3).samples
+    assert s.ok and s.output_tokens == 8
+
+
+def test_warmups_get_their_own_shorter_timeout(server):
+    server.mode = "hang"
+    result = run(base_url=server.url, specs=specs(1), concurrency=1, warmup=specs(1), request_timeout_s=0.6,
+                 warmup_timeout_s=0.2, stall_after=None)  # fmt: skip
+    assert result.samples[0].error == "timeout after 0.6s"
+    assert result.started_ns - server.received_ns[0] < 0.55e9  # the warmup gave up after ~0.2 s
+
+
+def test_a_stalled_server_stops_the_point_after_k_timeouts_in_a_row(server):
+    server.mode = "hang"
+    result = run(base_url=server.url, specs=specs(12), concurrency=1, warmup=specs(1), request_timeout_s=30,
+                 idle_timeout_s=0.2, stall_after=3)  # fmt: skip
+    assert len(server.bodies) == 3  # one warmup and two measured requests, then nothing more was sent
+    assert [s.error_kind for s in result.samples] == ["timeout", "timeout"]
+    assert result.unsent == 10 and result.stopped.startswith("engine stalled: 3 requests in a row timed out")
+
+
+def test_refused_connections_stop_the_point_after_k_in_a_row():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        result = run(base_url=f"http://127.0.0.1:{port}", specs=specs(10), concurrency=4, stall_after=3)
+    assert 3 <= len(result.samples) <= 6 and all(s.error_kind == "connection" for s in result.samples)
+    assert result.unsent == 10 - len(result.samples) and result.stopped.startswith("engine stalled")
+
+
+def test_a_deadline_stops_sending_and_counts_the_rest(server):
+    server.token_gap_s = 0.01
+    stop_at = time.perf_counter_ns() + 300_000_000
+    result = run(base_url=server.url, specs=specs(1000), concurrency=2, stop_at_ns=stop_at)
+    assert 2 <= len(result.samples) < 1000 and all(s.ok for s in result.samples)
+    assert result.stopped == "run deadline reached" and result.unsent == 1000 - len(result.samples)
+    offsets = [0.0, 0.1, 5.0, 6.0]
+    result = run(base_url=server.url, specs=specs(4, output_tokens=1), arrivals=offsets,
+                 stop_at_ns=time.perf_counter_ns() + 1_000_000_000)  # fmt: skip
+    assert len(result.samples) == 2 and result.unsent == 2 and result.stopped == "run deadline reached"
 
 
 def test_stream_ending_cleanly_without_done(server):
@@ -234,21 +211,22 @@ def test_blank_lines_comments_and_crlf_are_tolerated(server):
 def test_non_json_data_line_fails_the_request_but_keeps_reading(server):
     server.mode = "malformed"
     (s,) = run(base_url=server.url, specs=specs(1), concurrency=1).samples
-    assert not s.ok and s.error.startswith("malformed SSE data: b'{not json'")
+    assert not s.ok and s.error_kind == "bad_sse" and s.error.startswith("malformed SSE data: b'{not json'")
     assert len(s.chunk_ns) == 6 and s.output_tokens == 6  # the rest of the stream was still read
 
 
 def test_error_object_mid_stream_fails_the_request(server):
     server.mode = "error_chunk"
     (s,) = run(base_url=server.url, specs=specs(1), concurrency=1).samples
-    assert s.status == 200 and s.error.startswith("server error in stream: {'object': 'error', 'message': 'engine")
+    assert s.status == 200 and s.error_kind == "stream_error"
+    assert s.error.startswith("server error in stream: {'object': 'error', 'message': 'engine")
     assert len(s.chunk_ns) == 2
 
 
 def test_request_that_never_finishes_times_out(server):
     server.mode = "hang"
     (s,) = run(base_url=server.url, specs=specs(1), concurrency=1, request_timeout_s=0.3).samples
-    assert s.error == "timeout after 0.3s" and s.status == 200
+    assert s.error == "timeout after 0.3s" and s.status == 200 and s.error_kind == "timeout"
     assert 0.25e9 <= s.end_ns - s.sent_ns < 5e9
 
 
@@ -344,6 +322,7 @@ def test_warmup_is_sent_first_and_not_measured(server):
         ({"specs": specs(2), "concurrency": 0}, "concurrency must be >= 1"),
         ({"specs": specs(2), "concurrency": 1, "duration_s": 0}, "duration_s must be > 0"),
         ({"specs": specs(2), "concurrency": 1, "api": "embeddings"}, "api must be one of"),
+        ({"specs": specs(2), "concurrency": 1, "idle_timeout_s": 0}, "idle_timeout_s must be > 0, got 0"),
     ],
 )
 def test_bad_arguments_raise_config_error(kwargs, message):

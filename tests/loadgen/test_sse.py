@@ -65,4 +65,12 @@ def test_incomplete_line_waits_for_its_end():
 
 
 def test_blank_comment_field_and_empty_data_lines_are_skipped():
-    assert SSEParser().feed(b"\n\n: ping\nevent: x\ndata:\ndata: \ndata\ndata: ok\n") == [b"ok"]
+    parser = SSEParser()
+    assert parser.feed(b"\n\n: ping\nevent: x\nid: 1\nretry: 5\ndata:\ndata: \ndata\ndata: ok\n") == [b"ok"]
+    assert parser.foreign is None
+
+
+def test_a_line_of_no_sse_field_is_kept_as_foreign():
+    parser = SSEParser()
+    assert parser.feed(b'{"choices": []}\n<html>\ndata: ok\n') == [b"ok"]
+    assert parser.foreign == b'{"choices": []}'  # the first one
