@@ -11,8 +11,9 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from perfci import config, detect, envs, hardware, records, runner, store, tables
-from perfci.errors import PerfciError, SourceError
+from perfci import config, detect, envs, hardware, runner, store, tables
+from perfci.errors import Interrupted, PerfciError, SourceError
+from perfci.interrupt import interruptible
 
 console = Console(stderr=True)
 # Piped output (CI logs, files) gets full-width tables instead of rich's 80-column default.
@@ -25,6 +26,9 @@ class Cli(click.Group):
             return super().invoke(ctx)
         except PerfciError as e:
             console.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+            sys.exit(e.exit_code)
+        except Interrupted as e:
+            console.print(f"[yellow]interrupted:[/] {e}", markup=True, highlight=False)
             sys.exit(e.exit_code)
 
 
@@ -78,15 +82,15 @@ class RichReporter:
 def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out, as_json, force) -> None:
     """Run a suite against an engine build (started here) or a running endpoint; store the results."""
     suite = config.with_sim_overrides(config.load_suite(suite_name), sim_overrides)
-    with console.status(f"preparing {engine or endpoint}") as status:
-        say = lambda line: status.update(f"installing {engine}: {line[:100]}")  # noqa: E731
-        target = runner.resolve_target(engine=engine, endpoint=endpoint, served_model=served_model, on_output=say)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        record = runner.run_suite(suite=suite, target=target, reporter=RichReporter(progress), force=force)
-    path = records.write_record(record, out)
-    db = store.open_db(db_path)
-    store.ingest(db, record, record_path=str(path))
+    with interruptible():  # SIGINT/SIGTERM: engine stopped, record of what was measured stored, exit 130/143
+        with console.status(f"preparing {engine or endpoint}") as status:
+            say = lambda line: status.update(f"installing {engine}: {line[:100]}")  # noqa: E731
+            target = runner.resolve_target(engine=engine, endpoint=endpoint, served_model=served_model,
+                                           on_output=say)  # fmt: skip
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=False) as progress:
+            record, path = runner.run_and_store(suite=suite, target=target, db=store.open_db(db_path), out=out,
+                                                reporter=RichReporter(progress), force=force)  # fmt: skip
     if as_json:
         stdout.print_json(record.model_dump_json())
     else:

@@ -157,7 +157,7 @@ class RunRecord(_Model):
     hardware: Hardware
     engine_argv: list[str]
     environment: JsonObject
-    status: Literal["ok", "partial", "failed"]
+    status: Literal["ok", "partial", "failed", "interrupted"]
     error: str | None
     startups: list[Startup]
     points: list[Point]
