@@ -11,9 +11,12 @@ what was measured so far, status `interrupted`, is attached to the Interrupted e
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import math
+import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import sys
@@ -48,6 +51,7 @@ MAX_REQUESTS_PER_POINT = 100_000
 # When a point's requests get no response, how long to wait for the engine's exit before blaming the
 # requests: a killed engine's sockets close a moment before its exit can be seen.
 ENGINE_EXIT_GRACE_S = 5.0
+OWNER_LOCK = ".perfci-run.lock"  # in a run's temp dir, locked while the run lives
 
 
 class Reporter(Protocol):
@@ -133,7 +137,7 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
     on_gpu = bool(fp["gpus"])
     stop: Interrupted | None = None
     with ExitStack() as stack:
-        work = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perfci-run-")))
+        work = workdir or _temp_workdir(stack)
         stack.enter_context(stopping_leftovers())  # leaves before the temp dir goes: engines write into it
         plans = list(enumerate(expand(suite)))
         try:
@@ -165,6 +169,31 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         stop.record = record
         raise stop
     return record
+
+
+def _temp_workdir(stack: ExitStack) -> Path:
+    """A temp dir, removed on the way out, that this process holds a lock on while it runs. Nothing cleans
+    up after a SIGKILL, so the dirs whose lock nobody holds any more (the kernel released it with the
+    process, in whatever PID namespace it ran) are removed first."""
+    for stale in Path(tempfile.gettempdir()).glob("perfci-run-*"):
+        try:
+            fd = os.open(stale / OWNER_LOCK, os.O_RDWR)
+        except OSError:  # not a run dir, another user's, or one whose lock is not made yet
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its run is alive
+            continue
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+        finally:
+            os.close(fd)
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perfci-run-")))
+    fd = os.open(work / f"{OWNER_LOCK}.new", os.O_RDWR | os.O_CREAT, 0o600)
+    stack.callback(os.close, fd)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(work / f"{OWNER_LOCK}.new", work / OWNER_LOCK)  # seen by others only once locked
+    return work
 
 
 def run_and_store(*, suite: Suite, target: Target, db: Database, out: Path, reporter: Reporter | None = None,

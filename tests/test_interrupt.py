@@ -3,10 +3,13 @@ engine never outlives it, a stored `interrupted` record keeps what was measured,
 exits 128 + the signal. perfci runs as a real subprocess; what survives it is found by scanning /proc."""
 
 import signal
+import tempfile
 import time
+from contextlib import ExitStack
 
 import pytest
 
+from perfci import runner
 from perfci.errors import EXIT_SIGNAL_BASE
 from perfci.server import port_in_use
 from perfci.store import open_db
@@ -110,9 +113,9 @@ def test_signal_in_a_later_point_stores_the_finished_points(tmp_path):
     assert db.execute("SELECT count(*) FROM points WHERE status = 'ok'").fetchone()[0] == len(ok)
 
 
-def test_kill_9_of_perfci_leaves_no_engine_process(tmp_path):
+def test_kill_9_of_perfci_leaves_no_engine_process(tmp_path, monkeypatch):
     """Nothing of perfci runs after SIGKILL: the engine's watchdog sees perfci's pipe close and stops the
-    engine's whole process group."""
+    engine's whole process group. The temp dir it left is removed by the next run, not a live run's."""
     perfci, marker = run_sim(tmp_path, startup_s=0.2)
     (pid, cmd), *_ = wait_for(lambda: engine_processes(marker, perfci.pid, SIM), timeout_s=60, what="the engine")
     wait_for(lambda: port_in_use(sim_port(cmd)), timeout_s=30, what="the engine's port")
@@ -122,3 +125,10 @@ def test_kill_9_of_perfci_leaves_no_engine_process(tmp_path):
     assert perfci.returncode == -signal.SIGKILL
     assert left_over(marker, timeout_s=15) == []
     assert not port_in_use(sim_port(cmd))
+    (left,) = temp_dirs(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    with ExitStack() as live, ExitStack() as later:
+        mine = runner._temp_workdir(live)
+        runner._temp_workdir(later)
+        assert left not in temp_dirs(tmp_path) and mine.name in temp_dirs(tmp_path)
+    assert temp_dirs(tmp_path) == []
