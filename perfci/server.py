@@ -82,9 +82,9 @@ class EngineProcess:
         if port_in_use(self.port, self.host):
             raise EngineError(f"port {self.port} on {self.host} is already in use; pick another with --port")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._watchdog = _arm_watchdog()  # before the spawn, and outside the timed startup
         # A signal between the spawn and the tracking would orphan the engine: it waits until both are done.
         with shielded():
+            self._watchdog = _arm_watchdog()  # before the spawn, and outside the timed startup
             self.spawned_at = self.clock()
             try:
                 self._proc = subprocess.Popen(
