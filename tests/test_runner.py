@@ -11,6 +11,7 @@ import pytest
 
 from perfci import runner
 from perfci.config import load_suite
+from perfci.engines.base import Adapter, Launch
 from perfci.errors import ConfigError
 from perfci.server import free_port, port_in_use
 
@@ -203,3 +204,24 @@ def wait_for_simulator() -> None:
     while not simulators() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
+
+
+class VanishingEngine(Adapter):
+    """tests/fake_engine.py in `vanish` mode: the first request makes it stop listening and exit a second
+    later, so every request fails to connect while the process is still there."""
+
+    name = "vanishing"
+
+    def launch(self, ctx):
+        fake = str(Path(__file__).with_name("fake_engine.py"))
+        return Launch(argv=[sys.executable, fake, "vanish", str(ctx.port)], served_model="m")
+
+
+def test_requests_refused_by_a_dying_engine_are_blamed_on_its_exit(tmp_path):
+    """The engine's sockets close before its exit can be seen: one look at the process right after the point
+    blamed the requests ('connection closed', 'connection failed'); the runner waits for the exit."""
+    s = suite(tmp_path, caches='["warm"]\nfirst_request = false', run="requests = 6\nwarmup_requests = 0",
+              model_extra=f'source = "{tmp_path}"')  # fmt: skip
+    record = runner.run_suite(suite=s, target=runner.Target(engine=VanishingEngine()))
+    (point,) = record.points
+    assert point.status == "failed" and "engine exited during the point" in point.error, point.error

@@ -67,8 +67,9 @@ def test_generated_argv_parses_with_vllms_own_parser(vllm_env, tmp_path):
 
 
 def test_smoke_suite_on_real_vllm_with_the_engine_killed_in_the_last_point(vllm_env, tmp_path):
-    """Real numbers for three points; then `kill -9` of the API server during the fourth: that point fails
-    with the error and log tail, the record is written, no engine process survives."""
+    """Real numbers for three points; then `kill -9` of the API server as the fourth starts: that point fails
+    with the error and log tail (its requests are refused before the exit can be seen; the runner waits for
+    the exit before it classifies the point), the record is written, no engine process survives."""
     target = runner.resolve_target(engine=BUILD)
 
     class KillInLastPoint(runner.SilentReporter):
