@@ -309,7 +309,8 @@ def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, rep
                                       metric=metric, driver=driver, repo=repo, repo_url=repo_url, git_url=git_url,
                                       sim_file=sim_file, pre=pre, index_url=index_url, confidence=confidence,
                                       max_trials=max_trials, noise=noise, regression_id=regression_id)  # fmt: skip
-    view = bisector.start(store.open_db(db_path), spec, out=out, reporter=StageLog(), on_trial=_trial_logger())
+    with interruptible():  # stopped: the trial under way is stored as interrupted, the bisect stays resumable
+        view = bisector.start(store.open_db(db_path), spec, out=out, reporter=StageLog(), on_trial=_trial_logger())
     _print_bisect(view, as_json)
 
 
@@ -356,8 +357,9 @@ def bisect_resume(bisect_id, db_path, out, as_json) -> None:
     """Go on with a killed or failed bisect from its last finished trial."""
     from perfci import bisector
 
-    view = bisector.resume(store.open_db(db_path), bisect_id, out=out, reporter=StageLog(),
-                           on_trial=_trial_logger())  # fmt: skip
+    with interruptible():
+        view = bisector.resume(store.open_db(db_path), bisect_id, out=out, reporter=StageLog(),
+                               on_trial=_trial_logger())  # fmt: skip
     _print_bisect(view, as_json)
 
 

@@ -15,13 +15,13 @@ MARKER = "PERFCI_TEST_RUN"
 
 
 def start_perfci(args: list[str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
-    """perfci in its own session (a terminal's Ctrl-C reaches one process group; tests send their signals
+    """`python -m perfci ARGS` in its own session (a terminal's Ctrl-C reaches one process group; tests send their signals
     themselves), with its temp dirs under cwd/tmp and a fresh marker."""
     marker = uuid.uuid4().hex
     (cwd / "tmp").mkdir(exist_ok=True)
     env = {**os.environ, MARKER: marker, "TMPDIR": str(cwd / "tmp"),
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "perfci", "run", *args], cwd=cwd, env=env, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "perfci", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     return proc, marker
 

@@ -38,7 +38,7 @@ SIM = "perfci.simulator"
 
 def run_sim(tmp_path, *, startup_s: float):
     (tmp_path / "t.toml").write_text(SUITE.replace("STARTUP", str(startup_s)))
-    return start_perfci(["--suite", "t.toml", "--engine", "sim", "--db", "p.db", "--out", "runs"], tmp_path)
+    return start_perfci(["run", "--suite", "t.toml", "--engine", "sim", "--db", "p.db", "--out", "runs"], tmp_path)
 
 
 def sim_port(cmd: str) -> int:
@@ -94,7 +94,7 @@ def test_signal_in_a_later_point_stores_the_finished_points(tmp_path):
     (tmp_path / "t.toml").write_text(SUITE.replace("STARTUP", "0.2").replace("duration_s = 30", "duration_s = 2"))
     suite = (tmp_path / "t.toml").read_text().replace("concurrency = [1, 2]", "concurrency = [1, 2, 4, 8, 16]")
     (tmp_path / "t.toml").write_text(suite)
-    perfci, marker = start_perfci(["--suite", "t.toml", "--engine", "sim", "--db", "p.db", "--out", "runs"],
+    perfci, marker = start_perfci(["run", "--suite", "t.toml", "--engine", "sim", "--db", "p.db", "--out", "runs"],
                                   tmp_path)  # fmt: skip
     (pid, cmd), *_ = wait_for(lambda: engine_processes(marker, perfci.pid, SIM), timeout_s=60, what="the engine")
     wait_for(lambda: port_in_use(sim_port(cmd)), timeout_s=30, what="the engine's port")

@@ -162,7 +162,7 @@ def api_server_port(tree: list[tuple[int, str]]) -> int:
 @pytest.mark.parametrize(("sig", "after_s"), [(signal.SIGTERM, 1.0), (signal.SIGINT, 4.0)],
                          ids=["SIGTERM-at-1s", "SIGINT-at-4s"])  # fmt: skip
 def test_signal_while_vllm_starts_stops_the_engine_and_exits_128_plus_signal(vllm_env, tmp_path, sig, after_s):
-    perfci, marker = lifetime.start_perfci(["--suite", "smoke", "--engine", BUILD, "--db", "p.db", "--out", "runs"],
+    perfci, marker = lifetime.start_perfci(["run", "--suite", "smoke", "--engine", BUILD, "--db", "p.db", "--out", "runs"],
                                            tmp_path)  # fmt: skip
     lifetime.wait_for(lambda: engine_tree(marker, perfci.pid), timeout_s=120, what="vLLM's API server")
     time.sleep(after_s)
@@ -178,7 +178,7 @@ def test_signal_while_vllm_starts_stops_the_engine_and_exits_128_plus_signal(vll
 
 def test_kill_9_of_perfci_takes_vllms_engine_core_and_workers_with_it(vllm_env, tmp_path):
     """Once the API server has spawned its engine core (a grandchild of perfci), `kill -9` of perfci."""
-    perfci, marker = lifetime.start_perfci(["--suite", "smoke", "--engine", BUILD, "--db", "p.db", "--out", "runs"],
+    perfci, marker = lifetime.start_perfci(["run", "--suite", "smoke", "--engine", BUILD, "--db", "p.db", "--out", "runs"],
                                            tmp_path)  # fmt: skip
     tree = lifetime.wait_for(lambda: engine_tree(marker, perfci.pid, at_least=2), timeout_s=300,
                              what="vLLM's engine core")  # fmt: skip
@@ -191,7 +191,7 @@ def test_kill_9_of_perfci_takes_vllms_engine_core_and_workers_with_it(vllm_env, 
 def test_sigterm_mid_point_on_vllm_stores_the_finished_point(vllm_env, tmp_path):
     """Two points of 20 s each; SIGTERM about 8 s into the second."""
     (tmp_path / "stop.toml").write_text(MIDPOINT_SUITE)
-    perfci, marker = lifetime.start_perfci(["--suite", "stop.toml", "--engine", BUILD, "--db", "p.db", "--out",
+    perfci, marker = lifetime.start_perfci(["run", "--suite", "stop.toml", "--engine", BUILD, "--db", "p.db", "--out",
                                             "runs"], tmp_path)  # fmt: skip
     tree = lifetime.wait_for(lambda: engine_tree(marker, perfci.pid), timeout_s=120, what="vLLM's API server")
     port = api_server_port(tree)
