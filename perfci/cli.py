@@ -124,7 +124,7 @@ def ingest(files, db_path, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def show(db_path, limit, as_json) -> None:
     """List stored runs, newest first."""
-    frame = store.runs_frame(store.open_db(db_path), limit=limit)
+    frame = store.runs_frame(store.open_db(db_path, readonly=True), limit=limit)
     if as_json:
         click.echo(frame.to_json(orient="records"))
     else:
@@ -139,11 +139,15 @@ def db() -> None:
 @db.command()
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @db_option
+@click.option("--allow-partial", is_flag=True, help="Replace the store even when some records are refused, "
+              "leaving their runs out (by default the store is then kept as it was, exit 2).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
-def rebuild(records_dir, db_path, as_json) -> None:
+def rebuild(records_dir, db_path, allow_partial, as_json) -> None:
     """Rebuild the store from a folder of run records (the records are the source of truth)."""
-    report = store.rebuild(db_path, records_dir)
+    report = store.rebuild(db_path, records_dir, allow_partial=allow_partial)
     _print_ingest(report, as_json)
+    if report.refused and not as_json:
+        console.print(f"left out of {db_path}: the {len(report.refused)} refused file(s) above", markup=False)
 
 
 @cli.group()
@@ -210,7 +214,7 @@ def compare(baseline, candidate, metrics, min_effect, db_path, as_json) -> None:
     (vllm==0.31.0, vllm@COMMIT) or a bare version."""
     from perfci import findings  # pandas and the statistics: only for these commands
 
-    result = findings.compare_builds(store.open_db(db_path), baseline, candidate, metrics=metrics,
+    result = findings.compare_builds(store.open_db(db_path, readonly=True), baseline, candidate, metrics=metrics,
                                      min_effect=min_effect)  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.as_dict()))
@@ -229,7 +233,8 @@ def detect(baseline, rejudge, min_effect, db_path, as_json) -> None:
     store the findings. Exits 1 while a confirmed regression is open (see `perfci ack`)."""
     from perfci import findings
 
-    report = findings.detect_pass(store.open_db(db_path), baseline=baseline, rejudge=rejudge, min_effect=min_effect)
+    report = findings.detect_pass(store.open_db(db_path, create=False), baseline=baseline, rejudge=rejudge,
+                                  min_effect=min_effect)  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
@@ -250,7 +255,7 @@ def regressions(status, db_path, as_json) -> None:
     """List stored findings, newest first (each with the series it moved in --json)."""
     from perfci import findings
 
-    found = findings.regressions(store.open_db(db_path), status=status)
+    found = findings.regressions(store.open_db(db_path, readonly=True), status=status)
     if as_json:
         click.echo(json.dumps([f.as_dict() for f in found]))
     else:
@@ -267,7 +272,7 @@ def ack(regression_id, why, status, db_path) -> None:
     """Give finding REGRESSION_ID a status (it then no longer fails `perfci detect`), saying why."""
     from perfci import findings
 
-    finding = findings.acknowledge(store.open_db(db_path), regression_id, why=why, status=status)
+    finding = findings.acknowledge(store.open_db(db_path, create=False), regression_id, why=why, status=status)
     console.print(f"regression {finding.id} ({finding.last_good} → {finding.first_bad}): {finding.status}",
                   markup=False, highlight=False)  # fmt: skip
 
@@ -345,7 +350,7 @@ def bisect_status(bisect_id, db_path, as_json) -> None:
     """Show a stored bisect: its probes so far and, when done, the culprit."""
     from perfci import bisector
 
-    _print_bisect(bisector.status(store.open_db(db_path), bisect_id), as_json)
+    _print_bisect(bisector.status(store.open_db(db_path, readonly=True), bisect_id), as_json)
 
 
 @bisect.command("resume")
@@ -358,7 +363,7 @@ def bisect_resume(bisect_id, db_path, out, as_json) -> None:
     from perfci import bisector
 
     with interruptible():
-        view = bisector.resume(store.open_db(db_path), bisect_id, out=out, reporter=StageLog(),
+        view = bisector.resume(store.open_db(db_path, create=False), bisect_id, out=out, reporter=StageLog(),
                                on_trial=_trial_logger())  # fmt: skip
     _print_bisect(view, as_json)
 
@@ -370,7 +375,7 @@ def bisect_abort(bisect_id, db_path) -> None:
     """Mark a bisect aborted (its trials stay)."""
     from perfci import bisector
 
-    view = bisector.abort(store.open_db(db_path), bisect_id)
+    view = bisector.abort(store.open_db(db_path, create=False), bisect_id)
     console.print(f"bisect {bisect_id}: {view.row['status']}", markup=False, highlight=False)
 
 
@@ -381,7 +386,7 @@ def bisect_list(db_path, as_json) -> None:
     """Stored bisects, newest first."""
     from perfci import bisector
 
-    rows = bisector.bisects(store.open_db(db_path))
+    rows = bisector.bisects(store.open_db(db_path, readonly=True))
     if as_json:
         click.echo(json.dumps(rows))
     else:
@@ -454,7 +459,7 @@ def report(baseline, candidate, pr, sha, issues, job_summary, dry_run, dashboard
     if job_summary and not summary_path and not dry_run:
         raise click.UsageError("--summary: $GITHUB_STEP_SUMMARY is not set (GitHub Actions sets it)")
     outcome = publish.report(
-        store.open_db(db_path), baseline=baseline, candidate=candidate, pr=pr, sha=sha, issues=issues,
+        store.open_db(db_path, readonly=True), baseline=baseline, candidate=candidate, pr=pr, sha=sha, issues=issues,
         summary_path=summary_path and Path(summary_path), dry_run=dry_run, dashboard_url=dashboard_url, repo=repo,
         api_url=api_url, token=os.environ.get("GITHUB_TOKEN"), bot_login=bot_login,
         details_url=publish.actions_run_url(), say=lambda line: console.print(line, markup=False, highlight=False),
@@ -557,20 +562,24 @@ def data_pull(data_dir, db_path, as_json) -> None:
 @cli.command()
 @click.option("--db", "db_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="perfci.db",
               show_default=True, help="SQLite store (must exist).")  # fmt: skip
+@click.option("--records", "records_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The run records the run pages link to: only files in this folder are copied into the site "
+                   "[default: runs/ next to the store, else records/ there (a data location)].")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="site", show_default=True,
               help="Folder for the site; a site built there before is replaced whole.")  # fmt: skip
 @click.option("--costs", "costs_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="$/GPU-hour table (TOML) for the Cost page; default: dashboards/costs.toml.")  # fmt: skip
+              help="$/GPU-hour table (TOML) for the Cost page; default: the one perfci ships.")  # fmt: skip
 @click.option("--serve", "serve_it", is_flag=True, help="Then serve the site over HTTP until interrupted.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True, help="With --serve: port (0: any free one).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
-def dashboard(db_path, out, costs_path, serve_it, host, port, as_json) -> None:
+def dashboard(db_path, records_dir, out, costs_path, serve_it, host, port, as_json) -> None:
     """Build the static dashboard site from the store (and serve it with --serve)."""
     from perfci import dashboard as site
 
-    costs = site.load_costs(costs_path or site.DEFAULT_COSTS)
-    report = site.build_site(store.open_db(db_path), out, costs=costs)
+    costs = site.load_costs(costs_path)
+    report = site.build_site(store.open_db(db_path, readonly=True), out, costs=costs,
+                             records_dir=records_dir or site.default_records_dir(db_path))  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:

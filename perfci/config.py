@@ -11,14 +11,15 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Iterable
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from perfci.errors import ConfigError
+from perfci.resources import shipped
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TINY_MODEL = "perfci:tiny-llama"
 
 
@@ -181,20 +182,35 @@ class Suite(Strict):
 Workload.model_rebuild()
 
 
-def resolve_suite_path(name_or_path: str) -> Path:
-    """`smoke` means suites/smoke.toml; anything with a slash or .toml is a path."""
+def resolve_suite_path(name_or_path: str) -> Path | Traversable:
+    """`smoke` means the shipped suites/smoke.toml; anything with a slash or .toml is a path."""
     p = Path(name_or_path)
     if p.suffix == ".toml" or "/" in name_or_path:
         return p
-    return SUITES_DIR / f"{name_or_path}.toml"
+    return shipped("suites") / f"{name_or_path}.toml"
+
+
+def shipped_suites() -> list[str]:
+    """The names of the suites perfci ships (`smoke`, ...), sorted."""
+    names = (item.name for item in shipped("suites").iterdir())
+    return sorted(name.removesuffix(".toml") for name in names if name.endswith(".toml"))
+
+
+def is_shipped(path: str | Path) -> bool:
+    """Whether a suite file is one perfci ships (its name and hash identify it; where perfci is installed
+    says nothing about the run)."""
+    folder = shipped("suites")
+    # Installed or checked out, the shipped folder is on the file system (a zip import would not be).
+    return bool(str(path)) and isinstance(folder, Path) and Path(path).resolve().parent == folder.resolve()
 
 
 Model_ = TypeVar("Model_", bound=BaseModel)
 
 
-def load_toml(path: str | Path, model: type[Model_], *, what: str) -> Model_:
-    """A TOML config file validated by `model`; ConfigError naming the file (and the key) when it is not."""
-    path = Path(path)
+def load_toml(path: str | Path | Traversable, model: type[Model_], *, what: str) -> Model_:
+    """A TOML config file (a path, or a file perfci ships) validated by `model`; ConfigError naming the file (and
+    the key) when it is not."""
+    path = Path(path) if isinstance(path, str) else path
     try:
         data = tomllib.loads(path.read_text())
     except OSError as e:
@@ -212,8 +228,8 @@ def load_suite(name_or_path: str | Path) -> Suite:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        known = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
-        raise ConfigError(f"{path}: cannot read suite ({e.strerror}); shipped suites: {', '.join(known)}") from e
+        known = ", ".join(shipped_suites())
+        raise ConfigError(f"{path}: cannot read suite ({e.strerror}); shipped suites: {known}") from e
     try:
         data = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
@@ -240,7 +256,7 @@ def _key_path(loc: tuple) -> str:
     return out
 
 
-def format_validation_error(path: Path | str, error: ValidationError, *, what: str = "suite") -> str:
+def format_validation_error(path: Path | Traversable | str, error: ValidationError, *, what: str = "suite") -> str:
     """One line per problem: key path, what is wrong, and the value given."""
     lines = [f"{path}: invalid {what}"]
     for err in error.errors():

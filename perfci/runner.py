@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from sqlite_utils import Database
 
 import perfci
-from perfci import engines, envs, hardware, metrics, records, startup, store, tinymodel
+from perfci import config, engines, envs, hardware, metrics, records, redact, startup, store, tinymodel
 from perfci.config import TINY_MODEL, Model, Suite
 from perfci.engines.base import Engine, LaunchContext
 from perfci.engines.sim import SimEngine
@@ -147,13 +147,14 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         except KeyboardInterrupt as e:
             stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
             _interrupted(state, plans, f"run interrupted by {signal.Signals(stop.signum).name}")
-    record = RunRecord.model_validate({
+    data = {
         "schema_version": records.SCHEMA_VERSION,
         "kind": records.KIND,
         "run_id": new_run_id(),
         "created": created,
         "perfci_version": perfci.__version__,
-        "suite": {"name": suite.name, "hash": suite.content_hash, "path": suite.path},
+        "suite": {"name": suite.name, "hash": suite.content_hash,
+                  "path": None if config.is_shipped(suite.path) else suite.path},
         "build": {"engine": target.engine.name, "version": version, "commit": commit,
                   "source": target.build_source if target.endpoint is None else f"endpoint:{target.endpoint}"},
         "hardware": {"label": fp["label"], "fingerprint": fp},
@@ -164,7 +165,9 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         "startups": state.startups,
         "points": state.points,
         "log_tail": state.log_tail,
-    })  # fmt: skip
+    }  # fmt: skip
+    # Records travel: home and checkout paths, credentials and tokens stay on this machine.
+    record = RunRecord.model_validate(redact.redact_record(data, home=os.path.expanduser("~"), cwd=os.getcwd()))
     if stop is not None:
         stop.record = record
         raise stop
@@ -241,7 +244,7 @@ def run_status(state: _RunState) -> str:
 
 
 def environment() -> dict[str, Any]:
-    """pyperf-style metadata that travels with every result."""
+    """pyperf-style metadata that travels with every result (redacted with the rest of the record)."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
