@@ -35,6 +35,7 @@ from perfci import bisect as core
 from perfci import config, envs, hardware, records, runner, series, store, watch
 from perfci.config import Strict
 from perfci.errors import ConfigError, EngineError, PerfciError
+from perfci.interrupt import interruptible
 from perfci.metrics import LATENCIES
 from perfci.series import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, higher_is_better
 
@@ -353,10 +354,10 @@ def run_trial(db: Database, suite: config.Suite, spec: Spec, build: str, *, sim:
     run, or the run has no value: the candidate is skipped."""
     if sim is not None:
         suite = suite.model_copy(update={"sim": sim})
-    target = runner.resolve_target(engine=build)
-    record = runner.run_suite(suite=suite, target=target, reporter=reporter)
-    path = records.write_record(record, out)
-    store.ingest(db, record, record_path=str(path))
+    with interruptible():  # a stopped trial is stored like a `perfci run`; the bisect stays resumable
+        target = runner.resolve_target(engine=build)
+        record, _ = runner.run_and_store(suite=suite, target=target, db=db, out=out,
+                                         reporter=reporter)  # fmt: skip
     return metric_value(record, spec), record
 
 

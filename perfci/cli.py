@@ -25,8 +25,10 @@ from perfci.errors import (
     EXIT_REGRESSION,
     EXIT_RUN_NOT_OK,
     EXIT_USAGE,
+    Interrupted,
     PerfciError,
 )
+from perfci.interrupt import interruptible
 
 
 class _Console(Console):
@@ -92,6 +94,9 @@ class Cli(click.Group):
             sys.exit(e.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click's own: usage errors (2) and explicit exits
+        except Interrupted as e:  # SIGINT or SIGTERM inside interruptible(): what was measured is stored
+            console.print(Text("interrupted: ", style="yellow") + Text(str(e)))
+            sys.exit(e.exit_code)
         except KeyboardInterrupt:
             console.print("interrupted")
             sys.exit(EXIT_SIGINT)
@@ -158,15 +163,16 @@ def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out,
     suite = config.with_sim_overrides(config.load_suite(suite_name), sim_overrides)
     records.check_destination(out)  # before anything is measured: a measurement is never lost to its output
     store.check_writable(db_path)
-    with console.status(Text(f"preparing {engine or endpoint}")) as status:  # Text: a status parses str markup
-        say = lambda line: status.update(Text(f"installing {engine}: {line[:100]}"))  # noqa: E731
-        target = runner.resolve_target(engine=engine, endpoint=endpoint, served_model=served_model, on_output=say)
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        record = runner.run_suite(suite=suite, target=target, reporter=RichReporter(progress), force=force)
-    path = records.write_record(record, out)
-    db = store.open_db(db_path)
-    store.ingest(db, record, record_path=str(path))
+    with interruptible():  # SIGINT/SIGTERM: engine stopped, record of what was measured stored, exit 130/143
+        with console.status(Text(f"preparing {engine or endpoint}")) as status:  # Text: status parses str markup
+            say = lambda line: status.update(Text(f"installing {engine}: {line[:100]}"))  # noqa: E731
+            target = runner.resolve_target(engine=engine, endpoint=endpoint, served_model=served_model,
+                                           on_output=say)  # fmt: skip
+        columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())  # fmt: skip
+        with Progress(*columns, console=console, transient=False) as progress:
+            record, path = runner.run_and_store(suite=suite, target=target, db=store.open_db(db_path), out=out,
+                                                reporter=RichReporter(progress), force=force)  # fmt: skip
     if as_json:
         stdout.print_json(record.model_dump_json())
     else:
@@ -390,7 +396,8 @@ def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, rep
                                       metric=metric, driver=driver, repo=repo, repo_url=repo_url, git_url=git_url,
                                       sim_file=sim_file, pre=pre, index_url=index_url, confidence=confidence,
                                       max_trials=max_trials, noise=noise, regression_id=regression_id)  # fmt: skip
-    view = bisector.start(store.open_db(db_path), spec, out=out, reporter=StageLog(), on_trial=_trial_logger())
+    with interruptible():  # stopped: the trial under way is stored as interrupted, the bisect stays resumable
+        view = bisector.start(store.open_db(db_path), spec, out=out, reporter=StageLog(), on_trial=_trial_logger())
     _print_bisect(view, as_json)
 
 
@@ -437,8 +444,9 @@ def bisect_resume(bisect_id, db_path, out, as_json) -> None:
     """Go on with a killed or failed bisect from its last finished trial."""
     from perfci import bisector
 
-    view = bisector.resume(store.open_db(db_path, create=False), bisect_id, out=out, reporter=StageLog(),
-                           on_trial=_trial_logger())  # fmt: skip
+    with interruptible():
+        view = bisector.resume(store.open_db(db_path, create=False), bisect_id, out=out, reporter=StageLog(),
+                               on_trial=_trial_logger())  # fmt: skip
     _print_bisect(view, as_json)
 
 

@@ -3,6 +3,8 @@
 Exit codes are a contract that workflows rely on (docs/cli.md): each class of outcome has exactly one code.
 """
 
+import signal
+
 EXIT_OK = 0
 EXIT_REGRESSION = 1  # only ever "a regression was found" (detect, compare and other verdict commands)
 EXIT_USAGE = 2  # a bad option, suite, record or store file: the message names it
@@ -10,7 +12,7 @@ EXIT_MACHINE = 3  # the machine is not fit to measure on (GPU preflight)
 EXIT_EXTERNAL = 4  # an external service failed: GitHub, a package index
 EXIT_RUN_NOT_OK = 5  # the engine failed, or a run ended not ok (degraded or failed); its record is stored
 EXIT_INTERNAL = 70  # a bug in perfci (sysexits' EX_SOFTWARE): one line, the traceback in a file it names
-# A run stopped by SIGINT or SIGTERM exits 128 + the signal number (130, 143), as shells report it.
+EXIT_SIGNAL_BASE = 128  # a run stopped by SIGINT or SIGTERM exits 128 + the signal number (130, 143), as shells do
 
 
 class PerfciError(Exception):
@@ -67,3 +69,23 @@ class SourceError(PerfciError):
     """A build source (a package index, GitHub) could not be reached or answered something unreadable."""
 
     exit_code = EXIT_EXTERNAL
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a run. A KeyboardInterrupt, not a PerfciError, so that it unwinds through
+    everything as Ctrl-C does (asyncio re-raises it, `except Exception` lets it pass) and every `finally`
+    runs: engines stopped, temp dirs removed. The runner attaches the record of what was measured; the CLI
+    exits with `exit_code`."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = EXIT_SIGNAL_BASE + signum
+        self.record = None  # the run record of what was measured, once there is one
+        self.stored: str | None = None  # the file that record was written to (it is in the store too)
+
+    def __str__(self) -> str:
+        name = signal.Signals(self.signum).name
+        if self.stored is None:
+            return f"stopped by {name}; nothing was measured"
+        return f"stopped by {name}; what was measured is stored, and its record is {self.stored}"

@@ -207,7 +207,7 @@ class RunRecord(_Model):
     hardware: Hardware
     engine_argv: list[Text]
     environment: JsonObject
-    status: Literal["ok", "degraded", "failed"]  # docs/records.md
+    status: Literal["ok", "degraded", "failed", "interrupted"]  # docs/records.md
     error: Text | None
     startups: list[Startup] = Field(max_length=MAX_STARTUPS)
     points: list[Point] = Field(max_length=MAX_POINTS)

@@ -3,16 +3,22 @@
 install env -> start the engine per model (each requested cache state: cold/warm) -> startup phases ->
 every point with the load generator -> teardown -> record. Faults never lose what was measured: a point
 that fails is recorded with its error, a dead or stalled engine skips the remaining points of that model,
-the run's deadline (`run.max_duration_s`) skips what is left, and the record is always written.
+the run's deadline (`run.max_duration_s`) skips what is left, and the record is always written. So is it
+when SIGINT or SIGTERM stops the run (inside `interrupt.interruptible()`; a plain KeyboardInterrupt counts as
+SIGINT): the engine is stopped, the temp dir removed, and the record of what was measured so far, status
+`interrupted`, is attached to the Interrupted exception that goes on up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import math
 import os
 import platform
 import random
+import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -24,23 +30,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlite_utils import Database
+
 import perfci
-from perfci import config, engines, envs, hardware, metrics, records, redact, startup, tinymodel
+from perfci import config, engines, envs, hardware, metrics, records, redact, startup, store, tinymodel
 from perfci.config import TINY_MODEL, Model, Suite
 from perfci.engines.base import Engine, LaunchContext
 from perfci.engines.sim import SimEngine
-from perfci.errors import ConfigError, EngineError, HardwareError, PerfciError
+from perfci.errors import ConfigError, EngineError, HardwareError, Interrupted, PerfciError
+from perfci.interrupt import shielded
 from perfci.loadgen.arrivals import arrival_offsets
 from perfci.loadgen.client import PointResult, RequestSpec, run_point
 from perfci.loadgen.prompts import Prompts, request_specs
 from perfci.loadgen.sweep import sweep_rates
 from perfci.records import RunRecord, new_run_id
-from perfci.server import EngineProcess, free_port
+from perfci.server import EngineProcess, free_port, stopping_leftovers
 from perfci.suites import PointPlan, expand
 
 # Closed-loop levels bounded only by a duration need a request budget; prompts are built lazily, so a
 # generous cap costs nothing until used.
 MAX_REQUESTS_PER_POINT = 100_000
+# When a point's requests get no response, how long to wait for the engine's exit before blaming the
+# requests: a killed engine's sockets close a moment before its exit can be seen.
+ENGINE_EXIT_GRACE_S = 5.0
+OWNER_LOCK = ".perfci-run.lock"  # in a run's temp dir, locked while the run lives
 
 
 class Reporter(Protocol):
@@ -115,7 +128,8 @@ def utc_now() -> str:
 
 def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None, workdir: Path | None = None,
               force: bool = False) -> RunRecord:  # fmt: skip
-    """Measure `suite` on `target` and return the run record (the caller writes and ingests it). Before
+    """Measure `suite` on `target` and return the run record (the caller writes and ingests it; see
+    `run_and_store`), or raise Interrupted carrying the record of what was measured before the signal. Before
     starting an engine, a preflight refuses a dirty GPU (foreign processes, memory in use, ECC errors)
     unless `force`."""
     if target.endpoint is None and not force:
@@ -130,19 +144,24 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
     version, commit = target.engine.identify(target.python) if target.endpoint is None else (None, None)
     fp = hardware.fingerprint()
     on_gpu = bool(fp["gpus"])
+    stop: Interrupted | None = None
     with ExitStack() as stack:
-        work = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perfci-run-")))
+        work = workdir or _temp_workdir(stack)
+        stack.enter_context(stopping_leftovers())  # leaves before the temp dir goes: engines write into it
         plans = list(enumerate(expand(suite)))
-        for model in suite.models:
-            model_plans = [(i, p) for i, p in plans if p.model is model]
-            if state.past_deadline():
-                state.points += [_skipped(p, i, _deadline_why(suite)) for i, p in model_plans]
-                state.cut_by_deadline = True
-                continue
-            _run_model(suite, target, model, model_plans, len(plans), work, on_gpu, state, reporter)
+        try:
+            for model in suite.models:
+                model_plans = [(i, p) for i, p in plans if p.model is model]
+                if state.past_deadline():
+                    state.points += [_skipped(p, i, _deadline_why(suite)) for i, p in model_plans]
+                    state.cut_by_deadline = True
+                    continue
+                _run_model(suite, target, model, model_plans, len(plans), work, on_gpu, state, reporter)
+        except KeyboardInterrupt as e:
+            stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+            _interrupted(state, plans, f"run interrupted by {signal.Signals(stop.signum).name}")
     if state.cut_by_deadline:
         state.errors.append(f"{_deadline_why(suite)}: the points left were stopped or skipped")
-    status = run_status(state)
     data = {
         "schema_version": records.SCHEMA_VERSION,
         "kind": records.KIND,
@@ -156,14 +175,78 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         "hardware": {"label": fp["label"], "fingerprint": fp},
         "engine_argv": state.argv,
         "environment": environment(),
-        "status": status,
+        "status": "interrupted" if stop else run_status(state),
         "error": "; ".join(state.errors) or _not_ok_summary(state.points),
         "startups": state.startups,
         "points": state.points,
         "log_tail": state.log_tail,
     }  # fmt: skip
     # Records travel: home and checkout paths, credentials and tokens stay on this machine.
-    return RunRecord.model_validate(redact.redact_record(data, home=os.path.expanduser("~"), cwd=os.getcwd()))
+    record = RunRecord.model_validate(redact.redact_record(data, home=os.path.expanduser("~"), cwd=os.getcwd()))
+    if stop is not None:
+        stop.record = record
+        raise stop
+    return record
+
+
+def _temp_workdir(stack: ExitStack) -> Path:
+    """A temp dir, removed on the way out, that this process holds a lock on while it runs. Nothing cleans
+    up after a SIGKILL, so the dirs whose lock nobody holds any more (the kernel released it with the
+    process, in whatever PID namespace it ran) are removed first."""
+    for stale in Path(tempfile.gettempdir()).glob("perfci-run-*"):
+        try:
+            fd = os.open(stale / OWNER_LOCK, os.O_RDWR)
+        except OSError:  # not a run dir, another user's, or one whose lock is not made yet
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its run is alive
+            continue
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+        finally:
+            os.close(fd)
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perfci-run-")))
+    fd = os.open(work / f"{OWNER_LOCK}.new", os.O_RDWR | os.O_CREAT, 0o600)
+    stack.callback(os.close, fd)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(work / f"{OWNER_LOCK}.new", work / OWNER_LOCK)  # seen by others only once locked
+    return work
+
+
+def run_and_store(*, suite: Suite, target: Target, db: Database, out: Path, reporter: Reporter | None = None,
+                  force: bool = False) -> tuple[RunRecord, Path]:  # fmt: skip
+    """run_suite, then write the record under `out` and ingest it into `db`. A run stopped by a signal is
+    written and stored the same way before Interrupted goes on up."""
+    try:
+        record = run_suite(suite=suite, target=target, reporter=reporter, force=force)
+    except Interrupted as stop:
+        if stop.record is not None:
+            stop.stored = str(_write_and_ingest(stop.record, db=db, out=out))
+        raise
+    try:
+        with shielded():  # a signal now waits until the record is written and stored, then stops perfci
+            path = _write_and_ingest(record, db=db, out=out)
+    except Interrupted as stop:
+        stop.record, stop.stored = record, str(path)
+        raise
+    return record, path
+
+
+def _write_and_ingest(record: RunRecord, *, db: Database, out: Path) -> Path:
+    path = records.write_record(record, out)
+    store.ingest(db, record, record_path=str(path))
+    return path
+
+
+def _interrupted(state: _RunState, plans: Plans, why: str) -> None:
+    """Close the books of a stopped run: the start in progress and every point not measured say why."""
+    state.errors.append(why)
+    for entry in state.startups:
+        if not entry["ready"] and entry["error"] is None:
+            entry["error"] = why
+    measured = {p["index"] for p in state.points}
+    state.points += [_skipped(p, i, why) for i, p in plans if i not in measured]
 
 
 def run_status(state: _RunState) -> str:
@@ -372,7 +455,8 @@ def _measure(suite: Suite, target: Target, plan: PointPlan, base_url: str, serve
                           skipped=skipped)  # fmt: skip
     first_error = next((s.error for s in result.samples if s.error), None)
     status, error = metrics.point_status(m, stopped=result.stopped, run=suite.run, first_error=first_error)
-    if server is not None and not server.alive():
+    unanswered = any(s.error and not s.status for s in result.samples)  # no response: a dying engine?
+    if server is not None and (server.exited(within_s=ENGINE_EXIT_GRACE_S) if unanswered else not server.alive()):
         status, error = "failed", f"engine exited during the point; last log lines:\n{server.log_tail(20)}"
     point = _point_base(plan, index)
     point.update(status=status, error=error, started=started, metrics=m, telemetry=telemetry.summary(),

@@ -1,5 +1,9 @@
 """Launch and supervise one engine process: its own process group, a log stamped line by line on receipt,
-readiness, and a teardown that verifies the port is free and no child survived."""
+readiness, and a teardown that verifies the port is free and no child survived.
+
+An engine never outlives perfci: each one has a watchdog (perfci/watchdog.py) that stops its whole process
+group when perfci exits without stopping it, even by `kill -9`; and `stopping_leftovers()` stops, on the way
+out of a run, every engine started inside it that is still tracked, whatever cut the run short."""
 
 from __future__ import annotations
 
@@ -8,17 +12,23 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import psutil
 
 from perfci.errors import EngineError
+from perfci.interrupt import shielded
+
+WATCHDOG = Path(__file__).with_name("watchdog.py")
+# Engines started and not yet stopped, tracked from the moment their process exists.
+_live: set[EngineProcess] = set()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -57,6 +67,7 @@ class EngineProcess:
         self._tail: deque[str] = deque(maxlen=200)
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self.spawned_at = 0.0
 
     @property
@@ -71,18 +82,24 @@ class EngineProcess:
         if port_in_use(self.port, self.host):
             raise EngineError(f"port {self.port} on {self.host} is already in use; pick another with --port")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.spawned_at = self.clock()
-        try:
-            self._proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,  # own process group: teardown reaches every child it spawns
-            )
-        except OSError as e:
-            raise EngineError(f"cannot start engine {self.argv[0]!r}: {e.strerror}") from e
+        # A signal between the spawn and the tracking would orphan the engine: it waits until both are done.
+        with shielded():
+            self._watchdog = _arm_watchdog()  # before the spawn, and outside the timed startup
+            self.spawned_at = self.clock()
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    start_new_session=True,  # own process group: teardown reaches every child it spawns
+                )
+            except OSError as e:
+                self._disarm_watchdog()
+                raise EngineError(f"cannot start engine {self.argv[0]!r}: {e.strerror}") from e
+            _live.add(self)
+            _tell_watchdog(self._watchdog, f"{self._proc.pid}\n")  # its group id (start_new_session)
         self._reader = threading.Thread(target=self._read, name=f"engine-log-{self._proc.pid}", daemon=True)
         self._reader.start()
 
@@ -99,6 +116,17 @@ class EngineProcess:
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def exited(self, *, within_s: float) -> bool:
+        """Whether the process has exited or does so within `within_s`. Its sockets close a moment before
+        its exit can be seen: when requests fail to connect, this tells a dying engine from a live one."""
+        if self._proc is None:
+            return False
+        try:
+            self._proc.wait(timeout=within_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(list(self._tail)[-n:])
@@ -142,14 +170,68 @@ class EngineProcess:
             _wait_gone(alive, timeout_s=5)
         self._join_reader()
         survivors = [p.pid for p in _group_members(pgid)]
-        if survivors:
+        if survivors:  # the watchdog stays armed: it tries again when perfci exits
             raise EngineError(f"engine processes survived teardown: {survivors}")
+        self._disarm_watchdog(stopped=True)
+        _live.discard(self)
         if not _wait_port_free(self.port, self.host, timeout_s=10):
             raise EngineError(f"port {self.port} still in use after the engine stopped")
 
     def _join_reader(self) -> None:
         if self._reader is not None:
             self._reader.join(timeout=5)
+
+    def _disarm_watchdog(self, *, stopped: bool = False) -> None:
+        if self._watchdog is None:
+            return
+        _tell_watchdog(self._watchdog, "done\n" if stopped else "")
+        with contextlib.suppress(OSError):
+            self._watchdog.stdin.close()  # type: ignore[union-attr]
+        try:
+            self._watchdog.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._watchdog.kill()
+            self._watchdog.wait()
+        self._watchdog = None
+
+
+@contextlib.contextmanager
+def stopping_leftovers() -> Iterator[None]:
+    """On the way out, stop every engine started inside the block and not stopped by it: the one whose start
+    a signal interrupted before anything else held it included."""
+    before = set(_live)
+    try:
+        yield
+    finally:
+        for engine in _live - before:
+            # Best effort on the way out: a teardown problem here is already reported by the stop that
+            # the run itself attempted, and must not hide why the run ended.
+            with contextlib.suppress(EngineError):
+                engine.stop()
+
+
+def _arm_watchdog() -> subprocess.Popen[bytes]:
+    """A watchdog waiting for its engine's group id (perfci/watchdog.py), in a session of its own."""
+    try:
+        dog = subprocess.Popen([sys.executable, "-I", "-S", str(WATCHDOG)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    except OSError as e:
+        raise EngineError(f"cannot start the engine watchdog: {e.strerror}") from e
+    assert dog.stdout is not None
+    armed = dog.stdout.readline()
+    dog.stdout.close()
+    if armed != b"armed\n":
+        dog.kill()
+        dog.wait()
+        raise EngineError(f"the engine watchdog did not start (exit code {dog.wait()})")
+    return dog
+
+
+def _tell_watchdog(dog: subprocess.Popen[bytes], message: str) -> None:
+    assert dog.stdin is not None
+    with contextlib.suppress(OSError):  # a dead watchdog cannot help; the run's own teardown still does
+        dog.stdin.write(message.encode())
+        dog.stdin.flush()
 
 
 def _http_ok(url: str) -> bool:

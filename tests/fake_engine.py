@@ -1,11 +1,13 @@
 """A stand-in engine process for server tests: logs, forks a child (as vLLM's engine core), then serves
-/health. Behaviour by argv: MODE PORT where MODE is ok | exit | hang | stubborn."""
+/health. Behaviour by argv: MODE PORT where MODE is ok | exit | hang | stubborn | vanish (at the first POST it stops
+listening, answers nothing, and exits a second later: a dying engine whose exit is not seen at once)."""
 
 import http.server
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 
 
@@ -22,6 +24,19 @@ class Health(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class Vanishing(Health):
+    def do_POST(self):  # noqa: N802
+        threading.Thread(target=vanish, args=(self.server,)).start()
+        self.close_connection = True
+
+
+def vanish(server: http.server.HTTPServer) -> None:
+    server.shutdown()
+    server.server_close()
+    time.sleep(1.0)
+    os._exit(1)
+
+
 def main() -> None:
     mode, port = sys.argv[1], int(sys.argv[2])
     print("fake engine: importing", flush=True)
@@ -36,7 +51,8 @@ def main() -> None:
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("Application startup complete.", flush=True)
-    http.server.ThreadingHTTPServer(("127.0.0.1", port), Health).serve_forever()
+    handler = Vanishing if mode == "vanish" else Health
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
 
 
 if __name__ == "__main__":

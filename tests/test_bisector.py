@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from perfci import bisector
-from perfci.errors import ConfigError, EngineError, SourceError
+from perfci.errors import EXIT_SIGNAL_BASE, ConfigError, EngineError, SourceError
 from perfci.records import RunRecord
 from perfci.store import ingest, open_db
+from tests import lifetime
 
 SUITE = """
 name = "bis"
@@ -259,3 +260,22 @@ def test_metric_names_points_and_sim_models(history):
         bisector.sim_model(d / "engine", shas[3], "sim.toml")
     with pytest.raises(ConfigError, match="not a first-parent descendant"):
         bisector.commit_candidates(d / "engine", shas[5], shas[2])
+
+
+
+def test_sigterm_during_a_trial_stores_it_as_interrupted_and_the_bisect_stays_resumable(history, tmp_path):
+    d, shas = history
+    (tmp_path / "bis.toml").write_text(SUITE)
+    proc, marker = lifetime.start_perfci(["bisect", "--engine", "sim", "--repo", str(d / "engine"), "--good", shas[0],
+                                          "--bad", shas[-1], "--suite", "bis.toml", "--point", "short/sync",
+                                          "--metric", "tpot_ms_p50", "--db", "k.db"], tmp_path)  # fmt: skip
+    lifetime.wait_for(lambda: _trials(tmp_path / "k.db") >= 2, timeout_s=240, poll_s=0.2, what="two trials")
+    lifetime.wait_for(lambda: lifetime.engine_processes(marker, proc.pid, "perfci.simulator"), timeout_s=60,
+                      what="a trial's engine")  # fmt: skip
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_SIGNAL_BASE + signal.SIGTERM, err
+    assert lifetime.left_over(marker, timeout_s=5) == []
+    db = open_db(tmp_path / "k.db")
+    assert [r["status"] for r in db.query("SELECT status FROM runs WHERE status != 'ok'")] == ["interrupted"]
+    assert next(db.query("SELECT status FROM bisects WHERE id = 1"))["status"] == "running"

@@ -355,3 +355,24 @@ def test_prune(tmp_path):
     assert kept.exists() and fresh.exists()
     assert prune_envs(keep=[kept.name], cache=tmp_path) == [fresh, busy]
     assert [e.path for e in list_envs(tmp_path)] == [kept]
+
+
+def test_sigterm_during_install_stops_uv_and_leaves_no_half_made_env(offline):
+    """`perfci run` installs inside interrupt.interruptible(): SIGTERM while uv installs unwinds like any
+    failure (uv killed, the .tmp env removed) and reaches the CLI as Interrupted (exit 143)."""
+    import os
+    import signal
+
+    from perfci.errors import Interrupted
+    from perfci.interrupt import interruptible
+
+    def term_during_install(argv, **kwargs):
+        if argv[1:3] == ["pip", "install"]:
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            argv = ["sleep", "30"]  # an install that takes a while
+        return subprocess.run(argv, **kwargs)
+
+    with pytest.raises(Interrupted) as stopped, interruptible():
+        ensure_env(probe(), cache=offline, runner=term_during_install)
+    assert stopped.value.exit_code == 143
+    assert [p for p in (offline / "envs").glob(f"{probe().key}*") if p.is_dir()] == []  # the lock file stays

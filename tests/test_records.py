@@ -333,7 +333,7 @@ def run_records(draw):
             "hardware": {"label": draw(names), "fingerprint": draw(st.dictionaries(names, json_values, max_size=4))},
             "engine_argv": draw(st.lists(st.text(), max_size=4)),
             "environment": draw(st.dictionaries(names, json_values, max_size=4)),
-            "status": draw(st.sampled_from(["ok", "degraded", "failed"])),
+            "status": draw(st.sampled_from(["ok", "degraded", "failed", "interrupted"])),
             "error": draw(st.none() | st.text()),
             "startups": draw(st.lists(startup, max_size=2)),
             "points": points,

