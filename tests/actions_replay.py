@@ -686,7 +686,7 @@ class Replay:
     # --- steps ---
 
     def _steps(self, state: _JobState, steps: list[dict], ctx: dict, steps_ctx: dict, *, composite: str | None) -> None:
-        for index, spec in enumerate(steps):
+        for spec in steps:
             label = spec.get("name") or spec.get("uses") or f"Run {spec.get('run', '').splitlines()[0]}"
             label = to_string(substitute(label, ctx | {"steps": steps_ctx}))
             where = f"{state.workflow}/{state.job.name}{' ' + composite if composite else ''} step {label!r}"

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.actions_replay import Expression, ReplayError, Replay, condition, substitute
+from tests.actions_replay import Expression, Replay, ReplayError, condition, substitute
 from tests.github_fake import NAME, OWNER, install
 from tests.index_server import IndexServer
 
@@ -99,6 +99,15 @@ def baseline(seeded, tmp_path) -> Path:
     return copy
 
 
+@pytest.fixture
+def sim_vars(seeded) -> dict[str, str]:
+    """pr-perf measures the sim engine (`perfci run --engine sim`), compared with the stored sim runs, which
+    the store names by the sim's version (sim==VERSION)."""
+    replay, bench = seeded[0], seeded[1]
+    (record,) = (replay.artifacts / str(bench.run_id)).rglob("*.json")
+    return {"PERFCI_PR_BUILD": "sim", "PERFCI_PR_BASELINE": f"sim=={json.loads(record.read_text())['build']['version']}"}
+
+
 def make_replay(tmp_path, github, origin, **kwargs) -> Replay:
     actions = {} if os.environ.get("PERFCI_REPLAY_SETUP") == "real" else {
         "./.github/actions/setup-perfci": perfci_from_source}  # fmt: skip
@@ -160,15 +169,15 @@ def workflow_run_event(run, conclusion: str = "success") -> dict:
         "head_repository": {"full_name": REPOSITORY}, "pull_requests": [{"number": PR, "head": {"sha": HEAD}}]}}  # fmt: skip
 
 
-def test_pr_perf_measures_read_only_and_pr_perf_report_posts_only_with_checks_write(tmp_path, github, baseline):
+def test_pr_perf_measures_read_only_and_pr_perf_report_posts_only_with_checks_write(tmp_path, github, baseline,
+                                                                                    sim_vars):
     """pr-perf runs the pull request's code with a token that can write nothing; pr-perf-report posts its result.
     Without `checks: write` that job fails as GitHub's would: perfci report gets 403 creating the check run
     and exits 4 (an external service failed), after posting the comment and the status."""
     report = (ROOT / ".github" / "workflows" / "pr-perf-report.yml").read_text()
     without = "\n".join(line for line in report.splitlines() if not line.strip().startswith("checks: write"))
     assert without != report
-    replay = make_replay(tmp_path, github, baseline, vars={"PERFCI_PR_BUILD": "sim"},
-                         workflows={"pr-perf-report.yml": without})  # fmt: skip
+    replay = make_replay(tmp_path, github, baseline, vars=sim_vars, workflows={"pr-perf-report.yml": without})
     perf = replay.run("pr-perf.yml", event="pull_request", payload=labeled())
     passed(perf)
     for job in perf.all_jobs():
@@ -177,7 +186,7 @@ def test_pr_perf_measures_read_only_and_pr_perf_report_posts_only_with_checks_wr
 
     denied = replay.run("pr-perf-report.yml", event="workflow_run", payload=workflow_run_event(perf))
     step = denied.job("report").step("Report")
-    assert step.exit_code == 4 and "403 Resource not accessible by integration" in step.log, step.log
+    assert step.exit_code == 4 and "403 Resource not accessible by integration" in " ".join(step.log.split()), step.log
     assert len(github.comments_on(PR)) == 1 and len(github.statuses) == 1 and github.check_runs == []
 
     replay.workflows = {}
@@ -192,7 +201,7 @@ def test_pr_perf_measures_read_only_and_pr_perf_report_posts_only_with_checks_wr
 
 
 def test_pr_perf_skips_other_labels_and_forks(tmp_path, github, origin):
-    replay = make_replay(tmp_path, github, origin, vars={"PERFCI_PR_BUILD": "sim"})
+    replay = make_replay(tmp_path, github, origin)
     for payload in (labeled(label="docs"), labeled(head_repo="someone/fork")):
         run = replay.run("pr-perf.yml", event="pull_request", payload=payload)
         assert run.job("perf").result == "skipped"
@@ -251,7 +260,7 @@ def test_bisect_finds_the_commit_of_a_sim_history_and_ingests_its_trials(tmp_pat
     history.mkdir()
     git("init", "--quiet", "-b", "main", cwd=history)
     for i, decode in enumerate([1.0, 1.0, 3.0, 3.0]):
-        (history / "sim.toml").write_text(f"decode_ms_per_token = {decode}\nstartup_s = 0.05\n")
+        (history / "sim.toml").write_text(f"# step {i}\ndecode_ms_per_token = {decode}\nstartup_s = 0.05\n")
         git("add", "-A", cwd=history)
         git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", f"step {i}", cwd=history)
     shas = git("log", "--reverse", "--format=%H", cwd=history).split()
