@@ -3,14 +3,14 @@ a step that fails, an output nobody set, a token without the permission a call n
 
 What is real: the workflow files as they are; jobs in `needs:` order, each in a fresh workspace; `if:` with
 the status functions; matrices (`fromJSON` of an earlier job's output too); reusable workflows called with
-`uses: ./.github/workflows/X.yml` (their jobs' permissions capped by the caller's); `run:` steps through bash
-with GitHub's shells (no `shell:` is `bash -e {0}`, `shell: bash` adds `-o pipefail`), `working-directory`,
+`uses: ./.github/workflows/X.yml`; `run:` steps through bash with GitHub's shells (no `shell:` is `bash -e {0}`, `shell: bash` adds `-o pipefail`), `working-directory`,
 `env` at each level, `continue-on-error`; the file commands `GITHUB_ENV`, `GITHUB_OUTPUT`, `GITHUB_PATH`,
 `GITHUB_STEP_SUMMARY`; `${{ }}` expressions over the github, env, inputs, vars, secrets, matrix, steps,
 needs, job, runner and strategy contexts, evaluated by the small evaluator below (an expression it does not
 understand is an error, never an empty string); composite actions (`./.github/actions/X`) step by step; git
 remotes (a local bare repository stands for github.com); the GitHub API (tests/github_fake.py over real HTTP),
-with each job's token limited to the job's `permissions:` as GitHub limits GITHUB_TOKEN.
+with each job's token limited to the job's `permissions:` as GitHub limits GITHUB_TOKEN
+(a called workflow's job may not ask for more than its caller's).
 
 What is emulated (GitHub's own actions, by what they do): `actions/checkout` copies the repository's working
 tree (tracked and untracked, not ignored files) or clones a branch of the bare remote (`ref:`); without
@@ -361,10 +361,18 @@ def permissions(block: Any) -> dict[str, str]:
     return {scope: block.get(scope, "none") for scope in SCOPES}
 
 
-def capped(perms: dict[str, str], cap: dict[str, str] | None) -> dict[str, str]:
+def granted(block: Any, cap: dict[str, str] | None, where: str) -> dict[str, str]:
+    """A job's token permissions. In a called workflow a job without a block has its caller's; one asking
+    for more than its caller has stops the run, as GitHub does ("is requesting …, but is only allowed …")."""
     if cap is None:
-        return perms
-    return {s: min(perms[s], cap[s], key=LEVELS.__getitem__) for s in SCOPES}
+        return permissions(block)
+    if block is None:
+        return dict(cap)
+    asked = permissions(block)
+    over = {s: (asked[s], cap[s]) for s in SCOPES if LEVELS[asked[s]] > LEVELS[cap[s]]}
+    if over:
+        raise ReplayError(f"{where}: the nested job is requesting {over} (asked, allowed), more than its caller has")
+    return asked
 
 
 @dataclass
@@ -530,6 +538,8 @@ class Replay:
         trigger = "workflow_call" if cap is not None else event
         if trigger not in on:
             raise ReplayError(f"{name}: no trigger {trigger!r} (it has {sorted(on)})")
+        if trigger == "workflow_call" and (on.get(trigger) or {}).get("outputs"):
+            raise ReplayError(f"{name}: outputs of a called workflow are not replayed")
         github = github | {"workflow": doc.get("name", name)}
         forced = self.forced_inputs.get(Path(name).stem, {})
         declared = (on.get(trigger) or {}).get("inputs") or {}
@@ -548,7 +558,7 @@ class Replay:
                 n: {"result": _aggregate(run.jobs[n]), "outputs": run.jobs[n][0].outputs if len(run.jobs[n]) == 1
                     else {}} for n in needs})  # fmt: skip
             base = {"github": github, "inputs": ctx_inputs, "vars": self.vars, "needs": needs_ctx,
-                    "secrets": self.secrets | {"GITHUB_TOKEN": "***"}, "env": doc.get("env") or {}}  # fmt: skip
+                    "secrets": self.secrets, "env": doc.get("env") or {}}  # fmt: skip
 
             def status(fn: str, needs_ctx=needs_ctx) -> bool:
                 failed = any(n["result"] in ("failure", "cancelled") for n in needs_ctx.values())
@@ -556,7 +566,7 @@ class Replay:
                 return {"always": True, "cancelled": False, "failure": failed,
                         "success": not failed and not skipped}[fn]  # fmt: skip
 
-            perms = capped(permissions(spec.get("permissions", doc.get("permissions"))), cap)
+            perms = granted(spec.get("permissions", doc.get("permissions")), cap, f"{name}/{job_name}")
             if not condition(spec.get("if"), base | {"matrix": {}, "strategy": {}, "job": {}, "runner": {},
                                                             "steps": {}}, status):  # fmt: skip
                 run.jobs[job_name] = [Job(name, job_name, "skipped", perms)]
@@ -644,7 +654,8 @@ class Replay:
                                   "event_path": str(payload)}  # fmt: skip
         runner = {"os": "Linux", "arch": "X64", "temp": str(temp), "tool_cache": str(self.root / "toolcache"),
                   "name": f"replay-{number}", "environment": "self-hosted"}  # fmt: skip
-        ctx = ctx | {"github": github, "runner": runner, "job": {"status": "success"}, "steps": {}}
+        ctx = ctx | {"github": github, "runner": runner, "job": {"status": "success"}, "steps": {},
+                     "secrets": ctx["secrets"] | {"GITHUB_TOKEN": token}}  # fmt: skip
         job = Job(workflow, name, "success", perms, matrix=matrix)
         job.runs_on = substitute(spec.get("runs-on"), ctx)
         substitute({k: spec.get(k) for k in ("concurrency", "timeout-minutes", "continue-on-error")}, ctx)
@@ -687,7 +698,7 @@ class Replay:
 
     def _steps(self, state: _JobState, steps: list[dict], ctx: dict, steps_ctx: dict, *, composite: str | None) -> None:
         for spec in steps:
-            label = spec.get("name") or spec.get("uses") or f"Run {spec.get('run', '').splitlines()[0]}"
+            label = spec.get("name") or spec.get("uses") or f"Run {(str(spec.get('run') or '').splitlines() or [''])[0]}"
             label = to_string(substitute(label, ctx | {"steps": steps_ctx}))
             where = f"{state.workflow}/{state.job.name}{' ' + composite if composite else ''} step {label!r}"
             if ("uses" in spec) == ("run" in spec):
@@ -750,6 +761,8 @@ class Replay:
         argv = [a.replace("{0}", str(script_file)) for a in (SHELLS.get(shell) or str(shell).split())]
         cwd = state.workspace / to_string(substitute(spec.get("working-directory", state.defaults.get(
             "working-directory", ".")), ctx))  # fmt: skip
+        if not cwd.is_dir():
+            return Step(label, "failure", "failure", None, note + f"no working directory {cwd}")
         try:
             done = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, timeout=STEP_TIMEOUT_S, stdin=subprocess.DEVNULL)  # fmt: skip

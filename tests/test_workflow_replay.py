@@ -259,7 +259,7 @@ def test_bisect_finds_the_commit_of_a_sim_history_and_ingests_its_trials(tmp_pat
     history = tmp_path / "sim-history"
     history.mkdir()
     git("init", "--quiet", "-b", "main", cwd=history)
-    for i, decode in enumerate([1.0, 1.0, 3.0, 3.0]):
+    for i, decode in enumerate([1.0, 1.0, 5.0, 5.0]):
         (history / "sim.toml").write_text(f"# step {i}\ndecode_ms_per_token = {decode}\nstartup_s = 0.05\n")
         git("add", "-A", cwd=history)
         git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", f"step {i}", cwd=history)
@@ -362,6 +362,16 @@ def test_if_conditions_imply_success_unless_a_status_function_is_named():
 def test_expressions_the_replay_does_not_understand_are_refused(text, why):
     with pytest.raises(ReplayError, match=__import__("re").escape(why)):
         Expression(text).evaluate(CONTEXTS)
+
+
+def test_a_called_workflow_may_not_ask_for_more_than_its_caller_grants():
+    from tests.actions_replay import granted
+
+    caller = granted({"contents": "write", "issues": "write"}, None, "watch/ingest")
+    assert granted({"contents": "write"}, caller, "ingest/ingest")["contents"] == "write"
+    assert granted(None, caller, "ingest/ingest") == caller  # no block: the caller's
+    with pytest.raises(ReplayError, match="requesting"):
+        granted({"contents": "write", "checks": "write"}, caller, "ingest/ingest")
 
 
 def test_a_misspelt_step_or_input_is_an_error_not_an_empty_string(tmp_path, github, origin):
