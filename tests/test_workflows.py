@@ -221,3 +221,30 @@ def test_the_security_guide_names_the_settings_that_protect_the_runners():
     for setting in ("Require approval for all outside collaborators", "--ephemeral", "--runnergroup",
                     "Allow public repositories", "refs/pull/N/merge", "Selected workflows"):  # fmt: skip
         assert setting.lower() in text.lower(), setting
+
+
+_TOLERATED = re.compile(r"perfci\s+(?P<command>[\w-]+)[^\n]*\|\|\s*\[\s*\$\?\s*-eq\s*(?P<code>\d+)\s*\]")
+_STATUS_CASE = re.compile(r'\[\s*"\$status"\s*-eq\s*(?P<code>\d+)\s*\]')
+
+
+def test_workflows_let_through_only_the_exit_codes_whose_meaning_is_news():
+    """Exit codes are a contract (perfci/errors.py): a step may go on after 1 from a verdict command (a
+    regression was found) or after 4 from watch (a source is down), and after nothing else; continue-on-error,
+    which lets every code through, never wraps a perfci step."""
+    from perfci.errors import EXIT_EXTERNAL, EXIT_REGRESSION
+
+    seen = set()
+    for path in WORKFLOWS:
+        for job in load(path)["jobs"].values():
+            for step in job.get("steps", []):
+                script = step.get("run", "")
+                if "perfci " in script:
+                    assert not step.get("continue-on-error"), f"{path.name}: {step.get('name')}"
+                for match in _TOLERATED.finditer(script):
+                    assert (match["command"], int(match["code"])) in {("detect", EXIT_REGRESSION),
+                                                                      ("compare", EXIT_REGRESSION)}, match[0]  # fmt: skip
+                    seen.add(match["command"])
+                if "perfci watch" in script:
+                    assert [int(m["code"]) for m in _STATUS_CASE.finditer(script)] == [EXIT_EXTERNAL]
+                    seen.add("watch")
+    assert seen == {"detect", "compare", "watch"}
