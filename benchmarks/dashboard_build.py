@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from perfci import dashboard, store
-from perfci.records import RunRecord
+from perfci.records import SCHEMA_VERSION, RunRecord
 
 ENGINES = ("vllm", "sglang")
 HARDWARE = ("h100", "h200")
@@ -67,7 +67,8 @@ def record(engine: str, hardware: str, build: int, builds: int, rng: np.random.G
                           "first_token": 0.2}}
               for cache, k in (("cold", 1.0), ("warm", 0.6))]  # fmt: skip
     return RunRecord.model_validate({
-        "schema_version": 1, "kind": "perfci-run", "run_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
+        "schema_version": SCHEMA_VERSION, "kind": "perfci-run",
+        "run_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
         "created": f"2026-{1 + build * 11 // builds:02d}-{1 + build % 28:02d}T00:00:{build % 60:02d}.000Z",
         "perfci_version": "0.1.0",
         "suite": {"name": "advisor", "hash": "0123456789abcdef", "path": "suites/advisor.toml"},

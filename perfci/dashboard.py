@@ -5,7 +5,8 @@ Each page carries its data as JSON in a `<script type="application/json">` block
 uPlot (dashboards/vendor/), so the site opens from disk or any static host with no network. Trend series are
 sharded into one small script per (engine, hardware, suite, metric) under data/, loaded when a filter asks for
 it, so a store with 100k points still gives light pages. Everything read from the store is untrusted text:
-jinja2 autoescapes the HTML, JSON is dumped HTML-safe, and the page script only ever sets `textContent`.
+jinja2 autoescapes the HTML, JSON is dumped HTML-safe, and the page script only ever sets `textContent`. No
+path from the store is trusted either: run records are copied into the site only from the records folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import http.server
 import json
 import math
+import re
 import shlex
 import shutil
 import uuid
@@ -34,9 +36,9 @@ from perfci import detect, engines, findings, series, store
 from perfci.config import Slo, Strict, Suite, load_suite, load_toml
 from perfci.errors import ConfigError
 from perfci.metrics import LATENCIES
+from perfci.records import RUN_ID_PATTERN
+from perfci.resources import copy_tree, shipped, template_loader
 
-DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
-DEFAULT_COSTS = DASHBOARDS_DIR / "costs.toml"
 MARKER = ".perfci-site"  # a folder holding this file is a site perfci built, and may be replaced by a new one
 LOAD_METRICS = tuple(f"{m}_{s}" for m in LATENCIES for s in series.JUDGED_STATS)
 COMPARED_BUILDS = 3  # newest builds per engine and scope that the engine-vs-engine page can pick from
@@ -55,8 +57,9 @@ class Costs(Strict):
         return None
 
 
-def load_costs(path: str | Path = DEFAULT_COSTS) -> Costs:
-    path = Path(path)
+def load_costs(path: str | Path | None = None) -> Costs:
+    """The cost table at `path`; None: the one perfci ships (dashboards/costs.toml)."""
+    path = shipped("dashboards") / "costs.toml" if path is None else Path(path)
     costs = load_toml(path, Costs, what="cost table")
     bad = {k: v for k, v in costs.usd_per_gpu_hour.items() if not (math.isfinite(v) and v > 0)}
     if bad:
@@ -85,16 +88,17 @@ class SiteReport:
         return "\n".join([head, *self.notes])
 
 
-def build_site(db: Database, out: str | Path, *, costs: Costs,
+def build_site(db: Database, out: str | Path, *, costs: Costs, records_dir: str | Path | None = None,
                suite_loader: Callable[[str], Suite] = load_suite) -> SiteReport:  # fmt: skip
     """Build the site into `out`. It is written beside `out` first and swapped in whole, so a failed build
-    leaves the previous site as it was; an existing `out` that is not a perfci site is refused."""
+    leaves the previous site as it was; an existing `out` that is not a perfci site is refused. Each run's
+    record is copied next to its page when `records_dir` holds it (`record_file`)."""
     out = Path(out)
     if out.exists() and not (out / MARKER).is_file() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: exists and is not a site perfci built (no {MARKER}); choose another --out")
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     try:
-        report = _write_site(db, tmp, costs, suite_loader)
+        report = _write_site(db, tmp, costs, suite_loader, records_dir and Path(records_dir))
         if out.exists():
             old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
             out.rename(old)
@@ -126,12 +130,14 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 # --- building -----------------------------------------------------------------------------------------------
 
 
-def _write_site(db: Database, root: Path, costs: Costs, suite_loader: Callable[[str], Suite]) -> SiteReport:
+def _write_site(db: Database, root: Path, costs: Costs, suite_loader: Callable[[str], Suite],
+                records_dir: Path | None) -> SiteReport:  # fmt: skip
     root.mkdir(parents=True)
     (root / MARKER).write_text("built by perfci dashboard\n")
-    shutil.copytree(DASHBOARDS_DIR / "static", root / "assets")
-    shutil.copytree(DASHBOARDS_DIR / "vendor", root / "assets" / "vendor")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(DASHBOARDS_DIR / "templates"),
+    source = shipped("dashboards")
+    copy_tree(source / "static", root / "assets")
+    copy_tree(source / "vendor", root / "assets" / "vendor")
+    env = jinja2.Environment(loader=template_loader(source / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)  # fmt: skip
     env.filters["json"] = htmlsafe_json_dumps
 
@@ -170,7 +176,11 @@ def _write_site(db: Database, root: Path, costs: Costs, suite_loader: Callable[[
     page("cost.html", "cost.html", data=cost(levels, runs, costs))
     by_run = dict(list(points.groupby("run_id", sort=False)))
     for run in runs.itertuples(index=False):
-        download = _copy_record(run.record_path, root / "runs" / f"{run.run_id}.json")
+        if not isinstance(run.run_id, str) or not re.fullmatch(RUN_ID_PATTERN, run.run_id):
+            report.notes.append(f"run {str(run.run_id)[:80]!r}: not a run id (a store edited by hand?); no page")
+            continue  # it names files: it must not lead out of the site
+        source = None if records_dir is None else record_file(records_dir, run.run_id, run.created, run.record_path)
+        download = source is not None and _copy_record(source, root / "runs" / f"{run.run_id}.json")
         shown = run_page(run, by_run.get(run.run_id, points[:0]), download)
         page(f"runs/{run.run_id}.html", "run.html", run=shown, data=shown["table"])
     report.bytes = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
@@ -205,11 +215,34 @@ def _try_suite(suite_loader: Callable[[str], Suite]) -> Callable[[str], Suite | 
     return load
 
 
-def _copy_record(record_path: str | None, dest: Path) -> bool:
-    if not record_path or not Path(record_path).is_file():
-        return False
+def default_records_dir(db_path: str | Path) -> Path:
+    """Where the records of the store at `db_path` are, by default: `runs/` beside it (where `perfci run` puts
+    them), else `records/` beside it (a data location: docs/data.md)."""
+    parent = Path(db_path).parent
+    runs, records = parent / "runs", parent / "records"
+    return records if not runs.is_dir() and records.is_dir() else runs
+
+
+def record_file(records_dir: str | Path, run_id: str, created: str, record_path: str | None = None) -> Path | None:
+    """The record of `run_id` inside `records_dir`: `<run_id>.json` there, `YYYY/MM/<run_id>.json` (a data
+    location's layout), or the file the store says it was ingested from (`record_path`, for a record saved
+    under another name) if that is in the folder. A store is not trusted to name the files published: None for
+    an id that is not a run id, and for anything that resolves outside the folder (symlinks included)."""
+    if not isinstance(run_id, str) or not re.fullmatch(RUN_ID_PATTERN, run_id):
+        return None
+    root = Path(records_dir).resolve()
+    month = Path(str(created)[:4], str(created)[5:7])
+    hint = [Path(record_path)] if isinstance(record_path, str) and record_path else []
+    for candidate in (root / f"{run_id}.json", root / month / f"{run_id}.json", *hint):
+        real = candidate.resolve()
+        if real.is_relative_to(root) and real.is_file():
+            return real
+    return None
+
+
+def _copy_record(source: Path, dest: Path) -> bool:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(record_path, dest)
+    shutil.copyfile(source, dest)
     return True
 
 
@@ -219,8 +252,8 @@ def _copy_record(record_path: str | None, dest: Path) -> bool:
 def overview(db: Database, runs: pd.DataFrame, points: pd.DataFrame) -> dict[str, Any]:
     """Engine × hardware rows, model columns: each cell the newest run of that model and its verdict against
     its baseline (the worst series verdict `perfci detect` stored; "not judged" before it ran)."""
-    verdicts = pd.read_sql_query("SELECT run_id, model, verdict FROM verdicts", db.conn)
-    judged = pd.read_sql_query("SELECT run_id, baseline, verdict FROM judged_runs", db.conn).set_index("run_id")
+    verdicts = store.read_frame(db, "SELECT run_id, model, verdict FROM verdicts")
+    judged = store.read_frame(db, "SELECT run_id, baseline, verdict FROM judged_runs").set_index("run_id")
     models = points[["run_id", "model"]].drop_duplicates().merge(runs, on="run_id")
     cells = []
     for (engine, hardware, model), group in models.groupby(["engine", "hardware_label", "model"], sort=True):
@@ -236,9 +269,9 @@ def overview(db: Database, runs: pd.DataFrame, points: pd.DataFrame) -> dict[str
                       "baseline": _text(baseline), "regressions": int((mine == "regression").sum()),
                       "series": int(len(mine))})  # fmt: skip
     regressions = [_finding(f) for f in findings.regressions(db, status="open")]
-    bisects = pd.read_sql_query(
-        "SELECT id, created, updated, status, driver, engine, hardware_label, suite, workload, load_label, metric, "
-        "good, bad, trials, regression_id FROM bisects WHERE status = 'running' ORDER BY updated DESC", db.conn
+    bisects = store.read_frame(
+        db, "SELECT id, created, updated, status, driver, engine, hardware_label, suite, workload, load_label, metric, "
+        "good, bad, trials, regression_id FROM bisects WHERE status = 'running' ORDER BY updated DESC"
     )
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for cell in cells:
@@ -265,14 +298,14 @@ def trends(db: Database, obs: pd.DataFrame, runs: pd.DataFrame) -> tuple[dict[st
     version order (with the time of each build's first run), each series' per-build medians, its change points,
     the findings that name it and the bisect culprits for it."""
     first_run = runs.groupby("build")["created"].min()
-    members = pd.read_sql_query(
-        "SELECT r.engine, r.hardware_label, r.suite, r.first_bad, r.status, m.model, m.workload, m.load_label, "
+    members = store.read_frame(
+        db, "SELECT r.engine, r.hardware_label, r.suite, r.first_bad, r.status, m.model, m.workload, m.load_label, "
         "m.metric, m.method, m.pending, m.rel_change FROM regression_series m JOIN regressions r ON r.id = "
-        "m.regression_id", db.conn
+        "m.regression_id"
     )
-    culprits = pd.read_sql_query(
-        "SELECT id, engine, hardware_label, suite, workload, load_label, metric, culprit, culprit_subject, "
-        "culprit_url, confidence, outcome FROM bisects WHERE culprit IS NOT NULL", db.conn
+    culprits = store.read_frame(
+        db, "SELECT id, engine, hardware_label, suite, workload, load_label, metric, culprit, culprit_subject, "
+        "culprit_url, confidence, outcome FROM bisects WHERE culprit IS NOT NULL"
     )
     marks = _by_series(members, ["engine", "hardware_label", "suite", "model", "workload", "load_label", "metric"])
     # A bisect names no model: it searched the suite's workload at one load level.

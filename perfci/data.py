@@ -82,18 +82,24 @@ def push(data_dir: Path, files: Iterable[Path], *, db_path: Path | None = None) 
 
 
 def snapshot(db_path: Path, target: Path) -> None:
-    """A consistent copy of the store at `db_path` (WAL included) as one self-contained file, swapped in."""
+    """A consistent copy of the store at `db_path` (WAL included) as one self-contained file, swapped in.
+    `db_path` must be a perfci store (of this or an older schema); it is only read."""
     if not db_path.is_file():
         raise StoreError(f"{db_path}: no such store to snapshot")
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        source, copy = sqlite3.connect(db_path), sqlite3.connect(tmp)
+        source = store.open_existing(db_path)
         try:
-            source.backup(copy)
-            copy.execute("PRAGMA journal_mode = DELETE")  # no -wal sidecar next to a file that is committed
+            copy = sqlite3.connect(tmp)
+            try:
+                with store.sqlite_errors(db_path):
+                    source.conn.backup(copy)
+                with store.sqlite_errors(tmp):
+                    copy.execute("PRAGMA journal_mode = DELETE")  # no -wal sidecar next to a file that is committed
+            finally:
+                copy.close()
         finally:
             source.close()
-            copy.close()
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

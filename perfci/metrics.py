@@ -18,6 +18,24 @@ from perfci.loadgen.client import RequestSample
 
 STATS = ("mean", "std", "p50", "p90", "p95", "p99", "max")
 LATENCIES = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
+# The scalars `summarize` returns, with their types (None is always allowed: no data).
+SCALARS: dict[str, type] = {
+    "requests": int,
+    "completed": int,
+    "errors": int,
+    "error_rate": float,
+    "duration_s": float,
+    "request_rate": float,
+    "output_throughput": float,
+    "total_throughput": float,
+    "goodput": float,
+    "slo_met": bool,
+    "prompt_tokens_mean": float,
+    "output_tokens_mean": float,
+}
+# The metric vocabulary: every key of `summarize`, flattened as the store flattens it (`ttft_ms.p50` ->
+# `ttft_ms_p50`), with its type. The store has a typed column for each; other keys go to its JSON column.
+VOCABULARY: dict[str, type] = {**SCALARS, **{f"{m}_{s}": float for m in LATENCIES for s in STATS}}
 # Direction of each metric: detection, reports and dashboards read it from here.
 HIGHER_IS_BETTER = {"request_rate": True, "output_throughput": True, "total_throughput": True, "goodput": True}
 

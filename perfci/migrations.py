@@ -1,13 +1,17 @@
 """The store's SQLite schema, as named, ordered migrations (sqlite-utils `Migrations`).
 
 A released migration is never edited: a schema change is a new function at the end of this file. Each
-migration runs in a transaction together with its row in `_sqlite_migrations`. Metric columns on `points`
-beyond those created here are added by the store when a record first carries them (docs/records.md).
+migration runs in a transaction together with its row in `_sqlite_migrations`, which is also what marks a
+SQLite file as a perfci store. Record content never changes the schema: metrics outside the typed columns
+go to `points.extra_metrics` (0005; docs/records.md).
 """
 
 from __future__ import annotations
 
+import json
+
 from sqlite_utils import Database, Migrations
+from sqlite_utils.db import quote_identifier
 
 from perfci.errors import StoreError
 
@@ -99,7 +103,7 @@ def _initial(db: Database) -> None:
             "error": str,
             "started": str,
             "telemetry": str,  # JSON object
-            # Flattened metrics (perfci.metrics.summarize); later keys are added as columns on ingest.
+            # Flattened metrics (perfci.metrics.summarize).
             "requests": int,
             "completed": int,
             "errors": int,
@@ -289,16 +293,47 @@ def _watch(db: Database) -> None:
     )
 
 
+# The columns of `points` that 0001 made: 0005 moves every other (a metric column added by ingest before 0005)
+# into `extra_metrics`. Frozen here, like the migration that uses it.
+_POINTS_0001 = (
+    "point_id", "run_id", "idx", "model", "workload", "load_kind", "load_value", "arrival", "burstiness",
+    "max_concurrency", "load_label", "repeat", "status", "error", "started", "telemetry", "requests", "completed",
+    "errors", "error_rate", "duration_s", "request_rate", "output_throughput", "total_throughput", "goodput",
+    "slo_met", "prompt_tokens_mean", "output_tokens_mean",
+    *(f"{m}_{s}" for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms") for s in _STATS),
+)  # fmt: skip
+
+
+@_migration("0005_extra_metrics")
+def _extra_metrics(db: Database) -> None:
+    """Metrics outside the typed columns live in one JSON object per point, `extra_metrics`: before this, ingest
+    added a column per new metric key, so one record could change (or break: too many columns) the schema.
+    Those ad-hoc columns' values move into the JSON object (keyed by column name) and the columns go."""
+    db.execute("ALTER TABLE points ADD COLUMN extra_metrics TEXT")
+    ad_hoc = [c.name for c in db["points"].columns if c.name not in (*_POINTS_0001, "extra_metrics")]
+    if not ad_hoc:
+        return
+    selected = ", ".join(map(quote_identifier, ad_hoc))
+    moved = []
+    for point_id, *values in db.execute(f"SELECT point_id, {selected} FROM points").fetchall():
+        extra = {c: v for c, v in zip(ad_hoc, values, strict=True) if v is not None}
+        if extra:
+            moved.append((json.dumps(extra), point_id))
+    db.conn.executemany("UPDATE points SET extra_metrics = ? WHERE point_id = ?", moved)
+    for column in ad_hoc:
+        db.execute(f"ALTER TABLE points DROP COLUMN {quote_identifier(column)}")
+
+
 def apply(db: Database) -> None:
     """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
-    _refuse_unknown(db)
+    refuse_unknown(db)
     if not MIGRATIONS.pending(db):
         return
     # BEGIN IMMEDIATE takes the write lock before re-reading what is pending, so two processes opening a
     # fresh DB at once do not both run 0001; sqlite-utils nests each migration in a savepoint.
     db.execute("BEGIN IMMEDIATE")
     try:
-        _refuse_unknown(db)
+        refuse_unknown(db)
         MIGRATIONS.apply(db)
     except BaseException:
         db.rollback()
@@ -306,7 +341,7 @@ def apply(db: Database) -> None:
     db.commit()
 
 
-def _refuse_unknown(db: Database) -> None:
+def refuse_unknown(db: Database) -> None:
     unknown = [m.name for m in MIGRATIONS.applied(db) if m.name not in NAMES]
     if unknown:
         raise StoreError(

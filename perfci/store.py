@@ -2,14 +2,16 @@
 
 Records are the source of truth; the DB is an index over them that `rebuild` can always recreate. Ingest
 is idempotent (a run id already stored changes nothing) and all-or-nothing per record (one transaction).
-Point metrics are flattened generically (`ttft_ms: {p50: …}` -> column `ttft_ms_p50`), and a metric the
-schema has not seen becomes a new column, so perfci.metrics can grow without a migration.
+Point metrics are flattened (`ttft_ms: {p50: …}` -> `ttft_ms_p50`); those of the metric vocabulary
+(perfci.metrics.VOCABULARY) go to typed columns, any other key to the JSON column `extra_metrics`, so record
+content never changes the schema. Every SQLite error on a store connection is a StoreError naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
@@ -24,6 +26,7 @@ from sqlite_utils.db import quote_identifier
 
 from perfci import migrations
 from perfci.errors import RecordError, StoreError
+from perfci.metrics import VOCABULARY
 from perfci.records import Point, RunRecord, read_record
 
 if TYPE_CHECKING:
@@ -31,25 +34,11 @@ if TYPE_CHECKING:
 
 BUSY_TIMEOUT_MS = 60_000
 TABLES = ("runs", "startups", "startup_phases", "points", "requests")
-# Columns of `points` that are not metrics; a metric flattening onto one of these names is refused.
-POINT_COLUMNS = (
-    "point_id",
-    "run_id",
-    "idx",
-    "model",
-    "workload",
-    "load_kind",
-    "load_value",
-    "arrival",
-    "burstiness",
-    "max_concurrency",
-    "load_label",
-    "repeat",
-    "status",
-    "error",
-    "started",
-    "telemetry",
-)
+# The typed metric columns of `points` (migration 0001): the metric vocabulary. A metric added to
+# perfci.metrics needs a migration that adds its column; until then it lands in `extra_metrics`.
+METRIC_COLUMNS = VOCABULARY
+EXTRA_METRICS = "extra_metrics"
+NO_STORE_HINT = "run `perfci run` or `perfci db rebuild` to make one"
 
 
 @dataclass
@@ -84,25 +73,196 @@ class IngestReport:
         return "\n".join([head, *(error for _, error in self.refused)])
 
 
-def open_db(path: str | Path) -> Database:
-    """Open (creating if needed) and migrate the store at `path`; ":memory:" gives an in-memory one."""
-    db: Database | None = None
+# --- SQLite errors as StoreErrors -------------------------------------------------------------------------
+
+# Each converted error is a StoreError (the CLI reports it, exit 2) and still an instance of the sqlite3 class
+# it replaces, because sqlite-utils catches some (e.g. OperationalError) as part of normal operation.
+# ProgrammingError and InterfaceError are misuse of the API (a bug in perfci) and stay as they are.
+_CONVERTED = {
+    cls: type(cls.__name__, (StoreError, cls), {"__module__": __name__})
+    for cls in (sqlite3.OperationalError, sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InternalError,
+                sqlite3.NotSupportedError, sqlite3.DatabaseError)
+}  # fmt: skip
+
+
+def _explain(error: sqlite3.Error) -> str:
+    name = getattr(error, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return f"the store is locked by another process (waited {BUSY_TIMEOUT_MS / 1000:g} s): {error}"
+    if name.startswith("SQLITE_READONLY"):
+        return f"cannot write to the store ({error}); check the permissions of the file and of its directory"
+    if name.startswith("SQLITE_CORRUPT"):
+        return f"the store is corrupt ({error}); rebuild it from the run records (perfci db rebuild DIR --db FILE)"
+    if name == "SQLITE_NOTADB":
+        return f"not a SQLite database ({error})"
+    if name.startswith("SQLITE_CANTOPEN"):
+        return f"cannot open the store ({error})"
+    if name == "SQLITE_FULL":
+        return f"the disk is full ({error})"
+    if name.startswith("SQLITE_IOERR"):
+        return f"I/O error on the store ({error})"
+    return str(error)
+
+
+@contextmanager
+def sqlite_errors(path: str | Path) -> Iterator[None]:
+    """Turn the SQLite errors raised inside into StoreErrors naming `path` (store connections do it already)."""
     try:
-        db = Database(path)
-        # Writers queue rather than fail: another process may hold the write lock for a whole migration or
-        # ingest (Python's default wait is 5 s; switching a fresh file to WAL waits on it too).
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA foreign_keys = ON")
-        db.enable_wal()
-        migrations.apply(db)
-    except sqlite3.DatabaseError as e:
-        if db is not None:
-            db.close()
-        raise StoreError(f"{path}: cannot open as a perfci SQLite store ({e})") from e
-    except StoreError:
+        yield
+    except sqlite3.Error as e:
+        if isinstance(e, StoreError):
+            raise
+        cls = next((_CONVERTED[c] for c in type(e).__mro__ if c in _CONVERTED), None)
+        if cls is None or isinstance(e, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+            raise
+        converted = cls(f"{path}: {_explain(e)}")
+        converted.sqlite_errorcode = getattr(e, "sqlite_errorcode", None)
+        converted.sqlite_errorname = getattr(e, "sqlite_errorname", None)
+        raise converted from e
+
+
+class _Cursor(sqlite3.Cursor):
+    def execute(self, sql, parameters=(), /):  # noqa: ANN001 (sqlite3's signature)
+        with sqlite_errors(self.connection.path):
+            return super().execute(sql, parameters)
+
+    def executemany(self, sql, seq_of_parameters, /):  # noqa: ANN001
+        with sqlite_errors(self.connection.path):
+            return super().executemany(sql, seq_of_parameters)
+
+    def executescript(self, sql_script, /):  # noqa: ANN001
+        with sqlite_errors(self.connection.path):
+            return super().executescript(sql_script)
+
+    def fetchone(self):
+        with sqlite_errors(self.connection.path):
+            return super().fetchone()
+
+    def fetchmany(self, size: int = 1):  # pandas and sqlite-utils pass the size positionally
+        with sqlite_errors(self.connection.path):
+            return super().fetchmany(size)
+
+    def fetchall(self):
+        with sqlite_errors(self.connection.path):
+            return super().fetchall()
+
+    def __next__(self):  # a corrupt page shows when a row is stepped to
+        with sqlite_errors(self.connection.path):
+            return super().__next__()
+
+
+class _Connection(sqlite3.Connection):
+    """A store connection: every statement goes through `_Cursor`, so each SQLite error names the file."""
+
+    path = ":memory:"
+
+    def cursor(self, factory=_Cursor):  # noqa: ANN001
+        return super().cursor(factory)
+
+    # sqlite3's own execute() makes a plain cursor, not one from cursor().
+    def execute(self, sql, parameters=(), /):  # noqa: ANN001
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, seq_of_parameters, /):  # noqa: ANN001
+        return self.cursor().executemany(sql, seq_of_parameters)
+
+    def executescript(self, sql_script, /):  # noqa: ANN001
+        return self.cursor().executescript(sql_script)
+
+    def commit(self) -> None:
+        with sqlite_errors(self.path):
+            super().commit()
+
+    def rollback(self) -> None:
+        with sqlite_errors(self.path):
+            super().rollback()
+
+    def __exit__(self, *exc):  # noqa: ANN002
+        with sqlite_errors(self.path):
+            return super().__exit__(*exc)
+
+
+def read_frame(db: Database, sql: str, params: Iterable[Any] = ()) -> pandas.DataFrame:
+    """`pandas.read_sql_query` on a store, whose SQLite errors stay StoreErrors (pandas wraps execute's)."""
+    import pandas  # deferred: importing pandas costs the CLI half a second on every command
+
+    try:
+        return pandas.read_sql_query(sql, db.conn, params=list(params))
+    except pandas.errors.DatabaseError as e:
+        if isinstance(e.__cause__, StoreError):
+            raise e.__cause__ from None
+        raise
+
+
+# --- opening ----------------------------------------------------------------------------------------------
+
+
+def open_db(path: str | Path, *, create: bool = True, readonly: bool = False) -> Database:
+    """Open the perfci store at `path`; ":memory:" gives an in-memory one.
+
+    Writers (the default) may create the file (`create=False`: it must exist) and migrate it to this schema.
+    `readonly=True` is for commands that only read: the file must exist and be a store of this schema, the
+    connection cannot write (PRAGMA query_only), and nothing is created or migrated. Any SQLite file that is
+    not a perfci store is refused without writing to it.
+    """
+    shown = str(path)
+    if shown != ":memory:":
+        path = Path(path)
+        if path.is_dir():
+            raise StoreError(f"{path}: is a directory, not a perfci store file")
+        if not path.exists() and (readonly or not create):
+            raise StoreError(f"no store at {path} ({NO_STORE_HINT})")
+    db = _connect(path, readonly=readonly)
+    try:
+        empty = _check_perfci_store(db, shown)
+        if readonly:
+            _check_current(db, shown, empty=empty)
+        else:
+            db.execute("PRAGMA foreign_keys = ON")
+            with sqlite_errors(shown):
+                db.enable_wal()
+            migrations.apply(db)
+    except BaseException:
         db.close()
         raise
     return db
+
+
+def _connect(path: str | Path, *, readonly: bool) -> Database:
+    with sqlite_errors(str(path)):
+        conn = sqlite3.connect(path, factory=_Connection)
+    conn.path = str(path)
+    db = Database(conn)
+    # Writers queue rather than fail: another process may hold the write lock for a whole migration or
+    # ingest (Python's default wait is 5 s; switching a fresh file to WAL waits on it too).
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if readonly:
+        db.execute("PRAGMA query_only = ON")
+    return db
+
+
+def _check_perfci_store(db: Database, shown: str) -> bool:
+    """Refuse a SQLite file with tables but no perfci schema marker (perfci's rows in `_sqlite_migrations`),
+    before anything is written to it. True for an empty file (no tables yet): a new store."""
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not names:
+        return True
+    if migrations.MIGRATIONS.migrations_table not in names or not migrations.MIGRATIONS.applied(db):
+        raise StoreError(f"{shown}: a SQLite database but not a perfci store (no perfci schema marker); "
+                         "refusing to touch it")  # fmt: skip
+    return False
+
+
+def _check_current(db: Database, shown: str, *, empty: bool) -> None:
+    if empty:
+        raise StoreError(f"{shown}: an empty file, not a perfci store ({NO_STORE_HINT})")
+    migrations.refuse_unknown(db)
+    pending = migrations.MIGRATIONS.pending(db)
+    if pending:
+        raise StoreError(
+            f"{shown}: the store was made by an older perfci (migrations {', '.join(m.name for m in pending)} are "
+            "pending); a command that writes to it upgrades it (perfci ingest, perfci detect, perfci db rebuild)"
+        )
 
 
 def ingest(db: Database, record: RunRecord, *, record_path: str | None = None) -> bool:
@@ -113,7 +273,6 @@ def ingest(db: Database, record: RunRecord, *, record_path: str | None = None) -
         db["runs"].insert(rows.pop("runs")[0], ignore=True)
         if db.conn.total_changes == before:
             return False
-        _add_metric_columns(db, rows["points"])
         for table, table_rows in rows.items():
             _insert_many(db, table, table_rows)
     return True
@@ -137,10 +296,29 @@ def _write_transaction(db: Database) -> Iterator[None]:
 write_transaction = _write_transaction
 
 
+def check_writable(path: str | Path) -> None:
+    """Refuse, before a run measures anything, a store `open_db` could not create or write: a directory, a
+    missing or read-only directory (SQLite writes its WAL beside the file), a read-only file, or a file that is
+    no perfci store (opened, and so migrated, now rather than after the run). A StoreError naming the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"{path}: is a directory, not a store file")
+    directory = path.parent
+    if not directory.is_dir():
+        raise StoreError(f"{path}: {directory} " + ("is not a directory" if directory.exists() else "does not exist"))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StoreError(f"{path}: directory {directory} is not writable")
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise StoreError(f"{path}: store file is not writable")
+        open_db(path).close()
+
+
 def ingest_files(db: Database, paths: Iterable[Path]) -> IngestReport:
-    """Ingest each file on its own: a refused file writes nothing and does not stop the others."""
+    """Ingest each file on its own: a refused file writes nothing and does not stop the others. A directory
+    stands for every *.json under it."""
     report = IngestReport()
-    for path in map(Path, paths):
+    for path in (f for p in map(Path, paths) for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])):
         try:
             record = read_record(path)
             stored = ingest(db, record, record_path=str(path))
@@ -157,23 +335,40 @@ CARRIED_TABLES = ("regressions", "regression_series", "bisects", "bisect_candida
                   "watched_builds", "planned_jobs")  # fmt: skip
 
 
-def rebuild(db_path: Path, records_dir: Path) -> IngestReport:
+# The temp file a rebuild builds the new store in, next to it; SQLite may add -wal/-shm/-journal sidecars.
+REBUILD_TMP = ".{name}.rebuild-{pid}-{token}.tmp"
+_REBUILD_TMP = re.compile(r"^\.(?P<name>.+)\.rebuild-(?P<pid>\d+)-[0-9a-f]{32}\.tmp(-wal|-shm|-journal)?$")
+
+
+def rebuild(db_path: Path, records_dir: Path, *, allow_partial: bool = False) -> IngestReport:
     """Build a fresh store from every *.json under `records_dir` and swap it in for `db_path` atomically.
     The replaced store's CARRIED_TABLES (findings and their statuses, bisects, watch state) are copied over.
 
+    When a record is refused the store is not replaced (a StoreError naming each refused file), unless
+    `allow_partial`: a store without those runs would silently lose them. The new store is built in a temp
+    file whose name says so (REBUILD_TMP); the temp files of a killed rebuild are removed by the next one.
     Nobody may hold `db_path` open meanwhile: its WAL sidecars belong to the replaced file and are removed.
     """
     db_path, records_dir = Path(db_path), Path(records_dir)
     if not records_dir.is_dir():
         raise StoreError(f"{records_dir}: not a directory of run records")
-    if db_path.exists():
-        open_db(db_path).close()  # migrated to this schema (or refused) before anything is built
-    tmp = db_path.with_name(f".{db_path.name}.{uuid.uuid4().hex}.tmp")  # SQLite creates it with the umask
+    if db_path.is_dir():
+        raise StoreError(f"{db_path}: is a directory, not a perfci store file")
+    remove_stale_temp_files(db_path)
+    replaced = db_path.exists() and _is_store(db_path)  # a foreign or newer file is refused before anything is built
+    tmp = db_path.with_name(REBUILD_TMP.format(name=db_path.name, pid=os.getpid(), token=uuid.uuid4().hex))
     try:
-        db = open_db(tmp)
+        db = open_db(tmp)  # SQLite creates it with the umask
         try:
             report = ingest_files(db, sorted(records_dir.rglob("*.json")))
-            if db_path.exists():
+            if report.refused and not allow_partial:
+                raise StoreError("\n".join([
+                    f"{db_path}: not replaced: {len(report.refused)} run record file(s) under {records_dir} were "
+                    "refused, and a store without their runs would lose them (fix or move those files, or rebuild "
+                    "with --allow-partial to leave them out):",
+                    *(f"  {error}" for _, error in report.refused),
+                ]))  # fmt: skip
+            if replaced:
                 _carry_over(db, db_path)
         finally:
             db.close()  # the last connection to close checkpoints the WAL into the file and deletes it
@@ -181,19 +376,73 @@ def rebuild(db_path: Path, records_dir: Path) -> IngestReport:
             Path(f"{db_path}{sidecar}").unlink(missing_ok=True)
         os.replace(tmp, db_path)
     except BaseException:
-        for leftover in ("", "-wal", "-shm"):
+        for leftover in ("", "-wal", "-shm", "-journal"):
             Path(f"{tmp}{leftover}").unlink(missing_ok=True)
         raise
     return report
 
 
+def remove_stale_temp_files(db_path: Path) -> list[Path]:
+    """Remove the temp files (with their sidecars) that rebuilds of `db_path` left when their process died;
+    returns them. A rebuild whose process is alive keeps its own."""
+    db_path = Path(db_path)
+    removed = []
+    for path in sorted(db_path.parent.glob(f".{db_path.name}.rebuild-*.tmp*")):
+        match = _REBUILD_TMP.match(path.name)
+        if match is None or match["name"] != db_path.name or _alive(int(match["pid"])):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is not rebuilding into it now: rebuilds run one at a time
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _is_store(db_path: Path) -> bool:
+    """True for a perfci store of a schema this perfci knows (older ones included), False for an empty SQLite
+    file; refuses anything else. Reads only."""
+    db = _connect(db_path, readonly=True)
+    try:
+        if _check_perfci_store(db, str(db_path)):
+            return False
+        migrations.refuse_unknown(db)
+        return True
+    finally:
+        db.close()
+
+
+def open_existing(db_path: Path) -> Database:
+    """Read-only access to an existing store of any schema this perfci knows (older ones included)."""
+    if not Path(db_path).is_file():
+        raise StoreError(f"no store at {db_path} ({NO_STORE_HINT})")
+    if not _is_store(db_path):
+        raise StoreError(f"{db_path}: an empty file, not a perfci store")
+    return _connect(db_path, readonly=True)
+
+
 def _carry_over(db: Database, old_path: Path) -> None:
+    """Copy CARRIED_TABLES from the store at `old_path`, which may be of an older schema: the tables it lacks
+    are skipped, and only the columns it has are copied."""
     db.execute("ATTACH DATABASE ? AS old", [str(old_path)])
     try:
         with _write_transaction(db):
             for table in CARRIED_TABLES:
-                if db[table].exists():
-                    db.execute(f"INSERT INTO main.[{table}] SELECT * FROM old.[{table}]")
+                columns = [row[1] for row in db.execute(f"PRAGMA old.table_info({quote_identifier(table)})")]
+                if not columns:
+                    continue
+                listed = ", ".join(map(quote_identifier, columns))
+                db.execute(f"INSERT INTO main.{quote_identifier(table)} ({listed}) "
+                           f"SELECT {listed} FROM old.{quote_identifier(table)}")  # fmt: skip
     finally:
         db.execute("DETACH DATABASE old")
 
@@ -204,8 +453,6 @@ def row_counts(db: Database) -> dict[str, int]:
 
 def runs_frame(db: Database, *, limit: int | None = None) -> pandas.DataFrame:
     """One row per run, newest first, with its number of points and of points that did not fail."""
-    import pandas  # deferred: importing pandas costs the CLI half a second on every command
-
     sql = (
         "SELECT r.*, (SELECT count(*) FROM points p WHERE p.run_id = r.run_id) AS points, "
         "(SELECT count(*) FROM points p WHERE p.run_id = r.run_id AND p.status = 'ok') AS points_ok "
@@ -215,13 +462,11 @@ def runs_frame(db: Database, *, limit: int | None = None) -> pandas.DataFrame:
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
-    return pandas.read_sql_query(sql, db.conn, params=params)
+    return read_frame(db, sql, params)
 
 
 def points_frame(db: Database, *, run_id: str | None = None) -> pandas.DataFrame:
     """One row per point with its run's build, hardware and suite, oldest run first, in point order."""
-    import pandas
-
     sql = (
         'SELECT r.engine, r.version, r."commit", r.hardware_label, r.suite, r.suite_hash, r.created, p.* '
         "FROM points p JOIN runs r USING (run_id)"
@@ -230,14 +475,12 @@ def points_frame(db: Database, *, run_id: str | None = None) -> pandas.DataFrame
     if run_id is not None:
         sql += " WHERE p.run_id = ?"
         params.append(run_id)
-    return pandas.read_sql_query(sql + " ORDER BY r.created, p.run_id, p.idx", db.conn, params=params)
+    return read_frame(db, sql + " ORDER BY r.created, p.run_id, p.idx", params)
 
 
 def startups_frame(db: Database, *, run_id: str | None = None) -> pandas.DataFrame:
     """One row per startup phase with its start (model, cache, ready, total_s) and its run's build, hardware and
     suite, oldest run first. A start that logged no phase still has one row, with `phase` null."""
-    import pandas
-
     sql = (
         'SELECT r.engine, r.version, r."commit", r.hardware_label, r.suite, r.suite_hash, r.created, s.run_id, '
         "s.idx, s.model, s.cache, s.ready, s.total_s, ph.phase, ph.seconds "
@@ -247,7 +490,7 @@ def startups_frame(db: Database, *, run_id: str | None = None) -> pandas.DataFra
     if run_id is not None:
         sql += " WHERE s.run_id = ?"
         params.append(run_id)
-    return pandas.read_sql_query(sql + " ORDER BY r.created, s.run_id, s.idx, ph.phase", db.conn, params=params)
+    return read_frame(db, sql + " ORDER BY r.created, s.run_id, s.idx, ph.phase", params)
 
 
 # What `perfci detect` concluded (migration 0002; docs/findings.md). perfci.findings decides; these write.
@@ -346,8 +589,6 @@ def set_regression_status(db: Database, regression_id: int, status: str, *, why:
 
 def regressions_frame(db: Database, *, status: str | None = None, ids: Iterable[int] | None = None) -> pandas.DataFrame:
     """Findings, newest first: all, those with `status`, or those with the given ids."""
-    import pandas
-
     where, params = [], []
     if status is not None:
         where.append("status = ?")
@@ -357,20 +598,18 @@ def regressions_frame(db: Database, *, status: str | None = None, ids: Iterable[
         where.append(f"id IN ({', '.join('?' * len(ids))})")
         params += ids
     sql = "SELECT * FROM regressions" + (f" WHERE {' AND '.join(where)}" if where else "")
-    return pandas.read_sql_query(sql + " ORDER BY last_seen DESC, id DESC", db.conn, params=params)
+    return read_frame(db, sql + " ORDER BY last_seen DESC, id DESC", params)
 
 
 def regression_members_frame(db: Database, ids: Iterable[int]) -> pandas.DataFrame:
     """The member series of the given findings, by finding, then series."""
-    import pandas
-
     ids = list(ids)
     sql = (
         "SELECT r.engine, r.hardware_label, r.suite, r.first_bad, m.* FROM regression_series m "
         f"JOIN regressions r ON r.id = m.regression_id WHERE m.regression_id IN ({', '.join('?' * len(ids))}) "
         "ORDER BY m.regression_id, m.model, m.workload, m.load_label, m.metric, m.method"
     )
-    return pandas.read_sql_query(sql, db.conn, params=ids)
+    return read_frame(db, sql, ids)
 
 def _rows(record: RunRecord, record_path: str | None) -> dict[str, list[dict[str, Any]]]:
     """The record as table rows, in insertion order (parents before children)."""
@@ -416,8 +655,6 @@ def _rows(record: RunRecord, record_path: str | None) -> dict[str, list[dict[str
             for name, seconds in s.phases.items()
         ]
     points = [_point_row(run_id, p) for p in record.points]
-    columns = {key: None for row in points for key in row}  # every row gets every metric column
-    points = [columns | row for row in points]
     requests = [row for p in record.points for row in _request_rows(run_id, p)]
     return {"runs": [run], "startups": startups, "startup_phases": phases, "points": points, "requests": requests}
 
@@ -442,26 +679,47 @@ def _point_row(run_id: str, p: Point) -> dict[str, Any]:
         "telemetry": json.dumps(p.telemetry),
     }
     try:
-        metrics = flatten_metrics(p.metrics)
+        known, extra = split_metrics(flatten_metrics(p.metrics))
     except RecordError as e:
         raise RecordError(f"run {run_id} point {p.index}: {e}") from None
-    clash = sorted({k.lower() for k in metrics} & set(POINT_COLUMNS))
-    if clash:
-        raise RecordError(f"run {run_id} point {p.index}: metric names clash with point columns: {clash}")
-    return row | metrics
+    # Every row has every column (see _insert_many), whatever metrics its point has.
+    return row | dict.fromkeys(METRIC_COLUMNS) | known | {EXTRA_METRICS: json.dumps(extra) if extra else None}
+
+
+def split_metrics(flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flattened metrics -> (those of the vocabulary, checked against their column's type; the others).
+    A known metric of the wrong type is refused: its column would hold a value no reader expects."""
+    known, extra = {}, {}
+    for name, value in flat.items():
+        kind = METRIC_COLUMNS.get(name)
+        if kind is None:
+            extra[name] = value
+            continue
+        if not _fits(value, kind):
+            raise RecordError(f"metric {name!r} must be {kind.__name__} or null (got {value!r:.80})")
+        known[name] = value
+    return known, extra
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if value is None:
+        return True
+    if kind is bool or isinstance(value, bool):  # bool is an int in Python, not in the vocabulary
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, int) if kind is int else isinstance(value, int | float)
 
 
 def flatten_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """`{"ttft_ms": {"p50": 1.0}, "requests": 3}` -> `{"ttft_ms_p50": 1.0, "requests": 3}`; lists become JSON.
 
-    Refuses two keys that flatten to one column (SQLite column names compare without case).
+    Refuses two keys that flatten to one name (`{"a": {"b": 1}, "a_b": 2}`).
     """
     items = list(_flat_items(metrics, ""))
     seen: set[str] = set()
     for name, _ in items:
-        if name.lower() in seen:
-            raise RecordError(f"metric {name!r} appears twice once flattened (column names ignore case)")
-        seen.add(name.lower())
+        if name in seen:
+            raise RecordError(f"metric {name!r} appears twice once flattened")
+        seen.add(name)
     return dict(items)
 
 
@@ -513,22 +771,3 @@ def _insert_many(db: Database, table: str, rows: list[dict[str, Any]]) -> None:
         quote_identifier(table), ", ".join(map(quote_identifier, columns)), ", ".join("?" * len(columns))
     )
     db.conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
-
-
-def _add_metric_columns(db: Database, points: list[dict[str, Any]]) -> None:
-    if not points:
-        return
-    existing = {c.name.lower() for c in db["points"].columns}
-    for column in points[0]:
-        if column.lower() not in existing:
-            db["points"].add_column(column, _column_type([row[column] for row in points]))
-
-
-def _column_type(values: list[Any]) -> str:
-    """TEXT only when every value is text: TEXT affinity would turn numbers stored later into strings."""
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, str) for v in present):
-        return "TEXT"
-    if present and all(isinstance(v, int) for v in present):
-        return "INTEGER"
-    return "REAL"

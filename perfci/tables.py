@@ -1,5 +1,9 @@
 """Terminal tables (rich) built from run records and store frames. Pure: they return renderables; the CLI
-prints them."""
+prints them.
+
+Every title, header and cell is a rich Text, never a str: rich parses markup in strs, and names, labels,
+paths and error messages are user data whose brackets ("[/y]") would be misread as tags or make printing
+raise. Styles are given as Text styles instead."""
 
 from __future__ import annotations
 
@@ -7,13 +11,29 @@ import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from perfci.records import RunRecord
 
 if TYPE_CHECKING:
     import pandas as pd  # only frames passed in: importing pandas costs every CLI command ~0.5 s
+
+
+def _table(title: str | Text, *, caption: str | None = None, **kwargs: Any) -> Table:
+    # rich styles only str titles and captions itself
+    heading = Text(title) if isinstance(title, str) else title
+    heading.style = "table.title"
+    return Table(title=heading, caption=None if caption is None else Text(caption, style="table.caption"), **kwargs)
+
+
+def _columns(t: Table, *names: str, right: tuple[str, ...] = ()) -> None:
+    for name in names:
+        t.add_column(Text(name), justify="right" if name in right else "left")
+
+
+def _row(t: Table, *cells: str | Text) -> None:
+    t.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
 
 
 def _ms(v: Any) -> str:
@@ -25,26 +45,27 @@ def _num(v: Any, fmt: str = ",.2f") -> str:
 
 
 def points_table(record: RunRecord) -> Table:
-    sim = "  [bold magenta](sim engine: a SIMULATOR, not a real engine)[/]" if record.build.engine == "sim" else ""
-    t = Table(title=f"{record.suite.name} on {record.build.engine} {record.build.version or ''}{sim}",
-              caption=f"latencies in ms · run {record.run_id} · {record.hardware.label} · "
-                      f"status {record.status}")  # fmt: skip
-    for col in ("workload", "load", "rep", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99",
-                "E2E p50", "E2E p99", "errors"):  # fmt: skip
-        t.add_column(col, justify="left" if col in ("workload", "load") else "right")
+    title = Text(f"{record.suite.name} on {record.build.engine} {record.build.version or ''}")
+    if record.build.engine == "sim":
+        title.append("  (sim engine: a SIMULATOR, not a real engine)", style="bold magenta")
+    t = _table(title, caption=f"latencies in ms · run {record.run_id} · {record.hardware.label} · "
+                              f"status {record.status}")  # fmt: skip
+    columns = ("workload", "load", "rep", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99",
+               "E2E p50", "E2E p99", "errors")  # fmt: skip
+    _columns(t, *columns, right=columns[2:])
     for p in record.points:
         m = p.metrics
         if p.status == "skipped":
-            t.add_row(p.workload, p.load_label, str(p.repeat), *["—"] * 8, f"[yellow]skipped: {p.error}[/]")
+            _row(t, p.workload, p.load_label, str(p.repeat), *["—"] * 8, Text(f"skipped: {p.error}", style="yellow"))
             continue
-        errors = f"{m['errors']}/{m['requests']}" if m.get("requests") else "—"
+        errors: str | Text = f"{m['errors']}/{m['requests']}" if m.get("requests") else "—"
         if p.status == "failed":
-            errors = f"[red]{errors} {(p.error or '').splitlines()[0][:60]}[/]"
-        t.add_row(
-            p.workload, p.load_label, str(p.repeat), _num(m.get("request_rate")),
+            errors = Text(f"{errors} {(p.error or '').splitlines()[0][:60]}", style="red")
+        _row(  # a failed point may have no metrics at all
+            t, p.workload, p.load_label, str(p.repeat), _num(m.get("request_rate")),
             _num(m.get("output_throughput"), ",.0f"),
-            _ms(m["ttft_ms"]["p50"]), _ms(m["ttft_ms"]["p99"]), _ms(m["itl_ms"]["p50"]), _ms(m["itl_ms"]["p99"]),
-            _ms(m["e2e_ms"]["p50"]), _ms(m["e2e_ms"]["p99"]), errors,
+            *(_ms((m.get(key) or {}).get(stat)) for key in ("ttft_ms", "itl_ms", "e2e_ms") for stat in ("p50", "p99")),
+            errors,
         )  # fmt: skip
     return t
 
@@ -56,24 +77,22 @@ def startup_table(record: RunRecord) -> Table | None:
     phases: list[str] = []
     for s in record.startups:
         phases += [k for k in s.phases if k not in phases]
-    t = Table(title="startup (s)", caption="at_* = since spawn · unreported = time no log line reports")
-    t.add_column("phase")
-    for s in record.startups:
-        t.add_column(f"{s.model} ({s.cache})", justify="right")
-    t.add_row("ready", *["yes" if s.ready else "[red]no[/]" for s in record.startups])
-    t.add_row("total", *[_num(s.total_s) for s in record.startups])
+    t = _table("startup (s)", caption="at_* = since spawn · unreported = time no log line reports")
+    heads = [f"{s.model} ({s.cache})" for s in record.startups]
+    _columns(t, "phase", *heads, right=tuple(heads))
+    _row(t, "ready", *["yes" if s.ready else Text("no", style="red") for s in record.startups])
+    _row(t, "total", *[_num(s.total_s) for s in record.startups])
     for k in phases:
-        t.add_row(k, *[_num(s.phases.get(k)) for s in record.startups])
+        _row(t, k, *[_num(s.phases.get(k)) for s in record.startups])
     return t
 
 
 def runs_table(frame: pd.DataFrame) -> Table:
-    t = Table(title="stored runs")
+    t = _table("stored runs")
     cols = ("run_id", "created", "suite", "engine", "version", "hardware_label", "status")
-    for col in (*cols, "points ok"):
-        t.add_column(col)
+    _columns(t, *cols, "points ok")
     for row in frame.itertuples(index=False):
-        t.add_row(*[_cell(getattr(row, c, None)) for c in cols], f"{row.points_ok}/{row.points}")
+        _row(t, *[_cell(getattr(row, c, None)) for c in cols], f"{row.points_ok}/{row.points}")
     return t
 
 
@@ -85,27 +104,25 @@ def _cell(v: Any) -> str:
 
 
 def envs_table(infos) -> Table:
-    t = Table(title="build environments")
-    for col in ("build", "size", "last used", "complete", "path"):
-        t.add_column(col)
+    t = _table("build environments")
+    _columns(t, "build", "size", "last used", "complete", "path")
     for i in infos:
         used = datetime.fromtimestamp(i.last_used, UTC).strftime("%Y-%m-%d %H:%M")
-        t.add_row(i.spec or "?", f"{i.size_bytes / 2**30:.2f} GiB", used, "yes" if i.complete else "[red]no[/]",
-                  str(i.path))  # fmt: skip
+        _row(t, i.spec or "?", f"{i.size_bytes / 2**30:.2f} GiB", used,
+             "yes" if i.complete else Text("no", style="red"), str(i.path))  # fmt: skip
     return t
 
 
 def doctor_table(fp: dict[str, Any], problems: list[str]) -> Table:
-    t = Table(title=f"hardware: {fp['label']}", show_header=False)
-    t.add_column("key")
-    t.add_column("value")
+    t = _table(f"hardware: {fp['label']}", show_header=False)
+    _columns(t, "key", "value")
     for key, value in fp.items():
         if key == "gpus":
             for i, gpu in enumerate(value):
-                t.add_row(f"gpu {i}", f"{gpu['name']} · {gpu['memory_gib']} GiB · {gpu['uuid']}")
+                _row(t, f"gpu {i}", f"{gpu['name']} · {gpu['memory_gib']} GiB · {gpu['uuid']}")
         else:
-            t.add_row(key, str(value))
-    t.add_row("preflight", "clean" if not problems else "[red]" + "; ".join(problems) + "[/]")
+            _row(t, key, str(value))
+    _row(t, "preflight", "clean" if not problems else Text("; ".join(problems), style="red"))
     return t
 
 
@@ -113,9 +130,8 @@ _VERDICT_STYLE = {"regression": "bold red", "failed": "bold red", "improvement":
                   "no-baseline": "dim", "unchanged": ""}  # fmt: skip
 
 
-def _verdict(v: str) -> str:
-    style = _VERDICT_STYLE.get(v, "")
-    return f"[{style}]{v}[/]" if style else v
+def _verdict(v: str) -> Text:
+    return Text(v, style=_VERDICT_STYLE.get(v, ""))
 
 
 def _pct(v: float | None) -> str:
@@ -142,43 +158,40 @@ def comparison_table(comparison) -> Table:
                "values: medians of the repeats · change: candidate vs baseline")  # fmt: skip
     if all(v.verdict in ("no-baseline", "failed") for v in comparison.verdicts):
         caption += " · no series in common: series match on model, hardware label, suite, workload and load"
-    t = Table(title=f"{b.label} vs {a.label}", caption=caption)
-    for col in ("hardware", "suite", "model", "workload", "load", "metric", "baseline", "candidate", "n", "change",
-                "CI", "p", "verdict"):  # fmt: skip
-        t.add_column(col, justify="right" if col in ("baseline", "candidate", "n", "change", "CI", "p") else "left")
+    t = _table(f"{b.label} vs {a.label}", caption=caption)
+    _columns(t, "hardware", "suite", "model", "workload", "load", "metric", "baseline", "candidate", "n", "change",
+             "CI", "p", "verdict", right=("baseline", "candidate", "n", "change", "CI", "p"))  # fmt: skip
     for v in comparison.verdicts:
         k = v.key
-        t.add_row(k.hardware_label, k.suite, k.model, k.workload, k.load_label, k.metric, _value(v.baseline),
+        _row(t, k.hardware_label, k.suite, k.model, k.workload, k.load_label, k.metric, _value(v.baseline),
                   _value(v.candidate), f"{v.n_baseline}/{v.n_candidate}", _pct(v.rel_change),
-                  _ci(v.ci_low, v.ci_high), _p(v.pvalue), _verdict(v.verdict))  # fmt: skip
+             _ci(v.ci_low, v.ci_high), _p(v.pvalue), _verdict(v.verdict))  # fmt: skip
     return t
 
 
 def judgements_table(judged) -> Table:
     """`perfci detect`: one row per run judged (findings.RunJudgement), with how many series got each verdict."""
-    t = Table(title="runs judged")
-    for col in ("run", "build", "hardware", "suite", "baseline", "verdict", "series"):
-        t.add_column(col)
+    t = _table("runs judged")
+    _columns(t, "run", "build", "hardware", "suite", "baseline", "verdict", "series")
     for j in judged:
         counts = ", ".join(f"{n} {v}" for v, n in sorted(j.counts().items()))
-        t.add_row(j.run_id[:8], j.build, j.scope[1], j.scope[2], j.baseline.label if j.baseline else "—",
-                  _verdict(j.verdict), counts or "—")  # fmt: skip
+        _row(t, j.run_id[:8], j.build, j.scope[1], j.scope[2], j.baseline.label if j.baseline else "—",
+             _verdict(j.verdict), counts or "—")  # fmt: skip
     return t
 
 
 def findings_table(findings, *, title: str = "regressions") -> Table:
     """Findings (findings.Finding): one row each, its representative member's change and the member count."""
-    t = Table(title=title, caption="change, CI, p: the member series with the smallest p-value · "
-                                   "pending: a change at the newest builds, not yet confirmed")  # fmt: skip
-    for col in ("id", "status", "engine", "hardware", "suite", "last good → first bad", "series", "change", "CI",
-                "p", "last seen", "why"):  # fmt: skip
-        t.add_column(col, justify="right" if col in ("id", "change", "CI", "p") else "left")
+    t = _table(title, caption="change, CI, p: the member series with the smallest p-value · "
+                              "pending: a change at the newest builds, not yet confirmed")  # fmt: skip
+    _columns(t, "id", "status", "engine", "hardware", "suite", "last good → first bad", "series", "change", "CI",
+             "p", "last seen", "why", right=("id", "change", "CI", "p"))  # fmt: skip
     for f in findings:
-        status = {"open": "[bold red]open[/]" if f.confirmed else "open (pending)",
+        status = {"open": Text("open", style="bold red") if f.confirmed else "open (pending)",
                   "fixed": f"fixed in {f.fixed_in}" if f.fixed_in else "fixed"}.get(f.status, f.status)  # fmt: skip
-        t.add_row(str(f.id), status, f.engine, f.hardware_label, f.suite, f"{f.last_good or '?'} → {f.first_bad}",
-                  _members(f.members), _pct(f.rel_change), _ci(f.ci_low, f.ci_high), _p(f.pvalue),
-                  f.last_seen[:16].replace("T", " "), escape(f.why or ""))  # fmt: skip
+        _row(t, str(f.id), status, f.engine, f.hardware_label, f.suite, f"{f.last_good or '?'} → {f.first_bad}",
+             _members(f.members), _pct(f.rel_change), _ci(f.ci_low, f.ci_high), _p(f.pvalue),
+             f.last_seen[:16].replace("T", " "), f.why or "")  # fmt: skip
     return t
 
 
@@ -191,10 +204,10 @@ def _members(members) -> str:
 def bisect_table(view) -> Table:
     """A bisect's candidates that have trials or were skipped, with P(bad) and the verdict so far."""
     row, result = view.row, view.result
-    t = Table(title=f"bisect {row['id']}: {row['engine']} {row['metric']} · {row['workload']} {row['load_label']} "
-                    f"· {row['status']}", caption=bisect_summary(view))  # fmt: skip
-    for col in ("#", "candidate", "subject", "trials", "median", "P(bad)", "verdict"):
-        t.add_column(col, justify="right" if col in ("#", "trials", "median", "P(bad)") else "left")
+    t = _table(f"bisect {row['id']}: {row['engine']} {row['metric']} · {row['workload']} {row['load_label']} "
+               f"· {row['status']}", caption=bisect_summary(view))  # fmt: skip
+    _columns(t, "#", "candidate", "subject", "trials", "median", "P(bad)", "verdict",
+             right=("#", "trials", "median", "P(bad)"))  # fmt: skip
     for probe in result.probes:
         if probe.verdict == "untested":
             continue
@@ -202,8 +215,8 @@ def bisect_table(view) -> Table:
         samples = sorted(probe.samples)
         median = samples[len(samples) // 2] if samples else None
         colour = {"bad": "red", "good": "green", "skipped": "yellow"}.get(probe.verdict, "white")
-        t.add_row(str(probe.index), escape(c.label[:12]), escape(c.subject[:60]), str(len(samples)),
-                  _value(median), f"{probe.p_bad:.2f}", f"[{colour}]{probe.verdict}[/]")  # fmt: skip
+        _row(t, str(probe.index), c.label[:12], c.subject[:60], str(len(samples)), _value(median),
+             f"{probe.p_bad:.2f}", Text(probe.verdict, style=colour))  # fmt: skip
     return t
 
 
@@ -227,9 +240,8 @@ def bisect_summary(view) -> str:
 
 
 def rows_table(rows: list[dict[str, Any]], *, title: str) -> Table:
-    t = Table(title=title)
-    for col in rows[0] if rows else ():
-        t.add_column(col)
+    t = _table(title)
+    _columns(t, *(rows[0] if rows else ()))
     for row in rows:
-        t.add_row(*(escape(_cell(v)) for v in row.values()))
+        _row(t, *(_cell(v) for v in row.values()))
     return t

@@ -4,8 +4,9 @@
 # the `transformers` engine (`transformers serve --continuous-batching`), with perfci's tiny model given
 # random weights. Run records, the store and the doctor output land in $OUT.
 #
-# Wheels perfci needs and the machine lacks travel in .whl/ (built here with `pip download`, see
-# docs/builds.md). transformers serve has no `ignore_eos`, so output lengths are what the model generates.
+# Wheels perfci needs that the machine lacks go in .whl/ (made with `pip download` where there is a
+# network, see docs/builds.md). transformers serve has no `ignore_eos`, so output lengths are what the model
+# generates.
 set -euo pipefail
 OUT=${OUT:-gpu-out}
 PY=${PYTHON:-python3}

@@ -2,7 +2,7 @@
 # Turn a bare GPU host into an ephemeral GitHub Actions runner for perfci. Run as root, once:
 #
 #   sudo runners/setup-runner.sh --url https://github.com/ORG --runner-group perfci-gpu \
-#       --admin-token-file /root/runner-admin-token
+#       --admin-token-file ./runner-admin-token
 #
 # It creates the user `perfci-runner` (no sudo, no docker group), the perfci and Hugging Face caches under
 # /var/lib/perfci, installs the Actions runner and perfci, takes the runner label from the GPU fingerprint
@@ -50,9 +50,8 @@ install -d -o root -g root -m 0700 /etc/perfci-runner
 install -o root -g root -m 0600 "$ADMIN_TOKEN_FILE" /etc/perfci-runner/admin-token
 
 echo "== perfci (for the label and for jobs that want a preinstalled copy)"
-"$PYTHON" -m venv /opt/perfci
-/opt/perfci/bin/pip install --quiet --upgrade pip
-/opt/perfci/bin/pip install --quiet "${REPO_ROOT}[gpu]"
+# The wheel, not the checkout: /opt/perfci keeps working when the checkout moves or changes.
+PYTHON="$PYTHON" "$REPO_ROOT/runners/install-perfci.sh" /opt/perfci gpu
 if [ -z "$LABEL" ]; then
     # --force: a busy GPU must not stop the setup; the label is what matters here.
     LABEL="$(/opt/perfci/bin/perfci doctor --json --force | /opt/perfci/bin/python -c \

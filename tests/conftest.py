@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from perfci.records import new_run_id
+from perfci.records import SCHEMA_VERSION, new_run_id
 from perfci.store import open_db
 
 
@@ -34,7 +34,7 @@ _REQUESTS = {
 }
 
 _RECORD = {
-    "schema_version": 1,
+    "schema_version": SCHEMA_VERSION,
     "kind": "perfci-run",
     "run_id": "00000000-0000-4000-8000-000000000000",
     "created": "2026-11-26T23:40:00.123Z",

@@ -61,7 +61,7 @@ class FakeGitHub:
     def repo_url(self) -> str:
         return f"{self.api}/repos/{OWNER}/{NAME}"
 
-    # --- test helpers ---------------------------------------------------------------------------------------
+    # --- what tests arrange and inspect ---------------------------------------------------------------------
 
     def add_pull_request(self, number: int, head_sha: str, *, author: str = "octocat") -> None:
         self.issues[number] = self._issue(number, f"Bump vllm (#{number})", "", [], self._user(author, "User"),

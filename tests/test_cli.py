@@ -1,4 +1,4 @@
-"""The CLI as a user drives it: the issue's "done when" checks, as tests."""
+"""The CLI as a user drives it: each command's promises (exit codes, output, files), as tests."""
 
 import json
 import subprocess
@@ -116,7 +116,7 @@ def test_env_list_and_prune(tmp_path, monkeypatch):
     assert pruned.exit_code == 0 and not half_made.exists()
 
 
-# --- issue 4: compare, detect, regressions, ack on real sim runs ---------------------------------------------
+# --- compare, detect, regressions, ack on real sim runs ------------------------------------------------------
 
 DETECT_SUITE = """
 name = "detect-e2e"

@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from perfci.config import SUITES_DIR, load_suite, with_sim_overrides
+from perfci.config import load_suite, shipped_suites, with_sim_overrides
 from perfci.errors import ConfigError
+from perfci.resources import shipped
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in SUITES_DIR.glob("*.toml")))
+@pytest.mark.parametrize("name", shipped_suites())
 def test_shipped_suites_load(name):
     suite = load_suite(name)
     assert suite.name == name
@@ -17,7 +18,7 @@ def test_shipped_suites_load(name):
 
 def test_content_hash_changes_with_the_file(tmp_path):
     a = tmp_path / "a.toml"
-    a.write_text((SUITES_DIR / "smoke.toml").read_text())
+    a.write_text((shipped("suites") / "smoke.toml").read_text())
     h1 = load_suite(a).content_hash
     a.write_text(a.read_text().replace("requests = 12", "requests = 13"))
     assert load_suite(a).content_hash != h1

@@ -98,4 +98,4 @@ def test_cli_push_refuses_with_exit_2_and_pull_json(tmp_path, make_record_dict):
     pulled = CliRunner().invoke(cli, ["data", "pull", "--data", str(loc), "--db", str(tmp_path / "p.db"), "--json"])
     assert pulled.exit_code == 0 and json.loads(pulled.output)["counts"]["ingested"] == 1
     missing = CliRunner().invoke(cli, ["data", "pull", "--data", str(tmp_path / "nope"), "--db", str(tmp_path / "p.db")])
-    assert missing.exit_code == 1 and "no data location there" in " ".join(missing.output.split())
+    assert missing.exit_code == 2 and "no data location there" in " ".join(missing.output.split())

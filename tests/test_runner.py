@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from perfci import runner
+from perfci import config, runner
 from perfci.config import load_suite
 from perfci.errors import ConfigError
 from perfci.server import free_port, port_in_use
@@ -129,14 +129,42 @@ def test_endpoint_mode_measures_a_running_server(tmp_path):
         deadline = time.monotonic() + 20
         while not port_in_use(port) and time.monotonic() < deadline:
             time.sleep(0.05)
-        target = runner.resolve_target(engine=None, endpoint=f"http://127.0.0.1:{port}", served_model="served-name")
+        # Credentials in the URL are sent (as basic auth) but never stored.
+        endpoint = f"http://bench:pw123@127.0.0.1:{port}"
+        target = runner.resolve_target(engine=None, endpoint=endpoint, served_model="served-name")
         record = runner.run_suite(suite=suite(tmp_path), target=target)
     finally:
         proc.terminate()
         proc.wait(10)
     assert record.status == "ok" and record.startups == []
     assert record.build.engine == "openai" and record.build.source == f"endpoint:http://127.0.0.1:{port}"
+    assert "pw123" not in record.model_dump_json()
     assert record.points[0].metrics["completed"] == 6
+
+
+def test_the_record_holds_no_home_or_checkout_path(tmp_path, monkeypatch):
+    """A run started from a checkout in the home directory: the record names the suite by its path relative
+    to the working directory, and perfci's argv without where perfci is installed or whose home it is."""
+    home, checkout = tmp_path / "home", tmp_path / "home" / "src" / "perfci"
+    checkout.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(checkout)
+    monkeypatch.setattr(sys, "argv", [str(checkout / ".venv/bin/perfci"), "run", "--suite", str(checkout / "t.toml"),
+                                      "--db", str(home / "perfci.db"), "--out", str(checkout / "runs")])  # fmt: skip
+    record = runner.run_suite(suite=suite(checkout), target=sim_target())
+    assert record.status == "ok"
+    assert record.suite.path == "t.toml"
+    assert record.environment["perfci_argv"] == ["perfci", "run", "--suite", "t.toml", "--db", "~/perfci.db",
+                                                 "--out", "runs"]  # fmt: skip
+    assert str(tmp_path) not in record.model_dump_json()
+
+
+def test_a_shipped_suite_is_recorded_by_name_and_hash_only(tmp_path, monkeypatch):
+    # where perfci's own suites are installed
+    monkeypatch.setattr(config, "shipped", lambda name: tmp_path.resolve() if name == "suites" else None)
+    s = suite(tmp_path, load="{ synchronous = true }", run="requests = 2\nwarmup_requests = 0")
+    record = runner.run_suite(suite=s, target=sim_target())
+    assert (record.suite.name, record.suite.hash, record.suite.path) == ("t", s.content_hash, None)
 
 
 def test_target_errors():

@@ -1,5 +1,6 @@
-"""Hugging Face transformers: `transformers serve MODEL --continuous-batching` — the engine that runs on
-this project's lent GPU machines (vLLM's wheels are too large to carry there). It rejects `ignore_eos`
+"""Hugging Face transformers: `transformers serve MODEL --continuous-batching` — the engine for a GPU
+machine where PyTorch and transformers are preinstalled and no serving engine can be downloaded
+(runners/gpu-smoke.sh). It rejects `ignore_eos`
 (HTTP 422), so output lengths are whatever the model generates up to max_tokens; the tokens received are
 what perfci counts. It cannot load a model without weights, so perfci's tiny model gets random weights
 written once, by the engine's own interpreter."""

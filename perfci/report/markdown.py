@@ -9,6 +9,7 @@ left out), so a table is always whole.
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import re
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 
+from perfci import resources
 from perfci.findings import Finding, Member, SeriesVerdict
 from perfci.report.summary import VERDICTS, Bisect, Section, Summary
 from perfci.series import STARTUP_PREFIX, STARTUP_WORKLOAD, SeriesKey
@@ -196,7 +198,8 @@ def latest_culprit(bisects: list[Bisect] | tuple[Bisect, ...]) -> Bisect | None:
 
 @cache
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("perfci.report", "templates"), autoescape=False,
+    templates = importlib.resources.files("perfci.report") / "templates"
+    env = jinja2.Environment(loader=resources.template_loader(templates), autoescape=False,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)  # fmt: skip
     env.filters.update(md=md, url=url, pct=pct, change=change, pvalue=pvalue, verdict=verdict, metric_name=metric_name)

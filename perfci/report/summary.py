@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
-from perfci import findings, series
+from perfci import findings, series, store
 from perfci.errors import ConfigError
 from perfci.findings import Finding, SeriesVerdict
 from perfci.series import SCOPE, Selection, SeriesKey
@@ -94,21 +94,18 @@ def of_comparison(db: Database, baseline: str, candidate: str, *, min_effect: fl
 def of_latest_detect(db: Database) -> Summary:
     """The runs the newest `perfci detect` pass judged, with the verdicts it stored (medians from the store), and
     the findings in their scopes that are open or that pass saw."""
-    judged = pd.read_sql_query(
-        "SELECT j.*, r.engine, r.version, r.\"commit\", r.hardware_label, r.suite FROM judged_runs j "
+    judged = store.read_frame(
+        db, "SELECT j.*, r.engine, r.version, r.\"commit\", r.hardware_label, r.suite FROM judged_runs j "
         "JOIN runs r USING (run_id) WHERE j.judged_at = (SELECT max(judged_at) FROM judged_runs) "
-        "ORDER BY r.created, j.run_id",
-        db.conn,
+        "ORDER BY r.created, j.run_id"
     )
     if judged.empty:
         raise ConfigError("nothing to report: no run has been judged (run `perfci detect`, or give --baseline and "
                           "--candidate)")  # fmt: skip
     stamp = judged["judged_at"].iloc[0]
-    stored = pd.read_sql_query(
-        f"SELECT * FROM verdicts WHERE run_id IN ({', '.join('?' * len(judged))}) "
-        "ORDER BY run_id, model, workload, load_label, metric",
-        db.conn,
-        params=list(judged["run_id"]),
+    stored = store.read_frame(
+        db, f"SELECT * FROM verdicts WHERE run_id IN ({', '.join('?' * len(judged))}) "
+        "ORDER BY run_id, model, workload, load_label, metric", list(judged["run_id"])
     )
     baseline_runs = {row.run_id: tuple(json.loads(row.baseline_runs)) if _text(row.baseline_runs) else ()
                      for row in judged.itertuples()}  # fmt: skip

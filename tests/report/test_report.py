@@ -213,5 +213,8 @@ def test_bad_input_is_refused_naming_it(detected, db_path, fake, tmp_path):
     assert r.exit_code == 4 and "$GITHUB_TOKEN is not set" in r.output
     r = report(db_path, "--summary")
     assert r.exit_code == 2 and "GITHUB_STEP_SUMMARY is not set" in r.output
+    r = report(tmp_path / "missing.db")  # a reader: the store is not created
+    assert r.exit_code == 2 and "no store at" in r.output and not (tmp_path / "missing.db").exists()
+    open_db(tmp_path / "empty.db").close()
     r = report(tmp_path / "empty.db")
     assert r.exit_code == 2 and "no run has been judged" in r.output
