@@ -7,8 +7,10 @@ Emulated here, on purpose:
   variable, or (watch.yml's matrix of planned builds, which cannot be installed here) benchmark.yml's `build`
   input replaced by `sim`;
 - `./.github/actions/setup-perfci` is replaced by `perfci_from_source`: perfci comes from the checked-out
-  source through this test's environment (its bin/ on GITHUB_PATH, the checkout on PYTHONPATH), not from an
-  install, which would need the network. PERFCI_REPLAY_SETUP=real runs the action's own steps instead;
+  source through this test's environment (its bin/ on GITHUB_PATH, the checkout on PYTHONPATH), not from a
+  wheel built and installed for every job, which needs a package index and time. One replay (marked
+  `integration`, as tests/test_wheel.py) runs the action's own steps; PERFCI_REPLAY_SETUP=real runs them in
+  every replay;
 - watch.toml in the checkout follows a local package index (tests/index_server.py), not PyPI;
 - ci.yml's `make test` (the whole suite, this test included) runs as `make -n test`: its commands resolve.
 """
@@ -151,11 +153,21 @@ def test_benchmark_uploads_a_sim_run_and_ingest_by_hand_appends_it_to_the_data_b
     assert job.step("Upload the run record").outcome == "success"
 
 
-def test_benchmark_reaches_an_arc_scale_set_by_its_name(tmp_path, github, origin):
-    replay = make_replay(tmp_path, github, origin, vars={"PERFCI_RUNNERS": "arc"})
-    replay.scripts[("benchmark", "run", "Run")] = "mkdir -p records"  # runs-on is what this proves
+@pytest.mark.integration
+def test_the_setup_action_s_own_steps_install_perfci_for_a_benchmark_on_an_arc_scale_set(tmp_path, github, origin):
+    """The one replay with setup-perfci as it is (the wheel built and installed into .venv): the job's
+    `perfci doctor` then runs the installed perfci. The measurement itself is replaced: the other replays
+    measure."""
+    replay = Replay(source=ROOT, root=tmp_path / "replay", github=github, origin=origin, repository=REPOSITORY,
+                    vars={"PERFCI_RUNNERS": "arc"}, scripts={("benchmark", "run", "Run"): "mkdir -p records"})  # fmt: skip
     run = replay.run("benchmark.yml", event="workflow_dispatch", inputs={"build": "sim", "hardware": "b200"})
-    assert run.job("run").runs_on == "b200"
+    passed(run)
+    job = run.job("run")
+    assert job.runs_on == "b200"  # an ARC scale set is reached by its name
+    setup = job.step("./.github/actions/setup-perfci")
+    assert "Install perfci's wheel into .venv: success" in setup.log and "[replay]" not in setup.log
+    assert replay.used == {"script:benchmark/run/Run"}
+    assert job.step("Preflight").outcome == "success"
 
 
 def labeled(label: str = "perf", head_repo: str = REPOSITORY) -> dict:
