@@ -61,13 +61,13 @@ class Nvml:
         self.nv = nv
 
     def _h(self, i: int) -> Any:
-        return self.nv.nvmlDeviceGetHandleByIndex(i)
+        return self._call(self.nv.nvmlDeviceGetHandleByIndex, i)
 
     def count(self) -> int:
-        return self.nv.nvmlDeviceGetCount()
+        return self._call(self.nv.nvmlDeviceGetCount)
 
     def name(self, i: int) -> str:
-        name = self.nv.nvmlDeviceGetName(self._h(i))
+        name = self._call(self.nv.nvmlDeviceGetName, self._h(i))
         return name.decode() if isinstance(name, bytes) else str(name)
 
     def base_mhz(self, i: int) -> int:
@@ -81,8 +81,8 @@ class Nvml:
 
     def persistence(self, i: int) -> bool | None:
         try:
-            return self.nv.nvmlDeviceGetPersistenceMode(self._h(i)) == self.nv.NVML_FEATURE_ENABLED
-        except self.nv.NVMLError:
+            return self._call(self.nv.nvmlDeviceGetPersistenceMode, self._h(i)) == self.nv.NVML_FEATURE_ENABLED
+        except ClockRefused:
             return None
 
     def lock(self, i: int, mhz: int) -> None:
@@ -108,7 +108,10 @@ class NvidiaSmi:
         self.run = run or (lambda argv: subprocess.run(argv, capture_output=True, text=True, timeout=30))
 
     def _smi(self, *args: str) -> str:
-        p = self.run(["nvidia-smi", *args])
+        try:
+            p = self.run(["nvidia-smi", *args])
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise ClockRefused(f"nvidia-smi {' '.join(args)}: {e}") from e
         if p.returncode != 0:
             out = (p.stdout + p.stderr).strip()
             low = out.lower()
