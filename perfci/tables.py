@@ -8,12 +8,14 @@ raise. Styles are given as Text styles instead."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
+from perfci.clocks import Check
 from perfci.records import RunRecord
 
 if TYPE_CHECKING:
@@ -115,7 +117,7 @@ def envs_table(infos) -> Table:
     return t
 
 
-def doctor_table(fp: dict[str, Any], problems: list[str]) -> Table:
+def doctor_table(fp: dict[str, Any], problems: list[str], settings: Sequence[Check] = ()) -> Table:
     t = _table(f"hardware: {fp['label']}", show_header=False)
     _columns(t, "key", "value")
     for key, value in fp.items():
@@ -125,6 +127,8 @@ def doctor_table(fp: dict[str, Any], problems: list[str]) -> Table:
         else:
             _row(t, key, str(value))
     _row(t, "preflight", "clean" if not problems else Text("; ".join(problems), style="red"))
+    for c in settings:
+        _row(t, c.name, c.value if c.ok is not False else Text(f"{c.value}: {c.advice}", style="yellow"))
     return t
 
 
