@@ -68,6 +68,47 @@ def test_inconclusive_when_significant_needs_more_samples_than_given():
     assert v.rel_change == pytest.approx(0.5, abs=0.01)
 
 
+@pytest.mark.parametrize("alpha", [0.01, 0.05])
+@pytest.mark.parametrize("n", [2, 3, 5, 9, 19, 50, 199, 400])
+def test_min_candidates_is_the_fewest_values_whose_most_extreme_outcome_reaches_alpha(n, alpha):
+    """Every candidate value above every baseline value is the most significant outcome there is: with
+    min_candidates values it reaches alpha, with one fewer it cannot, and with more it still does."""
+    baseline = [100 + 0.01 * i for i in range(n)]
+    need = detect.min_candidates(n, alpha=alpha)
+    assert need is not None and need >= 2
+
+    def smallest_p(m: int) -> float:
+        return compare(baseline, [200 + 0.01 * j for j in range(m)], higher_is_better=False, alpha=alpha).pvalue
+
+    assert smallest_p(need) <= alpha
+    assert need == 2 or smallest_p(need - 1) > alpha
+    assert all(smallest_p(m) <= alpha for m in range(need, need + 4))
+
+
+def test_min_candidates_follows_the_binomial_rule_at_one_percent():
+    # The smallest m >= 2 with C(n + m, m) >= 2 / alpha = 200.
+    assert [detect.min_candidates(n) for n in (2, 5, 6, 9, 19, 199)] == [19, 5, 4, 3, 2, 2]
+    assert detect.min_candidates(1) is None and detect.min_candidates(0) is None
+
+
+def test_a_candidate_too_small_to_ever_be_significant_says_how_many_it_needs():
+    baseline = [100.0, 101.0, 99.0, 100.5, 99.5]
+    one = compare(baseline, [150.0], higher_is_better=False)
+    assert one.verdict == "inconclusive" and one.needed == 5
+    assert one.cannot_decide == "cannot decide: 1 value; need ≥ 5"
+    four = compare(baseline, [150.0, 151.0, 149.0, 150.5], higher_is_better=False)
+    assert four.pvalue > 0.01 and four.cannot_decide == "cannot decide: 4 values; need ≥ 5"
+    five = compare(baseline, [150.0, 151.0, 149.0, 150.5, 149.5], higher_is_better=False)
+    assert five.verdict == "regression" and five.needed is None and five.cannot_decide is None
+
+
+def test_one_value_against_many_gets_the_exact_p_value():
+    # The normal approximation would floor this at p = 0.08 however many baseline values there were.
+    baseline = [100 + 0.01 * i for i in range(199)]
+    assert compare(baseline, [150.0], higher_is_better=False).pvalue == pytest.approx(2 / 200)
+    assert compare(baseline[:100], [150.0], higher_is_better=False).pvalue == pytest.approx(2 / 101)
+
+
 # --- compare: faults ----------------------------------------------------------------------------------------------
 
 
