@@ -454,18 +454,25 @@ def _two_sample_t(s: np.ndarray, q: np.ndarray, i: np.ndarray, j: np.ndarray,
 
 
 def _locate(k: np.ndarray, within: np.ndarray, n: int) -> int:
-    """Where the level changes: the split whose +-_LOCATE_WINDOW neighbourhood holds the most posterior mass
-    (flat priors on the two levels and on log sigma: p(k) ~ (k (n-k))^-1/2 within_k^-(n-2)/2). The
-    least-squares split maximises the posterior itself; a window of mass puts the true change within a
-    bisect-sized range of the answer more often (for a 3% step under 2% noise: 88% -> 93% within 3 builds)."""
+    """Where the level changes: the split k that maximises P(change within 1 build of k) + P(change within
+    _LOCATE_WINDOW builds of k) under the posterior (flat priors on the two levels and on log sigma:
+    p(k) ~ (k (n-k))^-1/2 within_k^-(n-2)/2). Bisect and A/B confirmation start from the first bad build,
+    so the +-1 mass rewards the exact build; the wider mass keeps weak steps near the truth where the
+    posterior is too flat for one build to stand out. (Against the least-squares split, which maximises the
+    posterior itself: more answers within one build of a clear step, and more within a bisect-sized range
+    of a weak one; docs/benchmarks.md, "Localisation".)"""
     if (within <= 0).any():
         return int(k[np.argmax(within <= 0)])  # two flat levels: exact
     log_post = -0.5 * np.log(k * (n - k)) - (n - 2) / 2 * np.log(within)
     mass = np.exp(log_post - log_post.max())
-    w = _LOCATE_WINDOW
-    window = np.convolve(mass, np.ones(2 * w + 1))[w : w + mass.size]
-    near_best = np.flatnonzero(window >= window.max() * (1 - 1e-9))  # a peak inside several windows:
+    score = _window_sum(mass, 1) + _window_sum(mass, _LOCATE_WINDOW)
+    near_best = np.flatnonzero(score >= score.max() * (1 - 1e-9))  # a tie (a plateau of mass):
     return int(k[near_best[np.argmax(mass[near_best])]])  # take its own top
+
+
+def _window_sum(mass: np.ndarray, w: int) -> np.ndarray:
+    """mass summed over each +-w neighbourhood (cut at the ends)."""
+    return np.convolve(mass, np.ones(2 * w + 1))[w : w + mass.size]
 
 
 def _max_t_pvalue(t: float, n: int, min_size: int) -> float:
