@@ -192,8 +192,7 @@ def change_point_table(count: int, seed: int) -> tuple[list[str], dict[str, floa
 # Where a found step is placed: bisect and A/B confirmation start from the first bad build the tool names.
 LOCALISATION = [
     (Scenario("step 5%, n=20 (10+10)", gaussian(0.02), n=20, step=0.05, at=(10, 11)), "exact or ±1", ">= 90%"),
-    (Scenario("step 5% at newest 6 of 60", gaussian(0.02), n=60, step=0.05, at=(54, 55)), "at most 1 early",
-     ">= 95%"),
+    (Scenario("step 5% at newest 6 of 60", gaussian(0.02), n=60, step=0.05, at=(54, 55)), "at most 1 early", ">= 95%"),
     (Scenario("step 5%, noise 2%", gaussian(0.02), step=0.05), "exact or ±1", ""),
     (Scenario("step 3%, noise 2%", gaussian(0.02), step=0.03), "exact or ±1", ""),
 ]

@@ -137,8 +137,8 @@ def compare(baseline: Sequence[float], candidate: Sequence[float], *, higher_is_
 
 
 def cannot_decide(n_candidate: int, needed: int | None) -> str | None:
-    """"cannot decide: 1 value; need ≥ 5" when a candidate of `n_candidate` values can never be significant
-    (`needed` from `min_candidates`, set only then); None otherwise."""
+    """The note for a candidate of `n_candidate` values that can never be significant, as in "cannot decide:
+    1 value; need ≥ 5" (`needed` from `min_candidates`, set only then); None otherwise."""
     if needed is None:
         return None
     return f"cannot decide: {n_candidate} value{'s' * (n_candidate != 1)}; need ≥ {needed}"
