@@ -102,6 +102,14 @@ def test_a_candidate_too_small_to_ever_be_significant_says_how_many_it_needs():
     assert five.verdict == "regression" and five.needed is None and five.cannot_decide is None
 
 
+def test_tied_values_that_reach_significance_are_never_told_they_cannot():
+    # Two constants: the tie-corrected normal approximation reaches p < 0.01 with 4 candidate values, one
+    # fewer than the tie-free rule asks for against 5.
+    v = compare([100.0] * 5, [120.0] * 4, higher_is_better=False)
+    assert v.verdict == "regression" and v.pvalue < 0.01
+    assert v.needed is None and v.cannot_decide is None
+
+
 def test_one_value_against_many_gets_the_exact_p_value():
     # The normal approximation would floor this at p = 0.08 however many baseline values there were.
     baseline = [100 + 0.01 * i for i in range(199)]
