@@ -136,8 +136,8 @@ _VERDICT_STYLE = {"regression": "bold red", "failed": "bold red", "improvement":
                   "no-baseline": "dim", "unchanged": ""}  # fmt: skip
 
 
-def _verdict(v: str) -> Text:
-    return Text(v, style=_VERDICT_STYLE.get(v, ""))
+def _verdict(v: str, label: str | None = None) -> Text:
+    return Text(label or v, style=_VERDICT_STYLE.get(v, ""))
 
 
 def _pct(v: float | None) -> str:
@@ -171,7 +171,7 @@ def comparison_table(comparison) -> Table:
         k = v.key
         _row(t, k.hardware_label, k.suite, k.model, k.workload, k.load_label, k.metric, _value(v.baseline),
                   _value(v.candidate), f"{v.n_baseline}/{v.n_candidate}", _pct(v.rel_change),
-             _ci(v.ci_low, v.ci_high), _p(v.pvalue), _verdict(v.verdict))  # fmt: skip
+             _ci(v.ci_low, v.ci_high), _p(v.pvalue), _verdict(v.verdict, v.cannot_decide))  # fmt: skip
     return t
 
 
