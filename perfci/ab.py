@@ -82,8 +82,7 @@ def run_ab(*, baseline: str, candidate: str, suite: Suite, db: Database, out: Pa
     """Measure `blocks` interleaved blocks, judge them, store the session and return it. Both builds are
     installed before the first block. Stopped by a signal: the block under way is stored as an interrupted
     run, the session is marked interrupted, and Interrupted goes on up."""
-    if blocks < MIN_BLOCKS:
-        raise ConfigError(f"--blocks {blocks}: need at least {MIN_BLOCKS} (two starts of each build)")
+    check_blocks(blocks)
     targets = {BASELINE: resolve(engine=baseline, on_output=on_output),
                CANDIDATE: resolve(engine=candidate, on_output=on_output)}  # fmt: skip
     session_id = _create(db, baseline=baseline, candidate=candidate, suite=suite.name, blocks=blocks, alpha=alpha,
@@ -113,6 +112,11 @@ def run_ab(*, baseline: str, candidate: str, suite: Suite, db: Database, out: Pa
                            alpha=alpha, min_effect=min_effect)  # fmt: skip
     _save(db, session)
     return session
+
+
+def check_blocks(blocks: int) -> None:
+    if blocks < MIN_BLOCKS:
+        raise ConfigError(f"--blocks {blocks}: need at least {MIN_BLOCKS} (two starts of each build)")
 
 
 Blocks = Sequence[tuple[int, str, RunRecord]]  # (block index, arm, its run record), in session order

