@@ -107,3 +107,15 @@ def test_too_few_blocks_and_a_bad_model_file_exit_2_naming_what(work):
     assert done.returncode == EXIT_USAGE
     assert "typo.toml" in done.stderr and "decode_ms_per_tokn" in done.stderr
     assert not (work / "x.db").exists()  # refused before anything was measured or stored
+
+
+def test_dashboard_lists_the_session_with_its_series_and_block_links(work, slower):
+    done = perfci("dashboard", "--db", "slow.db", "--out", "site", cwd=work)
+    assert done.returncode == EXIT_OK, done.stderr
+    page = (work / "site" / "ab.html").read_text()
+    session = json.loads(slower.stdout)
+    assert f"Session 1: {session['candidate_build']} vs {session['baseline_build']}" in page
+    assert page.count('class="verdict-fail">FAIL</td>') == sum(s["verdict"] == "FAIL" for s in session["series"])
+    for block in session["blocks"]:
+        assert f'href="runs/{block["run_id"]}.html">{block["arm"]}</a>' in page
+        assert (work / "site" / "runs" / f"{block['run_id']}.html").is_file()
