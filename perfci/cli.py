@@ -53,10 +53,10 @@ BISECT_GOOD, BISECT_BAD, BISECT_SKIP, BISECT_ABORT = 0, 1, 125, 255
 EXIT_CODES = (
     (EXIT_OK, "ok", "every command"),
     (EXIT_REGRESSION, "a regression was found, and nothing else",
-     "detect (while a confirmed regression is open)"),
+     "detect (while a confirmed regression is open), ab (a series FAILed)"),
     (EXIT_USAGE, "usage or input error: the message names the option, file, key or value",
      "every command"),
-    (EXIT_MACHINE, "the machine is not ready to measure on (GPU preflight)", "run, doctor, bisect"),
+    (EXIT_MACHINE, "the machine is not ready to measure on (GPU preflight)", "run, ab, doctor, bisect"),
     (EXIT_EXTERNAL, "an external service failed: GitHub, a package index, a watched source",
      "report, watch, bisect (the release list)"),
     (EXIT_RUN_NOT_OK, "the engine failed, or a run ended not ok (its record is stored)", "run"),
