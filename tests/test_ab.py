@@ -119,3 +119,24 @@ def test_dashboard_lists_the_session_with_its_series_and_block_links(work, slowe
     for block in session["blocks"]:
         assert f'href="runs/{block["run_id"]}.html">{block["arm"]}</a>' in page
         assert (work / "site" / "runs" / f"{block['run_id']}.html").is_file()
+
+
+def test_a_changed_machine_identity_makes_the_session_inconclusive_naming_what_changed(make_record_dict):
+    from perfci.records import RunRecord
+
+    def block(driver: str, scale: float) -> RunRecord:
+        data = make_record_dict()
+        data["hardware"]["fingerprint"]["driver"] = driver
+        for key in ("ttft_ms", "itl_ms"):
+            data["points"][0]["metrics"][key] = {k: v * scale for k, v in data["points"][0]["metrics"][key].items()}
+        return RunRecord.model_validate(data)
+
+    plan = [("A", 1.0), ("B", 2.0), ("B", 2.02), ("A", 1.01)]  # the candidate twice as slow
+    drivers = ["550.54", "550.54", "555.42", "555.42"]
+    blocks = [(i, arm, block(drivers[i], scale)) for i, (arm, scale) in enumerate(plan)]
+    session = ab.judge_blocks(blocks, session_id=1, baseline="x==1", candidate="x==2", suite="s")
+    assert session.verdict == "INCONCLUSIVE"
+    assert session.reason == "machine unstable: driver: 550.54 → 555.42 (block 3)"
+    assert {s.verdict for s in session.judgement.series} == {"INCONCLUSIVE"}
+    same = [(i, arm, block("550.54", scale)) for i, (arm, scale) in enumerate(plan)]
+    assert ab.judge_blocks(same, session_id=1, baseline="x==1", candidate="x==2", suite="s").verdict == "FAIL"
