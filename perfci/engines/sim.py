@@ -76,6 +76,9 @@ def load_build(text: str) -> SimBuild:
         raise ConfigError(f"bad build {text!r}: give the latency model file, e.g. sim:models/a.toml")
     if not Path(path).is_file():
         raise ConfigError(f"bad build {text!r}: {path}: no such latency model file")
-    sim = load_config(config_file=Path(path))
-    digest = hashlib.sha256(json.dumps(sim.model_dump(), sort_keys=True).encode()).hexdigest()
-    return SimBuild(sim=sim, digest=digest)
+    return build_of(load_config(config_file=Path(path)))
+
+
+def build_of(sim: Sim) -> SimBuild:
+    """A latency model as a build (bisect trials of the sim driver are builds of their commit's model)."""
+    return SimBuild(sim=sim, digest=hashlib.sha256(json.dumps(sim.model_dump(), sort_keys=True).encode()).hexdigest())
