@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from perfci import ab, store
-from perfci.errors import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
+from perfci.errors import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, ConfigError
 
 SUITE = """\
 name = "ab-test"
@@ -140,3 +140,27 @@ def test_a_changed_machine_identity_makes_the_session_inconclusive_naming_what_c
     assert {s.verdict for s in session.judgement.series} == {"INCONCLUSIVE"}
     same = [(i, arm, block("550.54", scale)) for i, (arm, scale) in enumerate(plan)]
     assert ab.judge_blocks(same, session_id=1, baseline="x==1", candidate="x==2", suite="s").verdict == "FAIL"
+
+
+def test_a_session_stopped_by_a_signal_keeps_its_blocks_and_is_marked_interrupted(work, tmp_path):
+    import signal
+
+    from perfci import config
+    from perfci.errors import Interrupted
+
+    class StopAfterSecondBlock:
+        def block_started(self, block, blocks, arm, build) -> None: ...
+
+        def block_finished(self, block, record) -> None:
+            if block == 1:
+                raise Interrupted(signal.SIGTERM)
+
+    db = store.open_db(tmp_path / "stopped.db")
+    with pytest.raises(Interrupted):
+        ab.run_ab(baseline=f"sim:{work / 'a.toml'}", candidate=f"sim:{work / 'slow.toml'}",
+                  suite=config.load_suite(str(work / "suite.toml")), blocks=4, db=db, out=tmp_path / "runs",
+                  reporter=StopAfterSecondBlock())  # fmt: skip
+    assert list(ab.sessions_frame(db)["status"]) == ["interrupted"]
+    assert list(ab.blocks_frame(db, 1)["arm"]) == ["A", "B"]
+    with pytest.raises(ConfigError, match="session 1 is interrupted"):
+        ab.load_session(db, 1)
