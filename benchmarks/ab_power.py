@@ -89,7 +89,9 @@ def main() -> int:
                 s = session(work, candidate, seed, args.blocks)
                 verdicts[s.verdict] += 1
                 mdes += [v.mde for v in s.judgement.series if v.metric == "tpot_ms_p50" and v.mde is not None]
-                print(f"{name} seed {seed}: {s.verdict} ({s.judgement.reason})", file=sys.stderr)
+                unstable = sum(v.reason.startswith("machine unstable") for v in s.judgement.series)
+                print(f"{name} seed {seed}: {s.verdict} ({s.judgement.reason}; A/A guard tripped on {unstable})",
+                      file=sys.stderr)  # fmt: skip
             wanted, target = TARGETS[name]
             share = (verdicts["FAIL"] if wanted == "FAIL" else args.runs - verdicts["FAIL"]) / args.runs
             rows.append((name, verdicts, wanted, share, target, statistics.median(mdes) if mdes else None,
