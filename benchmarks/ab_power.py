@@ -13,7 +13,7 @@ machine adds its own timing noise on top. Session i of either condition uses wor
 conditions see the same requests. Printed: per condition, how many sessions ended in each verdict, the
 FAIL share against its target, and the median MDE of the decode-latency series.
 
-    .venv/bin/python benchmarks/ab_power.py                 # 2 x 40 sessions of 8 blocks: ~70 min (~18 min as four processes)
+    .venv/bin/python benchmarks/ab_power.py                 # 2 x 40 sessions of 8 blocks: ~70 min
     .venv/bin/python benchmarks/ab_power.py --runs 10       # a quick look
     # the same 80 sessions in four processes (the sim sleeps more than it computes):
     for c in aa ab; do for s in 0 20; do .venv/bin/python benchmarks/ab_power.py --condition $c --runs 20 \
