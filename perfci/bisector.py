@@ -16,6 +16,7 @@ bisect trials never enter the suite's own series); the trial's value, candidate 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -34,6 +35,7 @@ from sqlite_utils import Database
 from perfci import bisect as core
 from perfci import config, envs, hardware, records, runner, series, store, watch
 from perfci.config import Strict
+from perfci.engines import sim as sim_engine
 from perfci.errors import ConfigError, EngineError, PerfciError
 from perfci.interrupt import interruptible
 from perfci.metrics import LATENCIES
@@ -352,10 +354,12 @@ def run_trial(db: Database, suite: config.Suite, spec: Spec, build: str, *, sim:
     """One trial: run the trial suite on `build` (sim: with latency model `sim`), write and store its record,
     and return the metric's value. EngineError (BuildError included) when the build cannot be installed or
     run, or the run has no value: the candidate is skipped."""
-    if sim is not None:
-        suite = suite.model_copy(update={"sim": sim})
     with interruptible():  # a stopped trial is stored like a `perfci run`; the bisect stays resumable
         target = runner.resolve_target(engine=build)
+        if sim is not None:  # each commit's model is its own build (sim-<hash8>), as `sim:PATH` would be
+            built = sim_engine.build_of(sim)
+            target = dataclasses.replace(target, sim=sim, version=built.version, build_source=built.source,
+                                         build_key=built.key)  # fmt: skip
         record, _ = runner.run_and_store(suite=suite, target=target, db=db, out=out,
                                          reporter=reporter)  # fmt: skip
     return metric_value(record, spec), record

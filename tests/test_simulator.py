@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import re
 import signal
 import socket
@@ -400,3 +401,15 @@ def test_malformed_rate_garbles_one_line_then_continues(start_sim):
     assert reply.lines.count("data: {not json") == 1
     assert reply.lines.index("data: {not json") == 3  # after half of the tokens
     assert len(reply.token_times) == 6 and reply.lines[-1] == "data: [DONE]" and not reply.error
+
+
+def test_start_noise_gives_each_start_its_own_speed_unless_seeded():
+    from perfci.config import Sim
+    from perfci.simulator import start_factor
+
+    assert start_factor(Sim()) == 1.0
+    fresh = [start_factor(Sim(start_noise=0.05)) for _ in range(200)]
+    assert len(set(fresh)) == 200
+    spread = statistics.stdev(math.log(f) for f in fresh)
+    assert 0.035 < spread < 0.065  # log-normal with a 5 % relative spread
+    assert len({start_factor(Sim(start_noise=0.05, start_seed=3)) for _ in range(5)}) == 1

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from perfci import findings, github
+from perfci import ab, abstats, findings, github
 from perfci.errors import ConfigError
 from perfci.findings import Finding
 from perfci.report import markdown, summary
@@ -64,6 +64,20 @@ def plan(s: Summary, stored: list[Finding], bisects: list[Bisect], dashboard: Da
         check=(state, f"perfci: {description}", check_text) if commit else None,
         issues=tuple(_issue_plan(f, bisects, dashboard) for f in stored if _has_issue(f)) if issues else (),
     )
+
+
+def plan_ab(session: ab.Session, *, pr: bool, commit: bool) -> Plan:
+    """An A/B session's report: the comment when `pr`, and a status and check run (failure only for FAIL)."""
+    state = "failure" if session.verdict == abstats.FAIL else "success"
+    description = f"A/B {session.verdict}: {session.reason}"[:140]  # GitHub's limit on a status description
+    return Plan(
+        markdown=markdown.ab_summary(session, fits=markdown.fits_step_summary, marker=None),
+        comment=markdown.ab_summary(session) if pr else None,
+        status=(state, description) if commit else None,
+        check=(state, f"perfci: {description}", markdown.ab_summary(session, fits=markdown.fits_check_run,
+                                                                     marker=None)) if commit else None,
+        issues=(),
+    )  # fmt: skip
 
 
 def _has_issue(f: Finding) -> bool:
@@ -176,22 +190,29 @@ def report(db: Database, *, baseline: str | None = None, candidate: str | None =
            dashboard_url: str | None = None, repo: str | None = None, api_url: str | None = None,
            token: str | None = None, bot_login: str | None = None, details_url: str | None = None,
            connect: Callable[[str | None, str], Any] = github.connect, say: Callable[[str], None] = lambda line: None,
-           min_effect: float = findings.MIN_EFFECT) -> Outcome:  # fmt: skip
-    """Report on `--baseline A --candidate B`, or on the newest detect pass: append the summary to
+           min_effect: float = findings.MIN_EFFECT, ab_session: str | None = None) -> Outcome:  # fmt: skip
+    """Report on `--baseline A --candidate B`, on an A/B session (`ab_session`: its id or `latest`), or on the
+    newest detect pass: append the summary to
     `summary_path` (the job summary) first, then post to GitHub unless `dry_run`. A GitHub failure raises
     GitHubError after the summary is written. `details_url` (the page a status links to) defaults to the
     dashboard's overview."""
     if (baseline is None) != (candidate is None):
         raise ConfigError("give both --baseline and --candidate, or neither (to report the newest `perfci detect`)")
-    s = (summary.of_comparison(db, baseline, candidate, min_effect=min_effect) if baseline is not None
-         else summary.of_latest_detect(db))  # fmt: skip
+    if ab_session is not None and baseline is not None:
+        raise ConfigError("give --ab or --baseline/--candidate, not both")
     posting = pr is not None or sha is not None or issues
     if posting and not dry_run and not repo:
         raise ConfigError("no repository: give --repo OWNER/NAME or set $GITHUB_REPOSITORY")
-    stored = findings.regressions(db) if issues else []
     dashboard = Dashboard(dashboard_url)
-    p = plan(s, stored, summary.bisects(db) if issues else [], dashboard, pr=pr is not None,
-             commit=pr is not None or sha is not None, issues=issues)  # fmt: skip
+    if ab_session is not None:
+        p = plan_ab(ab.load_session(db, _session_id(ab_session)), pr=pr is not None,
+                    commit=pr is not None or sha is not None)  # fmt: skip
+    else:
+        s = (summary.of_comparison(db, baseline, candidate, min_effect=min_effect) if baseline is not None
+             else summary.of_latest_detect(db))  # fmt: skip
+        stored = findings.regressions(db) if issues else []
+        p = plan(s, stored, summary.bisects(db) if issues else [], dashboard, pr=pr is not None,
+                 commit=pr is not None or sha is not None, issues=issues)  # fmt: skip
     outcome = Outcome(p)
     if dry_run:
         return outcome
@@ -212,6 +233,14 @@ def report(db: Database, *, baseline: str | None = None, candidate: str | None =
 
     apply(p, handle, pr=pr, sha=sha, details_url=dashboard.index() or details_url, say=posted)
     return outcome
+
+
+def _session_id(text: str) -> int | None:
+    if text == "latest":
+        return None
+    if not text.isdigit():
+        raise ConfigError(f"--ab {text!r}: give an A/B session id (perfci ab prints it) or `latest`")
+    return int(text)
 
 
 def actions_run_url(environ: Mapping[str, str] = os.environ) -> str | None:

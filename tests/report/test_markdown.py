@@ -160,3 +160,37 @@ def test_markers_survive_untrusted_text_and_untrusted_text_stays_inert():
                          ("request_rate", 8.0, "8.00 req/s"), ("error_rate", 0.25, "25.0%")])  # fmt: skip
 def test_values_carry_their_units(metric, value, text):
     assert markdown.value(metric, value) == text
+
+
+def _ab_session(verdicts, *, verdict="FAIL", reason="1 of 4 series regressed"):
+    from perfci import ab, abstats
+
+    return ab.Session(id=7, baseline="vllm==0.32.0", candidate="vllm@git:https://github.com/o/vllm#abc123",
+                      baseline_build="vllm==0.32.0", candidate_build="vllm@abc123def456", suite="smoke",
+                      hardware_label="h100-80gb", blocks=[{"block": i, "arm": a, "run_id": f"r{i}", "status": "ok"}
+                                                         for i, a in enumerate("ABBAABBA")],
+                      judgement=abstats.Judgement(verdict, reason, tuple(verdicts)),
+                      notes=["block 6 (candidate) degraded: 1 of 4 points not ok"])  # fmt: skip
+
+
+AB_SERIES = (
+    ("tiny-llama · short · c=4 · itl_ms_p50", "itl_ms_p50", "FAIL", 0.081, 0.05, 0.113, 0.031, 0.001, "+8.1% (adjusted p = 0.001)"),
+    ("tiny-llama · short · c=4 · output_throughput", "output_throughput", "PASS", -0.004, -0.012, 0.004, 0.011, 0.8, "no regression"),
+    ("tiny-llama · short · sync · ttft_ms_p99", "ttft_ms_p99", "INCONCLUSIVE", 0.03, -0.06, 0.13, 0.16, 0.9,
+     "machine unstable: the baseline's halves differ by +9.0%, as much as the change (+3.0%)"),
+    ("tiny-llama · (startup) · warm · startup.total", "startup.total", "IMPROVED", -0.2, -0.25, -0.15, 0.05, 0.002, "-20.0% | *x*"),
+)  # fmt: skip
+
+
+def test_ab_summary_lists_every_series_worst_first_and_shrinks_to_fit():
+    from perfci.abstats import SeriesVerdict
+
+    verdicts = [SeriesVerdict(name, metric, v, change, low, high, mde, p, p, 0.01, 4, 4, reason)
+                for name, metric, v, change, low, high, mde, p, reason in AB_SERIES]  # fmt: skip
+    session = _ab_session(verdicts)
+    text = markdown.ab_summary(session)
+    check_golden("ab.md", text)
+    assert text.index("🔴 FAIL |") < text.index("🟡 INCONCLUSIVE |") < text.index("🟢 IMPROVED |") < text.index("✅ PASS |")
+    shorter = markdown.ab_summary(session, fits=lambda t: len(t) < len(text) - 10)
+    assert "✅ PASS |" not in shorter and "1 more series (all PASS) left out" in shorter
+    assert "| series |" not in markdown.ab_summary(session, fits=lambda t: len(t) < 1000)
