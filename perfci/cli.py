@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -520,6 +521,10 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
 @click.option("--sha", help="Commit for the status and check run (default: the head of --pr).")
 @click.option("--issue-on-regression", "issues", is_flag=True,
               help="Open an issue for each confirmed regression finding, update it, close it when fixed.")  # fmt: skip
+@click.option("--issue-on-silence", "silence_config", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="WATCH_TOML", help="Keep one missing-data issue: open while planned jobs of an engine on a "
+              "hardware label have produced no run for [alerts] silent_after_hours, closed when data "
+              "returns.")  # fmt: skip
 @click.option("--summary", "job_summary", is_flag=True, help="Append the summary to $GITHUB_STEP_SUMMARY.")
 @click.option("--dry-run", is_flag=True, help="Print what would be posted; post and write nothing.")
 @click.option("--dashboard-url", metavar="BASE", help="The dashboard site to link to (no links without it).")
@@ -531,8 +536,8 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
                                   "installation token, any bot]")  # fmt: skip
 @min_effect_option
 @db_option
-def report(baseline, candidate, pr, sha, issues, job_summary, dry_run, dashboard_url, repo, api_url, bot_login,
-           min_effect, db_path) -> None:  # fmt: skip
+def report(baseline, candidate, pr, sha, issues, silence_config, job_summary, dry_run, dashboard_url, repo, api_url,
+           bot_login, min_effect, db_path) -> None:  # fmt: skip
     """Report a comparison to GitHub: pull request comment, commit status and check run, regression issues, job
     summary. The token comes from $GITHUB_TOKEN only. Without --pr, --sha, --issue-on-regression, --summary or
     --dry-run, print the summary. Exit 4 when GitHub fails (the job summary is written first)."""
@@ -541,16 +546,18 @@ def report(baseline, candidate, pr, sha, issues, job_summary, dry_run, dashboard
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY") if job_summary else None
     if job_summary and not summary_path and not dry_run:
         raise click.UsageError("--summary: $GITHUB_STEP_SUMMARY is not set (GitHub Actions sets it)")
+    db = store.open_db(db_path, readonly=True)
+    silence = publish.silence_for(db, silence_config, now=datetime.now(UTC)) if silence_config else None
     outcome = publish.report(
-        store.open_db(db_path, readonly=True), baseline=baseline, candidate=candidate, pr=pr, sha=sha, issues=issues,
+        db, baseline=baseline, candidate=candidate, pr=pr, sha=sha, issues=issues,
         summary_path=summary_path and Path(summary_path), dry_run=dry_run, dashboard_url=dashboard_url, repo=repo,
         api_url=api_url, token=os.environ.get("GITHUB_TOKEN"), bot_login=bot_login,
         details_url=publish.actions_run_url(), say=lambda line: console.print(line, markup=False, highlight=False),
-        min_effect=min_effect,
+        min_effect=min_effect, silence=silence,
     )  # fmt: skip
     if dry_run:
         click.echo(publish.describe(outcome.plan, pr=pr, sha=sha, job_summary=job_summary))
-    elif not (pr or sha or issues or job_summary):
+    elif not (pr or sha or issues or job_summary or silence):
         click.echo(outcome.plan.markdown, nl=False)
 
 

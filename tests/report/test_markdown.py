@@ -16,6 +16,7 @@ from perfci.report import markdown
 from perfci.report.markdown import Dashboard
 from perfci.report.summary import Bisect, Section, Summary
 from perfci.series import STARTUP_WORKLOAD, Selection, SeriesKey
+from perfci.silence import Silence
 
 GOLDEN = Path(__file__).with_name("golden")
 DASHBOARD = Dashboard("https://perf.example.org/site/")
@@ -153,3 +154,19 @@ def test_markers_survive_untrusted_text_and_untrusted_text_stays_inert():
                          ("request_rate", 8.0, "8.00 req/s"), ("error_rate", 0.25, "25.0%")])  # fmt: skip
 def test_values_carry_their_units(metric, value, text):
     assert markdown.value(metric, value) == text
+
+
+SILENT = (
+    Silence("sglang", "h100", "2026-11-20T06:00:00.000Z", None, ("sglang==0.5.23|h100|smoke",)),
+    Silence("vllm", "b200", "2026-11-21T10:00:00.000Z", "2026-11-21T10:00:00.000Z",
+            tuple(f"vllm==0.33.{i}|b200|smoke" for i in range(5))),  # fmt: skip
+)
+
+
+def test_missing_data_issue_names_each_silent_series_since_when_and_the_jobs_waiting():
+    title = markdown.silence_title(list(SILENT))
+    assert title == "No benchmark data from sglang on h100, vllm on b200 since 2026-11-20"
+    text = markdown.silence_issue(list(SILENT), silent_after_hours=48)
+    closing = markdown.silence_closing_comment("2026-11-23T06:00:00.000Z")
+    back = markdown.silence_issue([], silent_after_hours=48)
+    check_golden("silence.md", "\n".join((title, "", text, back, closing)))
