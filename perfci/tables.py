@@ -247,3 +247,24 @@ def rows_table(rows: list[dict[str, Any]], *, title: str) -> Table:
     for row in rows:
         _row(t, *(_cell(v) for v in row.values()))
     return t
+
+
+_AB_STYLE = {"FAIL": "bold red", "IMPROVED": "green", "INCONCLUSIVE": "yellow", "PASS": ""}
+
+
+def ab_table(session) -> Table:
+    """`perfci ab`: one row per series (ab.Session), worst verdict first."""
+    j = session.judgement
+    order = {"FAIL": 0, "INCONCLUSIVE": 1, "IMPROVED": 2, "PASS": 3}
+    rows = sorted(j.series, key=lambda s: order.get(s.verdict, 9))
+    caption = (f"A/B session {session.id} · {len(session.blocks)} blocks (ABBA) on {session.hardware_label} · "
+               f"verdict {j.verdict}: {j.reason} · change: candidate vs baseline, geometric means of blocks · "
+               "CI 95% · MDE: smallest change this session detects (80% power) · p: Holm-adjusted")  # fmt: skip
+    t = _table(f"{session.candidate_build} vs {session.baseline_build} · {session.suite}", caption=caption)
+    _columns(t, "series", "change", "CI", "MDE", "p", "n", "verdict", "why",
+             right=("change", "CI", "MDE", "p", "n"))  # fmt: skip
+    for s in rows:
+        _row(t, s.name, _pct(s.change), _ci(s.low, s.high), "—" if s.mde is None else f"±{s.mde:.1%}",
+             _p(s.p_adjusted), f"{s.n_baseline}/{s.n_candidate}", Text(s.verdict, style=_AB_STYLE.get(s.verdict, "")),
+             s.reason)  # fmt: skip
+    return t

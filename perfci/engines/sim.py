@@ -1,13 +1,22 @@
 """The `sim` engine: perfci's own OpenAI-compatible SIMULATOR (perfci/simulator.py), for tests, demos and
-bisect experiments. Its numbers describe a latency model, never a real engine."""
+bisect experiments. Its numbers describe a latency model, never a real engine.
+
+A latency model can be named as a build, `sim:PATH` (a TOML file of `[sim]` keys): the build's version is
+`sim-<hash8>`, the hash of the model's values, so runs of two models are runs of two builds, and the same
+model in two files (or reformatted) is one build."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import perfci
+from perfci.config import Sim
 from perfci.engines.base import Adapter, Launch, LaunchContext
+from perfci.errors import ConfigError
 from perfci.startup import duration, mark
 
 
@@ -29,3 +38,44 @@ class SimEngine(Adapter):
 
     def identify(self, python: str) -> tuple[str | None, str | None]:
         return perfci.__version__, None
+
+
+BUILD_PREFIX = "sim:"
+
+
+@dataclass(frozen=True, slots=True)
+class SimBuild:
+    """A latency model named as a build."""
+
+    sim: Sim
+    digest: str  # sha256 of the model's values (canonical JSON)
+
+    @property
+    def version(self) -> str:
+        return f"sim-{self.digest[:8]}"
+
+    @property
+    def key(self) -> str:
+        return f"sim-{self.digest[:16]}"
+
+    @property
+    def source(self) -> str:
+        return f"sim:{self.digest[:16]}"
+
+
+def is_sim_build(text: str) -> bool:
+    return text.startswith(BUILD_PREFIX)
+
+
+def load_build(text: str) -> SimBuild:
+    """`sim:PATH` -> its latency model; a bad file raises ConfigError naming the file and the key."""
+    from perfci.simulator import load_config  # the server module (aiohttp) only when a sim build is named
+
+    path = text.removeprefix(BUILD_PREFIX)
+    if not path:
+        raise ConfigError(f"bad build {text!r}: give the latency model file, e.g. sim:models/a.toml")
+    if not Path(path).is_file():
+        raise ConfigError(f"bad build {text!r}: {path}: no such latency model file")
+    sim = load_config(config_file=Path(path))
+    digest = hashlib.sha256(json.dumps(sim.model_dump(), sort_keys=True).encode()).hexdigest()
+    return SimBuild(sim=sim, digest=digest)
