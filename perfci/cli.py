@@ -404,6 +404,47 @@ def regressions(status, db_path, as_json) -> None:
 
 @cli.command()
 @click.argument("regression_id", type=int)
+@click.option("--baseline-build", metavar="BUILD", help="The finding's last good build as `perfci ab` installs it "
+              "[default: from its stored runs' build source; a sim model must be named: sim:PATH]")  # fmt: skip
+@click.option("--candidate-build", metavar="BUILD", help="The finding's first bad build [default: as above].")
+@click.option("--suite", "suite_name", help="The finding's suite, by name or path [default: suites/NAME.toml].")
+@click.option("--blocks", type=int, default=8, show_default=True, help="A/B blocks in ABBA order (at least 4).")
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
+              help="Directory for the blocks' run records.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the confirmation as JSON on stdout.")
+@click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
+def confirm(regression_id, baseline_build, candidate_build, suite_name, blocks, db_path, out, as_json,
+            force) -> None:  # fmt: skip
+    """Measure finding REGRESSION_ID again with `perfci ab` on this machine (its last good build vs its first
+    bad build) and record the outcome: confirmed (exit 1), not-reproduced or inconclusive. `perfci report
+    --issue-on-regression` files only confirmed findings (docs/findings.md)."""
+    from functools import partial
+
+    from perfci import ab, findings
+    from perfci import confirm as confirming
+
+    db = store.open_db(db_path, create=False)
+    found = findings.regressions(db, ids=[regression_id])
+    if not found:
+        raise click.UsageError(f"no regression with id {regression_id} (see `perfci regressions`)")
+    records.check_destination(out)
+    session = partial(ab.run_ab, db=db, out=out, force=force)
+    with interruptible():
+        result = confirming.confirm(db, found[0], session=session, machine_label=hardware.label(hardware.fingerprint()),
+                                    baseline=baseline_build, candidate=candidate_build, suite=suite_name,
+                                    blocks=blocks, now=runner.utc_now())  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        console.print(f"finding {regression_id}: {result.outcome} (A/B session {result.session_id}): {result.reason}",
+                      markup=False, highlight=False)  # fmt: skip
+    if result.outcome == confirming.CONFIRMED:
+        raise click.exceptions.Exit(EXIT_REGRESSION)
+
+
+@cli.command()
+@click.argument("regression_id", type=int)
 @click.option("--why", required=True, help="Why: kept with the finding and shown with it.")
 @click.option("--status", type=click.Choice([s for s in store.REGRESSION_STATUSES if s != "open"]),
               default="acknowledged", show_default=True)  # fmt: skip

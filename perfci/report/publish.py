@@ -60,6 +60,7 @@ class Plan:
     check: tuple[str, str, str] | None  # check run conclusion, title and summary
     issues: tuple[IssuePlan, ...]
     silence: SilencePlan | None = None
+    unfiled: tuple[Finding, ...] = ()  # open, trend-confirmed findings no A/B session has reproduced (yet)
 
 
 def silence_for(db: Database, config_path: Path, *, now: datetime) -> SilencePlan:
@@ -92,11 +93,24 @@ def plan(s: Summary, stored: list[Finding], bisects: list[Bisect], dashboard: Da
         status=(state, description) if commit else None,
         check=(state, f"perfci: {description}", check_text) if commit else None,
         issues=tuple(_issue_plan(f, bisects, dashboard) for f in stored if _has_issue(f)) if issues else (),
+        unfiled=tuple(f for f in stored if f.status == "open" and f.confirmed and not _filable(f)) if issues else (),
     )
 
 
 def _has_issue(f: Finding) -> bool:
-    return f.confirmed or f.status != "open"  # a pending finding gets an issue once confirmed
+    """A finding is filed once an A/B session on its hardware reproduced it (`_filable`); an issue filed earlier
+    is kept up to date (and closed when fixed or dismissed) whatever a later session says."""
+    return f.ab is not None or f.status != "open"
+
+
+def _filable(f: Finding) -> bool:
+    return f.status == "open" and f.confirmed and f.ab_outcome == "confirmed"
+
+
+def _unfiled_reason(f: Finding) -> str:
+    if f.ab is None:
+        return f"no A/B session has re-measured it (perfci confirm {f.id})"
+    return f"A/B session {f.ab.session_id}: {f.ab.outcome}"
 
 
 def _issue_plan(f: Finding, bisects: list[Bisect], dashboard: Dashboard) -> IssuePlan:
@@ -104,7 +118,7 @@ def _issue_plan(f: Finding, bisects: list[Bisect], dashboard: Dashboard) -> Issu
     done = [b for b in mine if b.status == "done"]
     closing = markdown.closing_comment(f) if f.status in ("fixed", "false-positive") else None
     return IssuePlan(f, markdown.finding_marker(f), markdown.issue_title(f, markdown.latest_culprit(mine)),
-                     markdown.issue(f, mine, dashboard), f.status == "open" and f.confirmed, closing,
+                     markdown.issue(f, mine, dashboard), _filable(f), closing,
                      tuple((markdown.bisect_marker(b), markdown.bisect_comment(b)) for b in done))  # fmt: skip
 
 
@@ -138,6 +152,8 @@ def apply(p: Plan, repo: github.Repository, *, pr: int | None, sha: str | None, 
         step(lambda: repo.create_check_run(sha, name=CONTEXT, conclusion=conclusion, title=title, summary=text,
                                            details_url=details_url)
              or f"check run {conclusion} on {sha[:12]}")  # fmt: skip
+    for f in p.unfiled:
+        say(f"finding {f.id}: not filed: {_unfiled_reason(f)}")
     if p.issues:
         step(lambda: _issues(p.issues, repo, say))
     if p.silence is not None:
@@ -209,6 +225,8 @@ def describe(p: Plan, *, pr: int | None, sha: str | None, job_summary: bool = Fa
         action += " and close" if ip.closing_comment else ""
         out += [f"--- would {action} the issue of finding {ip.finding.id}: {ip.title}", ip.body]
         out += [f"--- would post or update on it:\n{body}" for _, body in ip.bisect_comments]
+    out += [f"--- would not file finding {f.id} ({f.first_bad} on {f.hardware_label}): {_unfiled_reason(f)}"
+            for f in p.unfiled]  # fmt: skip
     if p.silence is not None and p.silence.silences:
         out += [f"--- would open (when missing), reopen or update the missing-data issue: {p.silence.title}",
                 p.silence.body]  # fmt: skip

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from perfci.confirm import Confirmation
 from perfci.findings import Finding, Member, SeriesVerdict
 from perfci.report import markdown
 from perfci.report.markdown import Dashboard
@@ -50,6 +51,8 @@ MEMBERS = (
 )
 FINDING = Finding(12, "vllm", "h100-80gb", "advisor", "vllm==0.32.0", "vllm==0.33.0", 0.12, 0.09, 0.15, 2e-5, True,
                   "open", None, None, "2026-11-20T10:00:00.000Z", "2026-11-26T10:00:00.000Z", MEMBERS)  # fmt: skip
+CONFIRMATION = Confirmation(12, 4, "2026-11-26T11:00:00.000Z", "confirmed", "llama-8b · chat · r=8.0/s poisson · ttft_ms_p50",
+                            "FAIL", 0.114, 0.08, 0.15, 0.031, "2 of 3 member series regressed in the A/B session")  # fmt: skip
 CULPRIT = Bisect(3, "done", "culprit", "vllm", "h100-80gb", "advisor", "chat", "r=8.0/s poisson", "ttft_ms_p50",
                  "vllm==0.32.0", "vllm==0.33.0", "vllm@abc123def4567890", "[Core] Reorder the scheduler | @alice's *fast* path",
                  "https://github.com/vllm-project/vllm/commit/abc123def4567890", 0.97, 0.118, 24, 12,
@@ -125,7 +128,7 @@ def _assert_tables_whole(text: str) -> None:
 
 
 def test_issue_body_title_and_comments():
-    check_golden("issue.md", markdown.issue(FINDING, [CULPRIT, RUNNING], DASHBOARD))
+    check_golden("issue.md", markdown.issue(replace(FINDING, ab=CONFIRMATION), [CULPRIT, RUNNING], DASHBOARD))
     assert markdown.issue_title(FINDING, CULPRIT) == ("vllm==0.33.0 made TTFT p50 12.0% worse on h100-80gb at "
                                                       "r=8.0/s poisson (advisor); bisected to vllm@abc123def4567890 "
                                                       "(confidence 97%)")  # fmt: skip
