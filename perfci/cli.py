@@ -614,6 +614,8 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
 @click.option("--baseline", help="Compare --candidate against this build or run (as `perfci compare`); without both, "
                                  "report the newest `perfci detect` pass.")  # fmt: skip
 @click.option("--candidate", help="The build or run to report on, against --baseline.")
+@click.option("--ab", "ab_session", type=click.IntRange(min=1), metavar="SESSION_ID",
+              help="Report this `perfci ab` session (its id in `perfci ab --json`) instead.")  # fmt: skip
 @click.option("--pr", type=click.IntRange(min=1), help="Upsert perfci's comment on this pull request, and set a "
               "status (and a check run, with an app installation token) on its head commit.")  # fmt: skip
 @click.option("--sha", help="Commit for the status and check run (default: the head of --pr).")
@@ -634,8 +636,8 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
                                   "installation token, any bot]")  # fmt: skip
 @min_effect_option
 @db_option
-def report(baseline, candidate, pr, sha, issues, silence_config, job_summary, dry_run, dashboard_url, repo, api_url,
-           bot_login, min_effect, db_path) -> None:  # fmt: skip
+def report(baseline, candidate, ab_session, pr, sha, issues, silence_config, job_summary, dry_run, dashboard_url,
+           repo, api_url, bot_login, min_effect, db_path) -> None:  # fmt: skip
     """Report a comparison to GitHub: pull request comment, commit status and check run, regression issues, job
     summary. The token comes from $GITHUB_TOKEN only. Without --pr, --sha, --issue-on-regression, --summary or
     --dry-run, print the summary. Exit 4 when GitHub fails (the job summary is written first)."""
@@ -651,7 +653,7 @@ def report(baseline, candidate, pr, sha, issues, silence_config, job_summary, dr
         summary_path=summary_path and Path(summary_path), dry_run=dry_run, dashboard_url=dashboard_url, repo=repo,
         api_url=api_url, token=os.environ.get("GITHUB_TOKEN"), bot_login=bot_login,
         details_url=publish.actions_run_url(), say=lambda line: console.print(line, markup=False, highlight=False),
-        min_effect=min_effect, silence=silence,
+        min_effect=min_effect, silence=silence, ab_session=ab_session,
     )  # fmt: skip
     if dry_run:
         click.echo(publish.describe(outcome.plan, pr=pr, sha=sha, job_summary=job_summary))

@@ -249,21 +249,25 @@ def report(db: Database, *, baseline: str | None = None, candidate: str | None =
            dashboard_url: str | None = None, repo: str | None = None, api_url: str | None = None,
            token: str | None = None, bot_login: str | None = None, details_url: str | None = None,
            connect: Callable[[str | None, str], Any] = github.connect, say: Callable[[str], None] = lambda line: None,
-           min_effect: float = findings.MIN_EFFECT, silence: SilencePlan | None = None) -> Outcome:  # fmt: skip
+           min_effect: float = findings.MIN_EFFECT, silence: SilencePlan | None = None,
+           ab_session: int | None = None) -> Outcome:  # fmt: skip
     """Report on `--baseline A --candidate B`, or on the newest detect pass: append the summary to
     `summary_path` (the job summary) first, then post to GitHub unless `dry_run`. A GitHub failure raises
     GitHubError after the summary is written. `details_url` (the page a status links to) defaults to the
     dashboard's overview. `silence` (silence_plan): keep the missing-data issue too; given alone, nothing
-    else is reported, so it needs no detect pass."""
+    else is reported, so it needs no detect pass. `ab_session`: report that `perfci ab` session instead."""
     if (baseline is None) != (candidate is None):
         raise ConfigError("give both --baseline and --candidate, or neither (to report the newest `perfci detect`)")
+    if ab_session is not None and baseline is not None:
+        raise ConfigError("give --ab or --baseline and --candidate, not both")
     posting = pr is not None or sha is not None or issues or silence is not None
     if posting and not dry_run and not repo:
         raise ConfigError("no repository: give --repo OWNER/NAME or set $GITHUB_REPOSITORY")
-    if silence is not None and baseline is None and not (pr or sha or issues or summary_path):
+    if silence is not None and baseline is None and ab_session is None and not (pr or sha or issues or summary_path):
         p = Plan(markdown="", comment=None, status=None, check=None, issues=(), silence=silence)
     else:
-        s = (summary.of_comparison(db, baseline, candidate, min_effect=min_effect) if baseline is not None
+        s = (summary.of_ab_session(db, ab_session) if ab_session is not None
+             else summary.of_comparison(db, baseline, candidate, min_effect=min_effect) if baseline is not None
              else summary.of_latest_detect(db))  # fmt: skip
         stored = findings.regressions(db) if issues else []
         p = replace(plan(s, stored, summary.bisects(db) if issues else [], Dashboard(dashboard_url),
