@@ -8,6 +8,8 @@ must be the same in every block. The statistics are in perfci.abstats.
 
 from __future__ import annotations
 
+import json
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from sqlite_utils import Database
 from perfci import abstats, runner, store
 from perfci.abstats import Judgement, SeriesValues
 from perfci.config import Suite
-from perfci.errors import ConfigError, Interrupted, StoreError
+from perfci.errors import ConfigError, Interrupted
 from perfci.records import RunRecord
 from perfci.series import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, build_label, higher_is_better
 
@@ -60,6 +62,10 @@ class Session:
     @property
     def verdict(self) -> str:
         return self.judgement.verdict
+
+    @property
+    def reason(self) -> str:
+        return self.judgement.reason
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "baseline": self.baseline, "candidate": self.candidate,
@@ -220,11 +226,11 @@ def _finish(db: Database, session_id: int, *, status: str, verdict: str | None, 
 def _save(db: Database, session: Session) -> None:
     rows = [{"session_id": session.id, "idx": i, **{k: v for k, v in s.as_dict().items() if k != "name"},
              "series": s.name} for i, s in enumerate(session.judgement.series)]  # fmt: skip
-    reason = "; ".join([session.judgement.reason, *session.notes])
     with store.write_transaction(db):
         db["ab_verdicts"].insert_all(rows, replace=True)
         db["ab_sessions"].update(session.id, {
-            "status": "done", "finished": runner.utc_now(), "verdict": session.verdict, "reason": reason,
+            "status": "done", "finished": runner.utc_now(), "verdict": session.verdict,
+            "reason": session.judgement.reason, "notes": json.dumps(session.notes),
             "baseline_build": session.baseline_build, "candidate_build": session.candidate_build,
             "hardware_label": session.hardware_label,
         })  # fmt: skip
@@ -244,8 +250,31 @@ def blocks_frame(db: Database, session_id: int) -> pd.DataFrame:
     return store.read_frame(db, "SELECT * FROM ab_blocks WHERE session_id = ? ORDER BY block", [session_id])
 
 
-def latest_session_id(db: Database) -> int:
-    row = db.execute("SELECT max(id) FROM ab_sessions WHERE status = 'done'").fetchone()
-    if row is None or row[0] is None:
-        raise StoreError("no finished A/B session is stored (run `perfci ab` first)")
-    return int(row[0])
+def load_session(db: Database, session_id: int | None = None) -> Session:
+    """A finished session from the store; None: the newest."""
+    if session_id is None:
+        row = db.execute("SELECT max(id) FROM ab_sessions WHERE status = 'done'").fetchone()
+        if row is None or row[0] is None:
+            raise ConfigError("no finished A/B session is stored (run `perfci ab` first)")
+        session_id = int(row[0])
+    row = db.execute("SELECT id, status, baseline, candidate, baseline_build, candidate_build, suite, hardware_label, "
+                     "verdict, reason, notes FROM ab_sessions WHERE id = ?", [session_id]).fetchone()  # fmt: skip
+    if row is None:
+        raise ConfigError(f"no A/B session {session_id} is stored")
+    sid, status, baseline, candidate, base_build, cand_build, suite, hardware, verdict, reason, notes = row
+    if status != "done":
+        raise ConfigError(f"A/B session {session_id} is {status}: it has no verdict")
+    fields = [f for f in abstats.SeriesVerdict.__dataclass_fields__ if f != "name"]
+    verdicts = tuple(abstats.SeriesVerdict(name=r["series"], **{f: _none(r[f]) for f in fields})
+                     for r in verdicts_frame(db, sid).to_dict("records"))  # fmt: skip
+    blocks = blocks_frame(db, sid)[["block", "arm", "run_id", "status"]].to_dict("records")
+    return Session(id=sid, baseline=baseline, candidate=candidate, baseline_build=base_build or "",
+                   candidate_build=cand_build or "", suite=suite, hardware_label=hardware or "", blocks=blocks,
+                   judgement=Judgement(verdict, reason or "", verdicts), notes=json.loads(notes or "[]"))  # fmt: skip
+
+
+def _none(value: Any) -> Any:
+    """SQL NULLs arrive from pandas as NaN (floats) or None; ints arrive as numpy ints."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value

@@ -363,6 +363,7 @@ def _ab(db: Database) -> None:
             "min_effect": float,
             "verdict": str,  # PASS | FAIL | IMPROVED | INCONCLUSIVE (when done)
             "reason": str,
+            "notes": str,  # JSON list: blocks that did not run ok
         },
         pk="id",
         not_null=["created", "status", "baseline", "candidate", "suite", "blocks"],

@@ -263,7 +263,8 @@ def ab_table(session) -> Table:
     rows = sorted(j.series, key=lambda s: order.get(s.verdict, 9))
     caption = (f"A/B session {session.id} · {len(session.blocks)} blocks (ABBA) on {session.hardware_label} · "
                f"verdict {j.verdict}: {j.reason} · change: candidate vs baseline, geometric means of blocks · "
-               "CI 95% · MDE: smallest change this session detects (80% power) · p: Holm-adjusted")  # fmt: skip
+               "CI 95% · MDE: smallest change this session detects (80% power) · "
+               "p: Benjamini–Hochberg adjusted")  # fmt: skip
     t = _table(f"{session.candidate_build} vs {session.baseline_build} · {session.suite}", caption=caption)
     _columns(t, "series", "change", "CI", "MDE", "p", "n", "verdict", "why",
              right=("change", "CI", "MDE", "p", "n"))  # fmt: skip

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 
-from perfci import resources
+from perfci import ab, resources
 from perfci.findings import Finding, Member, SeriesVerdict
 from perfci.report.summary import VERDICTS, Bisect, Section, Summary
 from perfci.series import STARTUP_PREFIX, STARTUP_WORKLOAD, SeriesKey
@@ -252,6 +252,26 @@ def summary(s: Summary, dashboard: Dashboard, *, fits: Callable[[str], bool] = f
         if fits(text):
             return text
     return text  # counts and findings only: the least a summary says
+
+
+AB_ICONS = {"FAIL": "🔴", "INCONCLUSIVE": "🟡", "IMPROVED": "🟢", "PASS": "✅"}
+_AB_ORDER = {"FAIL": 0, "INCONCLUSIVE": 1, "IMPROVED": 2, "PASS": 3}
+
+
+def ab_summary(session: ab.Session, *, fits: Callable[[str], bool] = fits_comment,
+               marker: str | None = SUMMARY_MARKER) -> str:  # fmt: skip
+    """An A/B session (`perfci ab`): its verdict and every series, worst first; when that is too long, the
+    series that did not pass, then none (always whole rows)."""
+    series = sorted(session.judgement.series, key=lambda v: (_AB_ORDER[v.verdict], v.name))
+    counts = {v: n for v in _AB_ORDER if (n := sum(x.verdict == v for x in series))}
+    not_passed = [v for v in series if v.verdict != "PASS"]
+    text = ""
+    for rows, passed_only in ((series, False), (not_passed, True), ([], False)):
+        text = _render("ab.md.j2", s=session, counts=counts, rows=rows, left_out=len(series) - len(rows),
+                       passed_only=passed_only, marker=marker, AB_ICONS=AB_ICONS)  # fmt: skip
+        if fits(text):
+            break
+    return text
 
 
 def _section(sec: Section, dashboard: Dashboard, detail: Detail) -> dict:
