@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from perfci import findings, github
+from perfci import ab, abstats, findings, github
 from perfci.errors import ConfigError
 from perfci.findings import Finding
 from perfci.report import markdown, summary
@@ -94,6 +94,20 @@ def plan(s: Summary, stored: list[Finding], bisects: list[Bisect], dashboard: Da
         check=(state, f"perfci: {description}", check_text) if commit else None,
         issues=tuple(_issue_plan(f, bisects, dashboard) for f in stored if _has_issue(f)) if issues else (),
         unfiled=tuple(f for f in stored if f.status == "open" and f.confirmed and not _filable(f)) if issues else (),
+    )
+
+
+def ab_plan(session: ab.Session, *, pr: bool, commit: bool) -> Plan:
+    """A `perfci ab` session as a report: its summary; a failing status and check run only for FAIL."""
+    state = "failure" if session.verdict == abstats.FAIL else "success"
+    description = f"A/B {session.verdict}: {session.reason}"
+    return Plan(
+        markdown=markdown.ab_summary(session, fits=markdown.fits_step_summary, marker=None),
+        comment=markdown.ab_summary(session) if pr else None,
+        status=(state, description) if commit else None,
+        check=(state, f"perfci {description}", markdown.ab_summary(session, fits=markdown.fits_check_run,
+                                                                    marker=None)) if commit else None,  # fmt: skip
+        issues=(),
     )
 
 
@@ -263,11 +277,13 @@ def report(db: Database, *, baseline: str | None = None, candidate: str | None =
     posting = pr is not None or sha is not None or issues or silence is not None
     if posting and not dry_run and not repo:
         raise ConfigError("no repository: give --repo OWNER/NAME or set $GITHUB_REPOSITORY")
-    if silence is not None and baseline is None and ab_session is None and not (pr or sha or issues or summary_path):
+    if ab_session is not None:
+        session = ab.load_session(db, ab_session)
+        p = replace(ab_plan(session, pr=pr is not None, commit=pr is not None or sha is not None), silence=silence)
+    elif silence is not None and baseline is None and not (pr or sha or issues or summary_path):
         p = Plan(markdown="", comment=None, status=None, check=None, issues=(), silence=silence)
     else:
-        s = (summary.of_ab_session(db, ab_session) if ab_session is not None
-             else summary.of_comparison(db, baseline, candidate, min_effect=min_effect) if baseline is not None
+        s = (summary.of_comparison(db, baseline, candidate, min_effect=min_effect) if baseline is not None
              else summary.of_latest_detect(db))  # fmt: skip
         stored = findings.regressions(db) if issues else []
         p = replace(plan(s, stored, summary.bisects(db) if issues else [], Dashboard(dashboard_url),

@@ -1,8 +1,8 @@
 """What a report says, read from the store: comparisons (a candidate against its baseline, series by series),
 the findings they concern and the bisections that explain them. Markdown is made from these (markdown.py).
 
-Three sources: `of_comparison` (two builds or runs, as `perfci compare`), `of_latest_detect` (what the newest
-`perfci detect` pass judged, with the verdicts it stored) and `of_ab_session` (a `perfci ab` session's verdicts).
+Two sources: `of_comparison` (two builds or runs, as `perfci compare`) and `of_latest_detect` (what the newest
+`perfci detect` pass judged, with the verdicts it stored).
 """
 
 from __future__ import annotations
@@ -89,48 +89,6 @@ def of_comparison(db: Database, baseline: str, candidate: str, *, min_effect: fl
              if f.first_bad == comparison.candidate.build and (f.engine, f.hardware_label, f.suite) in scopes]
     title = f"{comparison.candidate.label} vs {comparison.baseline.label}"
     return Summary(title, (section,), tuple(found), tuple(bisects(db, [f.id for f in found])))
-
-
-AB_VERDICTS = {"FAIL": "regression", "IMPROVED": "improvement", "PASS": "unchanged", "INCONCLUSIVE": "inconclusive"}
-
-
-def of_ab_session(db: Database, session_id: int) -> Summary:
-    """A stored `perfci ab` session: its per-series verdicts (block-level tests, Holm-adjusted p) as report
-    verdicts (FAIL → regression, IMPROVED → improvement, PASS → unchanged, INCONCLUSIVE → inconclusive), with
-    each arm's median over its blocks' observations."""
-    from perfci import ab
-
-    row = store.read_frame(db, "SELECT * FROM ab_sessions WHERE id = ?", [session_id])
-    if row.empty or row["status"].iloc[0] != "done":
-        raise ConfigError(f"no finished A/B session {session_id} (see `perfci ab`)")
-    sess = row.iloc[0]
-    blocks = ab.blocks_frame(db, session_id)
-    arms = {arm: tuple(blocks.loc[blocks["arm"] == arm, "run_id"]) for arm in (ab.BASELINE, ab.CANDIDATE)}
-    obs = series.observations(db, run_ids=dict.fromkeys(blocks["run_id"]))
-    medians = {arm: obs[obs["run_id"].isin(ids) & obs["ok"]].groupby(["model", "workload", "load_label", "metric"])
-               ["value"].median().to_dict() for arm, ids in arms.items()}  # fmt: skip
-    engine = obs["engine"].iloc[0] if not obs.empty else "sim"
-    verdicts = []
-    for v in ab.verdicts_frame(db, session_id).itertuples(index=False):
-        model, workload, load_label, metric = v.series.split(" · ")
-        if metric not in series.POINT_METRICS and not metric.startswith(series.STARTUP_PREFIX):
-            continue
-        key = SeriesKey(engine, model, sess["hardware_label"], sess["suite"], workload, load_label, metric)
-        at = (model, workload, load_label, metric)
-        verdicts.append(SeriesVerdict(key, AB_VERDICTS[v.verdict], medians[ab.BASELINE].get(at),
-                                      medians[ab.CANDIDATE].get(at), _num(v.change), _num(v.low), _num(v.high),
-                                      _num(v.p_adjusted), int(v.n_baseline), int(v.n_candidate),
-                                      v.verdict in ("FAIL", "IMPROVED")))  # fmt: skip
-    baseline = Selection(f"{sess['baseline_build']} ({len(arms[ab.BASELINE])} blocks)", sess["baseline_build"],
-                         arms[ab.BASELINE])  # fmt: skip
-    candidate = Selection(f"{sess['candidate_build']} ({len(arms[ab.CANDIDATE])} blocks)", sess["candidate_build"],
-                          arms[ab.CANDIDATE])  # fmt: skip
-    title = f"A/B session {session_id}: {sess['verdict']} ({sess['reason']})"
-    return Summary(title, (Section(candidate, baseline, tuple(verdicts)),), (), ())
-
-
-def _num(v: Any) -> float | None:
-    return float(v) if v is not None and not (isinstance(v, float) and math.isnan(v)) else None
 
 
 def of_latest_detect(db: Database) -> Summary:
