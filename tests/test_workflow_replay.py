@@ -297,7 +297,7 @@ def test_ci_runs_the_makefile_test_target(tmp_path, github, origin):
 
 
 REPLAYED = {"benchmark.yml", "ingest.yml", "pr-perf.yml", "pr-perf-report.yml", "watch.yml", "pages.yml",
-            "bisect.yml", "ci.yml"}  # fmt: skip
+            "bisect.yml", "ci.yml", "engine-pr-gate.yml"}  # fmt: skip
 
 
 def test_every_workflow_has_a_replay():
