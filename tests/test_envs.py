@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from perfci import envs
 from perfci.envs import (
     MARKER,
     Build,
@@ -376,3 +377,18 @@ def test_sigterm_during_install_stops_uv_and_leaves_no_half_made_env(offline):
         ensure_env(probe(), cache=offline, runner=term_during_install)
     assert stopped.value.exit_code == 143
     assert [p for p in (offline / "envs").glob(f"{probe().key}*") if p.is_dir()] == []  # the lock file stays
+
+
+def test_a_vllm_git_build_can_take_its_kernels_from_a_main_commits_precompiled_wheel():
+    base = "ab" * 20
+    b = envs.parse_build(f"vllm@git:https://github.com/me/vllm#feature/x+precompiled={base.upper()}")
+    assert (b.git_url, b.ref, b.precompiled) == ("https://github.com/me/vllm", "feature/x", base)
+    assert b.source == f"git:vllm@https://github.com/me/vllm#feature/x+precompiled={base}"
+    plain = envs.parse_build("vllm@git:https://github.com/me/vllm#feature/x")
+    assert plain.key != b.key  # its own environment: the kernels differ from a full build's
+    env = envs.uv_environ(b, envs.cache_dir(), {})
+    assert (env["VLLM_USE_PRECOMPILED"], env["VLLM_PRECOMPILED_WHEEL_COMMIT"]) == ("1", base)
+    assert "VLLM_USE_PRECOMPILED" not in envs.uv_environ(plain, envs.cache_dir(), {})
+    assert envs.install_args(b, {})[-3:] == ["--refresh-package", "vllm", b.requirement]
+    with pytest.raises(ConfigError, match="precompiled kernels exist only for vllm"):
+        envs.parse_build(f"sglang@git:https://github.com/sgl-project/sglang#main+precompiled={base}")

@@ -349,7 +349,9 @@ def test_readers_do_not_migrate_an_older_store_and_writers_do(tmp_path, record_d
     before = path.read_bytes()
     result = invoke("show", "--db", str(path))
     assert result.exit_code == 2
-    assert said(result, "made by an older perfci (migrations 0004_watch, 0005_extra_metrics, 0006_error_kinds, 0007_ab are pending)")
+    pending = ", ".join(migrations.NAMES[migrations.NAMES.index("0004_watch"):])
+    assert pending.startswith("0004_watch, 0005_extra_metrics, ")
+    assert said(result, f"made by an older perfci (migrations {pending} are pending)")
     assert path.read_bytes() == before and sidecars(path) == []
     record = write_record(RunRecord.model_validate(record_dict), tmp_path / "r.json")
     assert invoke("ingest", str(record), "--db", str(path)).exit_code == 0

@@ -297,7 +297,7 @@ def test_ci_runs_the_makefile_test_target(tmp_path, github, origin):
 
 
 REPLAYED = {"benchmark.yml", "ingest.yml", "pr-perf.yml", "pr-perf-report.yml", "watch.yml", "pages.yml",
-            "bisect.yml", "ci.yml"}  # fmt: skip
+            "bisect.yml", "ci.yml", "engine-pr-gate.yml"}  # fmt: skip
 
 
 def test_every_workflow_has_a_replay():
@@ -397,3 +397,69 @@ def test_a_misspelt_step_or_input_is_an_error_not_an_empty_string(tmp_path, gith
         replay.run("benchmark.yml", event="workflow_dispatch", inputs={"build": "sim", "hardware": "a100"})
     with pytest.raises(ReplayError, match="no trigger 'push'"):
         replay.run("benchmark.yml", event="push")
+
+
+def engine_repository(tmp_path: Path) -> tuple[Path, str]:
+    """An engine repository standing in for a vLLM fork: its main branch holds the sim engine's latency model,
+    and a pull request's commit on top makes decoding twice as slow. Returns (the repository, the PR's head)."""
+    repo = tmp_path / "engine"
+    repo.mkdir()
+    git("init", "--quiet", "-b", "main", cwd=repo)
+    commit = ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m"]
+    (repo / "sim.toml").write_text("decode_ms_per_token = 2.0\nstartup_s = 0.1\n")
+    git("add", "-A", cwd=repo)
+    git(*commit, "latency model", cwd=repo)
+    git("checkout", "--quiet", "-b", "slower-decode", cwd=repo)
+    (repo / "sim.toml").write_text("decode_ms_per_token = 4.0\nstartup_s = 0.1\n")
+    git(*commit[:-1], "-a", "-m", "Decode one token at a time", cwd=repo)
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+    git("checkout", "--quiet", "main", cwd=repo)
+    (repo / "README.md").write_text("main moved on after the branch\n")
+    git("add", "-A", cwd=repo)
+    git(*commit, "docs", cwd=repo)
+    return repo, head
+
+
+def test_engine_pr_gate_measures_an_engine_prs_head_against_its_merge_base_and_reports_on_it(tmp_path, httpserver,
+                                                                                           origin):  # fmt: skip
+    """engine-pr-gate.yml as an engine repository calls it, with the sim engine standing in (sim:PATH builds
+    of the latency model at the merge base and at the head): `perfci ab` finds the slower decode, and the
+    reporting job, not the measuring one, posts the comment, the status and the check run on the head."""
+    repo, head = engine_repository(tmp_path)
+    base = git("merge-base", head, "main", cwd=repo).strip()
+    github = install(httpserver)
+    github.add_pull_request(PR, head)
+    replay = make_replay(tmp_path, github, origin, repositories={"perfci/perfci": ROOT})
+    run = replay.run("engine-pr-gate.yml", event="workflow_call", inputs={
+        "engine": "sim", "repository": REPOSITORY, "ref": head, "pr": PR, "blocks": 4,
+        "runs-on": '["self-hosted","linux","h100-pr"]', "perfci-ref": "f" * 40, "clone-url": f"file://{repo}",
+    })  # fmt: skip
+    passed(run)
+    measure = run.job("measure")
+    assert {s: p for s, p in measure.permissions.items() if p != "none"} == {"contents": "read"}
+    builds = measure.step("The pull request's head and merge base").log
+    assert f"base={base}" in builds and "candidate=sim:engine-head/sim.toml" in builds
+    assert "A/B session 1: FAIL" in measure.summary
+
+    (comment,) = github.comments_on(PR)
+    assert "<!-- perfci:summary -->" in comment["body"] and "🔴" in comment["body"]
+    (status,) = github.statuses
+    (check,) = github.check_runs
+    assert status["sha"] == check["head_sha"] == head
+    assert (status["state"], check["conclusion"]) == ("failure", "failure")
+
+
+def test_engine_pr_gate_builds_vllm_from_git_with_the_merge_bases_precompiled_kernels(tmp_path):
+    repo, head = engine_repository(tmp_path)
+    base = git("merge-base", head, "main", cwd=repo).strip()
+    script = ROOT / "runners" / "engine-pr-builds.sh"
+    env = os.environ | {"URL": f"file://{repo}", "REF": head, "BASE_REF": "main", "ENGINE": "vllm"}
+    out = subprocess.run([str(script), "clone"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [
+        f"base={base}", f"baseline=vllm@git:file://{repo}#{base}+precompiled={base}",
+        f"candidate=vllm@git:file://{repo}#{head}+precompiled={base}"]  # fmt: skip
+    full = subprocess.run([str(script), "full"], cwd=tmp_path, env=env | {"PRECOMPILED": "false"},
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert full.stdout.splitlines()[2] == f"candidate=vllm@git:file://{repo}#{head}"
+    bad = subprocess.run([str(script), "bad"], cwd=tmp_path, env=env | {"REF": "main"}, capture_output=True, text=True)
+    assert bad.returncode == 2 and "full commit SHA" in bad.stderr

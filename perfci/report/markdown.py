@@ -23,6 +23,7 @@ from perfci import ab, resources
 from perfci.findings import Finding, Member, SeriesVerdict
 from perfci.report.summary import VERDICTS, Bisect, Section, Summary
 from perfci.series import STARTUP_PREFIX, STARTUP_WORKLOAD, SeriesKey
+from perfci.silence import Silence
 
 COMMENT_LIMIT = 65_536  # characters: GitHub's limit on a comment or an issue body
 CHECK_RUN_LIMIT = 65_535  # characters: a check run's output.summary
@@ -91,6 +92,8 @@ def fixed_marker(f: Finding) -> str:
     return _marker("closed", f.engine, f.hardware_label, f.suite, f.first_bad)
 
 
+SILENCE_MARKER = "<!-- perfci:silence -->"  # the one missing-data issue
+SILENCE_CLOSED_MARKER = "<!-- perfci:silence-closed -->"
 FINDING_MARKER = re.compile(r"<!-- perfci:finding \S+ -->")
 
 
@@ -333,3 +336,24 @@ def bisect_comment(b: Bisect) -> str:
 def closing_comment(f: Finding) -> str:
     """Said on a finding's issue when perfci closes it (fixed, or dismissed as a false positive)."""
     return _render("closed.md.j2", f=f, marker=fixed_marker(f))
+
+
+def _hours(h: float) -> str:
+    return f"{h:g} hours" if h < 72 else f"{h / 24:g} days"
+
+
+def silence_title(silences: list[Silence]) -> str:
+    """`No benchmark data from vllm on h100, sglang on h100 since 2026-11-20`."""
+    series = ", ".join(f"{s.package} on {s.hardware_label}" for s in silences) or "no series"
+    since = min((s.since for s in silences), default="")[:10]
+    return " ".join(f"No benchmark data from {series} since {since}".split())[:256]
+
+
+def silence_issue(silences: list[Silence], *, silent_after_hours: float) -> str:
+    """The missing-data issue's body: each silent series, since when, its newest run, the jobs waiting."""
+    return _render("silence.md.j2", marker=SILENCE_MARKER, silences=silences, hours=_hours(silent_after_hours))
+
+
+def silence_closing_comment(now: str) -> str:
+    """Said on the missing-data issue when perfci closes it."""
+    return _render("silence-closed.md.j2", marker=SILENCE_CLOSED_MARKER, now=now)

@@ -7,8 +7,10 @@ by the hidden markers in them (markdown.py), so a report can run any number of t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from perfci.findings import Finding
 from perfci.report import markdown, summary
 from perfci.report.markdown import Dashboard
 from perfci.report.summary import Bisect, Summary
+from perfci.silence import Silence
 
 LABEL = "perfci"  # perfci looks for its issues among those with this label
 ISSUE_LABELS = (LABEL, "performance-regression")
@@ -40,12 +43,39 @@ class IssuePlan:
 
 
 @dataclass(frozen=True)
+class SilencePlan:
+    """The one missing-data issue: open (or reopened) with `body` while any series is silent, else closed."""
+
+    silences: tuple[Silence, ...]
+    title: str
+    body: str
+    closing_comment: str
+
+
+@dataclass(frozen=True)
 class Plan:
     markdown: str  # the summary, within the job summary's limit
     comment: str | None  # the pull request comment (with its marker), within a comment's limit
     status: tuple[str, str] | None  # commit status state and description
     check: tuple[str, str, str] | None  # check run conclusion, title and summary
     issues: tuple[IssuePlan, ...]
+    silence: SilencePlan | None = None
+    unfiled: tuple[Finding, ...] = ()  # open, trend-confirmed findings no A/B session has reproduced (yet)
+
+
+def silence_for(db: Database, config_path: Path, *, now: datetime) -> SilencePlan:
+    """The missing-data issue's plan from the store and a watch config (its [alerts] silent_after_hours)."""
+    from perfci import silence, watch
+
+    config = watch.load_config(config_path)
+    return silence_plan(silence.check(db, config, now=now), silent_after_hours=config.alerts.silent_after_hours,
+                        now=watch.stamp(now))  # fmt: skip
+
+
+def silence_plan(silences: list[Silence], *, silent_after_hours: float, now: str) -> SilencePlan:
+    return SilencePlan(tuple(silences), markdown.silence_title(silences),
+                       markdown.silence_issue(silences, silent_after_hours=silent_after_hours),
+                       markdown.silence_closing_comment(now))  # fmt: skip
 
 
 def plan(s: Summary, stored: list[Finding], bisects: list[Bisect], dashboard: Dashboard, *, pr: bool, commit: bool,
@@ -63,6 +93,7 @@ def plan(s: Summary, stored: list[Finding], bisects: list[Bisect], dashboard: Da
         status=(state, description) if commit else None,
         check=(state, f"perfci: {description}", check_text) if commit else None,
         issues=tuple(_issue_plan(f, bisects, dashboard) for f in stored if _has_issue(f)) if issues else (),
+        unfiled=tuple(f for f in stored if f.status == "open" and f.confirmed and not _filable(f)) if issues else (),
     )
 
 
@@ -81,7 +112,19 @@ def plan_ab(session: ab.Session, *, pr: bool, commit: bool) -> Plan:
 
 
 def _has_issue(f: Finding) -> bool:
-    return f.confirmed or f.status != "open"  # a pending finding gets an issue once confirmed
+    """A finding is filed once an A/B session on its hardware reproduced it (`_filable`); an issue filed earlier
+    is kept up to date (and closed when fixed or dismissed) whatever a later session says."""
+    return f.ab is not None or f.status != "open"
+
+
+def _filable(f: Finding) -> bool:
+    return f.status == "open" and f.confirmed and f.ab_outcome == "confirmed"
+
+
+def _unfiled_reason(f: Finding) -> str:
+    if f.ab is None:
+        return f"no A/B session has re-measured it (perfci confirm {f.id})"
+    return f"A/B session {f.ab.session_id}: {f.ab.outcome}"
 
 
 def _issue_plan(f: Finding, bisects: list[Bisect], dashboard: Dashboard) -> IssuePlan:
@@ -89,7 +132,7 @@ def _issue_plan(f: Finding, bisects: list[Bisect], dashboard: Dashboard) -> Issu
     done = [b for b in mine if b.status == "done"]
     closing = markdown.closing_comment(f) if f.status in ("fixed", "false-positive") else None
     return IssuePlan(f, markdown.finding_marker(f), markdown.issue_title(f, markdown.latest_culprit(mine)),
-                     markdown.issue(f, mine, dashboard), f.status == "open" and f.confirmed, closing,
+                     markdown.issue(f, mine, dashboard), _filable(f), closing,
                      tuple((markdown.bisect_marker(b), markdown.bisect_comment(b)) for b in done))  # fmt: skip
 
 
@@ -123,8 +166,12 @@ def apply(p: Plan, repo: github.Repository, *, pr: int | None, sha: str | None, 
         step(lambda: repo.create_check_run(sha, name=CONTEXT, conclusion=conclusion, title=title, summary=text,
                                            details_url=details_url)
              or f"check run {conclusion} on {sha[:12]}")  # fmt: skip
+    for f in p.unfiled:
+        say(f"finding {f.id}: not filed: {_unfiled_reason(f)}")
     if p.issues:
         step(lambda: _issues(p.issues, repo, say))
+    if p.silence is not None:
+        step(lambda: _silence(p.silence, repo))
     if errors:
         raise github.GitHubError("\n".join(errors))
 
@@ -154,6 +201,25 @@ def _issues(plans: tuple[IssuePlan, ...], repo: github.Repository, say: Callable
                 say(f"finding {f.id}: bisect result on issue #{issue.number}")
 
 
+def _silence(sp: SilencePlan, repo: github.Repository) -> str | None:
+    """Keep one missing-data issue: opened (or reopened) while a series is silent, closed when none is."""
+    issue = repo.marked_issues(LABEL, re.compile(re.escape(markdown.SILENCE_MARKER))).get(markdown.SILENCE_MARKER)
+    if sp.silences:
+        if issue is None:
+            issue = repo.create_issue(title=sp.title, body=sp.body, labels=[LABEL, "missing-data"])
+            return f"missing data: opened issue #{issue.number} {issue.html_url}"
+        if issue.state == "open" and (issue.title, issue.body) == (sp.title, sp.body):
+            return None
+        repo.update_issue(issue.number, title=sp.title, body=sp.body, state="open")
+        return f"missing data: {'updated' if issue.state == 'open' else 'reopened'} issue #{issue.number}"
+    if issue is None or issue.state != "open":
+        return None
+    # The body says data is back; the title keeps naming what was silent, for whoever reads the closed issue.
+    repo.update_issue(issue.number, title=issue.title, body=sp.body, state="closed")
+    repo.upsert_comment(issue.number, markdown.SILENCE_CLOSED_MARKER, sp.closing_comment)
+    return f"missing data: closed issue #{issue.number} (every series has data again)"
+
+
 def describe(p: Plan, *, pr: int | None, sha: str | None, job_summary: bool = False) -> str:
     """`--dry-run`: what a report would write and post, bodies included."""
     where = sha[:12] if sha else f"the head of pull request #{pr}"
@@ -173,8 +239,15 @@ def describe(p: Plan, *, pr: int | None, sha: str | None, job_summary: bool = Fa
         action += " and close" if ip.closing_comment else ""
         out += [f"--- would {action} the issue of finding {ip.finding.id}: {ip.title}", ip.body]
         out += [f"--- would post or update on it:\n{body}" for _, body in ip.bisect_comments]
+    out += [f"--- would not file finding {f.id} ({f.first_bad} on {f.hardware_label}): {_unfiled_reason(f)}"
+            for f in p.unfiled]  # fmt: skip
+    if p.silence is not None and p.silence.silences:
+        out += [f"--- would open (when missing), reopen or update the missing-data issue: {p.silence.title}",
+                p.silence.body]  # fmt: skip
+    elif p.silence is not None:
+        out.append("--- no series is silent: would close the missing-data issue if it is open")
     if not out:
-        out.append("--- nothing to post (give --pr, --sha, --issue-on-regression or --summary)")
+        out.append("--- nothing to post (give --pr, --sha, --issue-on-regression, --issue-on-silence or --summary)")
     return "\n".join(out)
 
 
@@ -190,29 +263,33 @@ def report(db: Database, *, baseline: str | None = None, candidate: str | None =
            dashboard_url: str | None = None, repo: str | None = None, api_url: str | None = None,
            token: str | None = None, bot_login: str | None = None, details_url: str | None = None,
            connect: Callable[[str | None, str], Any] = github.connect, say: Callable[[str], None] = lambda line: None,
-           min_effect: float = findings.MIN_EFFECT, ab_session: str | None = None) -> Outcome:  # fmt: skip
+           min_effect: float = findings.MIN_EFFECT, silence: SilencePlan | None = None,
+           ab_session: str | None = None) -> Outcome:  # fmt: skip
     """Report on `--baseline A --candidate B`, on an A/B session (`ab_session`: its id or `latest`), or on the
     newest detect pass: append the summary to
     `summary_path` (the job summary) first, then post to GitHub unless `dry_run`. A GitHub failure raises
     GitHubError after the summary is written. `details_url` (the page a status links to) defaults to the
-    dashboard's overview."""
+    dashboard's overview. `silence` (silence_plan): keep the missing-data issue too; given alone, nothing
+    else is reported, so it needs no detect pass. `ab_session`: report that `perfci ab` session instead."""
     if (baseline is None) != (candidate is None):
         raise ConfigError("give both --baseline and --candidate, or neither (to report the newest `perfci detect`)")
     if ab_session is not None and baseline is not None:
         raise ConfigError("give --ab or --baseline/--candidate, not both")
-    posting = pr is not None or sha is not None or issues
+    posting = pr is not None or sha is not None or issues or silence is not None
     if posting and not dry_run and not repo:
         raise ConfigError("no repository: give --repo OWNER/NAME or set $GITHUB_REPOSITORY")
     dashboard = Dashboard(dashboard_url)
     if ab_session is not None:
-        p = plan_ab(ab.load_session(db, _session_id(ab_session)), pr=pr is not None,
-                    commit=pr is not None or sha is not None)  # fmt: skip
+        p = replace(plan_ab(ab.load_session(db, _session_id(ab_session)), pr=pr is not None,
+                            commit=pr is not None or sha is not None), silence=silence)  # fmt: skip
+    elif silence is not None and baseline is None and not (pr or sha or issues or summary_path):
+        p = Plan(markdown="", comment=None, status=None, check=None, issues=(), silence=silence)
     else:
         s = (summary.of_comparison(db, baseline, candidate, min_effect=min_effect) if baseline is not None
              else summary.of_latest_detect(db))  # fmt: skip
         stored = findings.regressions(db) if issues else []
-        p = plan(s, stored, summary.bisects(db) if issues else [], dashboard, pr=pr is not None,
-                 commit=pr is not None or sha is not None, issues=issues)  # fmt: skip
+        p = replace(plan(s, stored, summary.bisects(db) if issues else [], dashboard, pr=pr is not None,
+                         commit=pr is not None or sha is not None, issues=issues), silence=silence)  # fmt: skip
     outcome = Outcome(p)
     if dry_run:
         return outcome

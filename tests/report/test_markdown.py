@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from perfci.confirm import Confirmation
 from perfci.findings import Finding, Member, SeriesVerdict
 from perfci.report import markdown
 from perfci.report.markdown import Dashboard
 from perfci.report.summary import Bisect, Section, Summary
 from perfci.series import STARTUP_WORKLOAD, Selection, SeriesKey
+from perfci.silence import Silence
 
 GOLDEN = Path(__file__).with_name("golden")
 DASHBOARD = Dashboard("https://perf.example.org/site/")
@@ -49,6 +51,8 @@ MEMBERS = (
 )
 FINDING = Finding(12, "vllm", "h100-80gb", "advisor", "vllm==0.32.0", "vllm==0.33.0", 0.12, 0.09, 0.15, 2e-5, True,
                   "open", None, None, "2026-11-20T10:00:00.000Z", "2026-11-26T10:00:00.000Z", MEMBERS)  # fmt: skip
+CONFIRMATION = Confirmation(12, 4, "2026-11-26T11:00:00.000Z", "confirmed", "llama-8b · chat · r=8.0/s poisson · ttft_ms_p50",
+                            "FAIL", 0.114, 0.08, 0.15, 0.031, "2 of 3 member series regressed in the A/B session")  # fmt: skip
 CULPRIT = Bisect(3, "done", "culprit", "vllm", "h100-80gb", "advisor", "chat", "r=8.0/s poisson", "ttft_ms_p50",
                  "vllm==0.32.0", "vllm==0.33.0", "vllm@abc123def4567890", "[Core] Reorder the scheduler | @alice's *fast* path",
                  "https://github.com/vllm-project/vllm/commit/abc123def4567890", 0.97, 0.118, 24, 12,
@@ -131,7 +135,7 @@ def _assert_tables_whole(text: str) -> None:
 
 
 def test_issue_body_title_and_comments():
-    check_golden("issue.md", markdown.issue(FINDING, [CULPRIT, RUNNING], DASHBOARD))
+    check_golden("issue.md", markdown.issue(replace(FINDING, ab=CONFIRMATION), [CULPRIT, RUNNING], DASHBOARD))
     assert markdown.issue_title(FINDING, CULPRIT) == ("vllm==0.33.0 made TTFT p50 12.0% worse on h100-80gb at "
                                                       "r=8.0/s poisson (advisor); bisected to vllm@abc123def4567890 "
                                                       "(confidence 97%)")  # fmt: skip
@@ -194,3 +198,19 @@ def test_ab_summary_lists_every_series_worst_first_and_shrinks_to_fit():
     shorter = markdown.ab_summary(session, fits=lambda t: len(t) < len(text) - 10)
     assert "✅ PASS |" not in shorter and "1 more series (all PASS) left out" in shorter
     assert "| series |" not in markdown.ab_summary(session, fits=lambda t: len(t) < 1000)
+
+
+SILENT = (
+    Silence("sglang", "h100", "2026-11-20T06:00:00.000Z", None, ("sglang==0.5.23|h100|smoke",)),
+    Silence("vllm", "b200", "2026-11-21T10:00:00.000Z", "2026-11-21T10:00:00.000Z",
+            tuple(f"vllm==0.33.{i}|b200|smoke" for i in range(5))),  # fmt: skip
+)
+
+
+def test_missing_data_issue_names_each_silent_series_since_when_and_the_jobs_waiting():
+    title = markdown.silence_title(list(SILENT))
+    assert title == "No benchmark data from sglang on h100, vllm on b200 since 2026-11-20"
+    text = markdown.silence_issue(list(SILENT), silent_after_hours=48)
+    closing = markdown.silence_closing_comment("2026-11-23T06:00:00.000Z")
+    back = markdown.silence_issue([], silent_after_hours=48)
+    check_golden("silence.md", "\n".join((title, "", text, back, closing)))

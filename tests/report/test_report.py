@@ -112,8 +112,33 @@ def test_a_user_token_gets_a_status_but_no_check_run(detected, db_path, fake):
     assert len(fake.statuses) == 1 and fake.check_runs == [] and len(fake.comments_on(7)) == 1
 
 
+def confirm_by_hand(db_path, finding_id: int, outcome: str) -> None:
+    """What `perfci confirm` stores after an A/B session (tests/test_confirm.py runs the real one)."""
+    db = open_db(db_path)
+    f = db["regressions"].get(finding_id)
+    session = db["ab_sessions"].insert({
+        "created": "2026-11-27T02:00:00Z", "finished": "2026-11-27T02:20:00Z", "status": "done",
+        "baseline": "sim:a.toml", "candidate": "sim:b.toml", "baseline_build": f["last_good"],
+        "candidate_build": f["first_bad"], "suite": f["suite"], "hardware_label": f["hardware_label"], "blocks": 8,
+        "alpha": 0.05, "min_effect": 0.02, "verdict": "FAIL" if outcome == "confirmed" else "PASS", "reason": "",
+    }).last_pk  # fmt: skip
+    db["confirmations"].insert({"regression_id": finding_id, "session_id": session, "created": "2026-11-27T02:20:00Z",
+                                "outcome": outcome, "reason": "by hand"})  # fmt: skip
+    db.close()
+
+
+def test_a_finding_no_ab_session_reproduced_gets_no_issue(detected, db_path, fake):
+    _, _, finding_id = detected
+    assert report(db_path, "--issue-on-regression", fake=fake).exit_code == 0
+    confirm_by_hand(db_path, finding_id, "not-reproduced")
+    done = report(db_path, "--issue-on-regression", fake=fake)
+    assert done.exit_code == 0, done.output
+    assert [n for n in fake.issues if n != 7] == []
+
+
 def test_a_detected_regression_opens_one_issue_that_later_runs_update_and_close(detected, db_path, fake):
     _, _, finding_id = detected
+    confirm_by_hand(db_path, finding_id, "confirmed")
     first = report(db_path, "--issue-on-regression", "--dashboard-url", DASHBOARD, fake=fake)
     assert first.exit_code == 0, first.output
     (issue,) = [i for n, i in fake.issues.items() if n != 7]
@@ -198,7 +223,7 @@ def test_dry_run_prints_everything_and_posts_nothing(detected, db_path, fake):
     assert done.exit_code == 0, done.output
     assert "would upsert the perfci comment on pull request #7" in done.output
     assert "would set commit status 'perfci' on the head of pull request #7: failure" in done.output
-    assert "would open (when missing) or update the issue of finding" in done.output
+    assert "would not file finding" in done.output and "no A/B session has re-measured it" in done.output
     assert "would append to $GITHUB_STEP_SUMMARY" in done.output
     assert fake.log == []
 
