@@ -28,7 +28,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-STATES = ("cold", "warm", "cold-weights-cached", "mixed", "priming", "n/a")
+# Every label a start can carry, and what it means (the dashboard and reports say it beside the numbers).
+STATES = {
+    "cold": "every engine cache for this build empty, weights not in the page cache",
+    "warm": "every engine cache for this build populated",
+    "cold-weights-cached": "engine caches empty, but the weights were in the OS page cache",
+    "mixed": "some engine caches populated, some empty: neither cold nor warm",
+    "priming": "untimed start that filled empty caches before a warm start",
+    "n/a": "a running endpoint: perfci started nothing",
+}
 # Weight files at least this resident (by bytes) make a cold start `cold-weights-cached`.
 RESIDENT_SHARE_CACHED = 0.5
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".npz", ".msgpack")

@@ -305,7 +305,7 @@ def _run_model(suite: Suite, target: Target, model: Model, plans: Plans, total: 
                 _stop(server, gpu_baseline)
             reporter.stage(f"starting {target.engine.name} for {model.name} ({cache} start)")
             started = _start(suite, target, model, cache, work / f"{model.name}-{i}-{cache}", on_gpu, state,
-                             gpu_baseline)  # fmt: skip
+                             gpu_baseline, reporter)  # fmt: skip
             server, served = started if started else (None, model.name)
             if server is None:
                 state.points += [_skipped(p, i, "engine did not start") for i, p in plans]
@@ -339,7 +339,7 @@ def compile_cache_root(target: Target, model: Model) -> Path:
 
 
 def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, on_gpu: bool, state: _RunState,
-           gpu_baseline: list[float]) -> tuple[EngineProcess, str] | None:  # fmt: skip
+           gpu_baseline: list[float], reporter: Reporter) -> tuple[EngineProcess, str] | None:  # fmt: skip
     """Start the engine once and measure its startup, labelled with the cache state measured just before it
     (perfci.caches). A cold start empties this build's caches first; a warm one whose caches are not all
     populated is preceded by an untimed priming start (recorded as `priming`, its own series). Returns the
@@ -349,10 +349,13 @@ def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, o
                         compile_cache=compile_cache_root(target, model))  # fmt: skip
     declared = target.engine.caches(ctx)
     if cache == "warm" and not all(m["populated"] for m in caches.inspect_all(declared).values() if m["decides"]):
+        reporter.stage(f"priming {target.engine.name}'s caches for {model.name} (untimed; they are empty for this "
+                       "build)")  # fmt: skip
         primed = _launch(suite, target, replace(ctx, workdir=work / "priming"), declared, "priming", state)
         if primed is None:
             return None
         _stop(primed[0], gpu_baseline)
+        reporter.stage(f"starting {target.engine.name} for {model.name} (warm start)")
         ctx = replace(ctx, port=free_port())
     return _launch(suite, target, ctx, declared, None, state)
 
