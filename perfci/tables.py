@@ -101,7 +101,10 @@ def _caches_before(s: Startup) -> str:
     if not deciding:
         return "none used"
     files, size = sum(c.entries for c in deciding), sum(c.bytes for c in deciding)
-    return f"{files} files, {size / 1e6:.1f} MB" if files else "empty"
+    if not files:
+        return "empty"
+    amount = f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.1f} kB"
+    return f"{files} file{'s' if files != 1 else ''}, {amount}"
 
 
 def _resident(s: Startup) -> str:
