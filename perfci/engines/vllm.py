@@ -35,7 +35,7 @@ class VllmEngine(Adapter):
         duration("compile_graph", r"Compiling a graph for .*? takes ([\d.]+) s"),
         duration("compile_cache_load", r"Directly load the compiled graph\(s\).*? took ([\d.]+) s"),
         duration("compile", r"torch\.compile takes ([\d.]+) s in total"),
-        # vLLM on CPU logs no compile timings; this line shows a start compiled (a warm start loads instead).
+        # vLLM on CPU logs no compile timings; this line marks when it wrote its compiled graph (every start).
         mark("compile_saved", r"saved AOT compiled function"),
         duration("profile_warmup", r"profiling/warmup run took ([\d.]+) s"),
         duration("graphs", r"Graph capturing finished in ([\d.]+) sec"),

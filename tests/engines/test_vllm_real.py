@@ -123,8 +123,6 @@ def test_startup_suite_stores_a_measured_cold_then_warm_start(vllm_env, tmp_path
     assert all(s["ready"] and s["phases"]["first_token"] > 0 for s in record["startups"])
     assert cold["caches"]["vllm-compile"]["entries"] == 0 and warm["caches"]["vllm-compile"]["entries"] > 0
     assert warm["caches"]["vllm-compile"]["bytes"] > 0 and cold["weights"] is None  # dummy weights: no files
-    # vLLM's own words for it: the cold start saved its compiled graph, the warm one had nothing to compile.
-    assert "at_compile_saved" in cold["phases"] and "at_compile_saved" not in warm["phases"], warm["phases"]
     db = open_db(tmp_path / "s.db", readonly=True)
     labels = db.execute("SELECT DISTINCT s.cache FROM startup_phases ph JOIN startups s ON s.id = ph.startup_id "
                         "WHERE ph.phase = 'init_engine'").fetchall()  # fmt: skip
