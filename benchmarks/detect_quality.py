@@ -8,7 +8,9 @@ perfci's `detect.change_points`, to apache-otava's analysis at its defaults (E-d
 windows, p <= 0.001, missing builds forward-filled as Otava does) and to ruptures' Pelt (least-squares cost,
 every build a candidate, penalty log(n) * sigma^2 as ruptures' user guide writes it, sigma from the MAD of
 first differences, missing builds dropped). A quiet series counts as a false alarm if a tool reports any
-change point; a step is found when a change point lies within 3 builds of it.
+change point; a step is found when a change point lies within 3 builds of it. Localisation: for 5% steps in
+20-build series (10 + 10), at the newest 6 of 60 builds, and 5% and 3% steps in 100 builds, how far the
+change point nearest the step lies from its first build (exact, one off, two or three off, none within 3).
 
 `detect.compare` is scored on 10 vs 10 repeats: equal distributions (any regression/improvement verdict is
 false) and 2/3/5/10% regressions under the same noise models.
@@ -16,6 +18,7 @@ false) and 2/3/5/10% regressions under the same noise models.
     .venv/bin/python benchmarks/detect_quality.py            # 1000 series per scenario, ~2.5 minutes
     .venv/bin/python benchmarks/detect_quality.py --quick    # 100 per scenario, ~25 s
     .venv/bin/python benchmarks/detect_quality.py --seed 1   # the seed perfci's defaults were tuned on
+    .venv/bin/python benchmarks/detect_quality.py --localisation  # only where found steps are placed
 
 Needs the bench extra: `pip install -e '.[bench]'` (apache-otava, ruptures).
 """
@@ -186,6 +189,42 @@ def change_point_table(count: int, seed: int) -> tuple[list[str], dict[str, floa
     return lines, seconds
 
 
+# Where a found step is placed: bisect and A/B confirmation start from the first bad build the tool names.
+LOCALISATION = [
+    (Scenario("step 5%, n=20 (10+10)", gaussian(0.02), n=20, step=0.05, at=(10, 11)), "exact or ±1", ">= 90%"),
+    (Scenario("step 5% at newest 6 of 60", gaussian(0.02), n=60, step=0.05, at=(54, 55)), "at most 1 early", ">= 95%"),
+    (Scenario("step 5%, noise 2%", gaussian(0.02), step=0.05), "exact or ±1", ""),
+    (Scenario("step 3%, noise 2%", gaussian(0.02), step=0.03), "exact or ±1", ""),
+]
+
+
+def offsets(series: list[tuple[np.ndarray, list[int]]], tool: Callable) -> list[int | None]:
+    """Per series, the reported index minus the true one for the change point nearest the step (within
+    TOLERANCE), None when there is none."""
+    out: list[int | None] = []
+    for values, (truth,) in series:
+        near = [i - truth for i, _ in tool(values) if abs(i - truth) <= TOLERANCE]
+        out.append(min(near, key=abs) if near else None)
+    return out
+
+
+def localisation_table(count: int, seed: int) -> list[str]:
+    lines = ["| scenario | measure | target | tool | exact | ±1 | 2–3 off | not found (±3) | measure met |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for sc, measure, target in LOCALISATION:
+        rng = np.random.default_rng([seed, zlib.crc32(b"localisation " + sc.name.encode())])
+        series = [sc.make(rng) for _ in range(count)]
+        for name, tool in TOOLS.items():
+            found = [d for d in offsets(series, tool) if d is not None]
+            met = sum(abs(d) <= 1 if measure == "exact or ±1" else d >= -1 for d in found)
+            cells = [sum(d == 0 for d in found), sum(abs(d) == 1 for d in found), sum(abs(d) > 1 for d in found),
+                     count - len(found), met]  # fmt: skip
+            lines.append(f"| {sc.name} | {measure} | {target} | {name} | "
+                         + " | ".join(f"{100 * c / count:.1f}%" for c in cells) + " |")  # fmt: skip
+        print(f"  localisation: {sc.name}", file=sys.stderr)
+    return lines
+
+
 def compare_table(count: int, seed: int) -> list[str]:
     rng = np.random.default_rng([seed, 1])
     cases = [
@@ -232,6 +271,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=2, help="corpus seed (defaults were tuned on seed 1)")
     parser.add_argument("--series", type=int, default=1000, help="series per scenario")
+    parser.add_argument("--localisation", action="store_true", help="only the localisation table")
     parser.add_argument("--quick", action="store_true", help="100 series per scenario")
     args = parser.parse_args()
     count = 100 if args.quick else args.series
@@ -239,9 +279,13 @@ def main() -> None:
 
     print(f"seed {args.seed}, {count} series per scenario; Python {platform.python_version()}, numpy "
           f"{np.__version__}, apache-otava {version('apache-otava')}, ruptures {version('ruptures')}\n")  # fmt: skip
+    if args.localisation:
+        print("\n".join(localisation_table(count, args.seed)))
+        return
     lines, seconds = change_point_table(count, args.seed)
     print("\n".join(lines))
     print("\nseconds per tool over the corpus: " + ", ".join(f"{n} {s:.1f}" for n, s in seconds.items()))
+    print("\n" + "\n".join(localisation_table(count, args.seed)))
     print("\n" + "\n".join(compare_table(10 * count, args.seed)))
     print("\n" + speed(args.seed))
 

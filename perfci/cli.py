@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from perfci import config, crash, detect, envs, hardware, records, runner, store, tables
+from perfci import clocks, config, crash, detect, envs, hardware, records, runner, store, tables
 from perfci.errors import (
     EXIT_EXTERNAL,
     EXIT_INTERNAL,
@@ -56,7 +56,8 @@ EXIT_CODES = (
      "detect (while a confirmed regression is open)"),
     (EXIT_USAGE, "usage or input error: the message names the option, file, key or value",
      "every command"),
-    (EXIT_MACHINE, "the machine is not ready to measure on (GPU preflight)", "run, doctor, bisect"),
+    (EXIT_MACHINE, "the machine is not ready to measure on (GPU preflight, GPU clocks cannot be locked)",
+     "run, doctor, bisect"),
     (EXIT_EXTERNAL, "an external service failed: GitHub, a package index, a watched source",
      "report, watch, bisect (the release list)"),
     (EXIT_RUN_NOT_OK, "the engine failed, or a run ended not ok (its record is stored)", "run"),
@@ -158,9 +159,13 @@ class RichReporter:
               help="Run record: a .json file, or a directory (made if missing) for <run_id>.json.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 @click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
-def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out, as_json, force) -> None:
+@click.option("--lock-clocks", metavar="SETTING",
+              help="Lock the GPUs' SM clocks for the run: base, max, a clock in MHz, or off (overrides the "
+              "suite's [machine] lock_clocks).")  # fmt: skip
+def run(suite_name, engine, endpoint, served_model, sim_overrides, db_path, out, as_json, force, lock_clocks) -> None:
     """Run a suite against an engine build (started here) or a running endpoint; store the results."""
     suite = config.with_sim_overrides(config.load_suite(suite_name), sim_overrides)
+    suite = config.with_lock_clocks(suite, lock_clocks)
     records.check_destination(out)  # before anything is measured: a measurement is never lost to its output
     store.check_writable(db_path)
     with interruptible():  # SIGINT/SIGTERM: engine stopped, record of what was measured stored, exit 130/143
@@ -266,12 +271,14 @@ def env_prune(older_than_days, incomplete_only, keep, remove_all) -> None:
 @click.option("--force", is_flag=True, help="Exit 0 even when the preflight finds a dirty GPU.")
 @click.option("--json", "as_json", is_flag=True)
 def doctor(force, as_json) -> None:
-    """Print this machine's hardware fingerprint and the preflight a run would do."""
-    fp, check = hardware.fingerprint(), hardware.preflight()
+    """Print this machine's hardware fingerprint, the preflight a run would do, and the settings that add noise
+    (GPU persistence mode, CPU frequency governor; reported, never a failure)."""
+    fp, check, settings = hardware.fingerprint(), hardware.preflight(), clocks.machine_checks()
     if as_json:
-        click.echo(json.dumps({"fingerprint": fp, "preflight": check.problems}))
+        click.echo(json.dumps({"fingerprint": fp, "preflight": check.problems,
+                               "settings": [c.__dict__ for c in settings]}))  # fmt: skip
     else:
-        stdout.print(tables.doctor_table(fp, check.problems))
+        stdout.print(tables.doctor_table(fp, check.problems, settings))
     if not check.clean and not force:
         raise click.exceptions.Exit(EXIT_MACHINE)
 

@@ -15,7 +15,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from perfci.errors import ConfigError
 from perfci.resources import shipped
@@ -302,6 +302,25 @@ class Startup(Strict):
     )
 
 
+class Machine(Strict):
+    """How the machine is held while the suite runs (see "GPU clock locking" in docs/runner.md)."""
+
+    lock_clocks: Literal[False, "base", "max"] | Annotated[int, Field(ge=1, strict=True)] = Field(
+        default=False,
+        description="Lock every NVIDIA GPU's SM clock for the run, unlocked at its end: `\"base\"` (the GPU's "
+        "default applications clock, which it can hold under load), `\"max\"` (its highest SM clock), or a "
+        "clock in MHz; `false`: leave the clocks alone. Needs root or clock-setting rights (exit 3 without).",
+    )
+
+    @field_validator("lock_clocks", mode="before")
+    @classmethod
+    def _no_zero_mhz(cls, v: object) -> object:
+        # pydantic would read 0 as False; a clock of 0 MHz is a mistake, not "off".
+        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+            raise ValueError(f"a clock in MHz must be at least 1, got {v}; `false` leaves the clocks alone")
+        return v
+
+
 class Suite(Strict):
     """A suite file: models, workloads with their load levels, and how every point runs."""
 
@@ -315,6 +334,7 @@ class Suite(Strict):
     startup: Startup = Field(default=Startup(), description="Which starts are measured (see Startup).")
     slo: Slo = Field(default=Slo(), description="Goodput limits (see Slo).")
     sim: Sim = Field(default=Sim(), description="The `sim` engine's latency model (see Sim).")
+    machine: Machine = Field(default=Machine(), description="How the machine is held during the run (see Machine).")
     # Set by load_suite: the suite file's content hash, so runs of different suite versions never mix.
     content_hash: str = Field(default="", json_schema_extra={"set_by_perfci": True})
     path: str = Field(default="", json_schema_extra={"set_by_perfci": True})
@@ -427,7 +447,7 @@ def _key_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("int", "Distribution") or str(part).startswith(("function-", "constrained-")):
+        elif part in ("int", "Distribution") or str(part).startswith(("function-", "constrained-", "literal[")):
             continue
         else:
             out += f".{part}" if out else str(part)
@@ -465,3 +485,20 @@ def with_sim_overrides(suite: Suite, overrides: Iterable[str]) -> Suite:
         return suite.model_copy(update={"sim": Sim.model_validate(values)})
     except ValidationError as e:
         raise ConfigError(format_validation_error("--sim", e, what="sim override")) from e
+
+
+def with_lock_clocks(suite: Suite, value: str | None) -> Suite:
+    """The `--lock-clocks` override (base, max, MHz or off), validated like the file. It changes the suite's
+    hash, as editing the file would: runs at locked and unlocked clocks never share a series."""
+    if value is None:
+        return suite
+    text = value.strip().lower()
+    parsed: object = False if text in ("off", "false") else int(text) if text.isdigit() else text
+    try:
+        machine = Machine.model_validate({**suite.machine.model_dump(), "lock_clocks": parsed})
+    except ValidationError as e:
+        raise ConfigError(f"--lock-clocks {value!r}: expected base, max, off or a clock in MHz") from e
+    if machine == suite.machine:
+        return suite
+    digest = hashlib.sha256(f"{suite.content_hash}|lock_clocks={machine.lock_clocks}".encode()).hexdigest()[:16]
+    return suite.model_copy(update={"machine": machine, "content_hash": digest})

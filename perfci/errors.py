@@ -8,7 +8,7 @@ import signal
 EXIT_OK = 0
 EXIT_REGRESSION = 1  # only ever "a regression was found" (detect, compare and other verdict commands)
 EXIT_USAGE = 2  # a bad option, suite, record or store file: the message names it
-EXIT_MACHINE = 3  # the machine is not fit to measure on (GPU preflight)
+EXIT_MACHINE = 3  # the machine is not fit to measure on (GPU preflight, clocks that cannot be locked)
 EXIT_EXTERNAL = 4  # an external service failed: GitHub, a package index
 EXIT_RUN_NOT_OK = 5  # the engine failed, or a run ended not ok (degraded or failed); its record is stored
 EXIT_INTERNAL = 70  # a bug in perfci (sysexits' EX_SOFTWARE): one line, the traceback in a file it names
@@ -60,7 +60,8 @@ class StoreError(PerfciError):
 
 
 class HardwareError(PerfciError):
-    """The machine is not fit to measure on (a dirty GPU), unless the user forces the run."""
+    """The machine is not fit to measure on: a dirty GPU (unless the user forces the run), or GPU clocks that
+    cannot be locked as the suite asks."""
 
     exit_code = EXIT_MACHINE
 

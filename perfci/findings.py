@@ -55,9 +55,15 @@ class SeriesVerdict:
     n_baseline: int = 0
     n_candidate: int = 0
     significant: bool = False  # survived Benjamini–Hochberg over its family
+    needed: int | None = None  # candidate values the test needs to ever decide (detect.Verdict.needed)
+
+    @property
+    def cannot_decide(self) -> str | None:
+        return detect.cannot_decide(self.n_candidate, self.needed)
 
     def as_dict(self) -> dict[str, Any]:
-        return _json_ready(asdict(self.key) | {k: v for k, v in asdict(self).items() if k != "key"})
+        fields = {k: v for k, v in asdict(self).items() if k != "key"}
+        return _json_ready(asdict(self.key) | fields | {"cannot_decide": self.cannot_decide})
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,7 @@ def compare_observations(baseline: pd.DataFrame, candidate: pd.DataFrame, *,
             continue
         v = detect.compare(reference, values, higher_is_better=key.higher_is_better, min_effect=min_effect)
         verdicts.append(SeriesVerdict(key, v.verdict, _median(reference), _median(values), v.rel_change, v.ci_low,
-                                      v.ci_high, v.pvalue, v.n_baseline, v.n_candidate))  # fmt: skip
+                                      v.ci_high, v.pvalue, v.n_baseline, v.n_candidate, needed=v.needed))  # fmt: skip
     return verdicts
 
 
@@ -228,9 +234,17 @@ def _pvalue(p: float | None) -> float:
 def compare_builds(db: Database, baseline: str, candidate: str, *, metrics: Iterable[str] = (),
                    min_effect: float = MIN_EFFECT, q: float = FDR) -> Comparison:  # fmt: skip
     """`perfci compare A B`: two builds or runs (series.SPEC_HELP), every series they share, or only metrics
-    matching the `metrics` globs; Benjamini–Hochberg over the series compared."""
+    matching the `metrics` globs; Benjamini–Hochberg over the series compared. The candidate's runs are never
+    part of the baseline (a run compared with its own build is compared with the build's other runs)."""
     runs = series.runs(db)
-    a, b = series.resolve(runs, baseline), series.resolve(runs, candidate)
+    b = series.resolve(runs, candidate)
+    whole = series.resolve(runs, baseline)
+    a = whole.without(*b.run_ids)
+    if not a.run_ids:
+        raise ConfigError(f"baseline {baseline!r} holds no run but the candidate's own ({b.label}): "
+                          "give a baseline with other runs")  # fmt: skip
+    if a != whole:
+        a = replace(a, label=f"{a.label} (other runs)")
     obs = series.observations(db, run_ids=dict.fromkeys(a.run_ids + b.run_ids))
     if metrics:
         chosen = obs["metric"].map(lambda m: any(fnmatch.fnmatchcase(m, g) for g in metrics))

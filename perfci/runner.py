@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from sqlite_utils import Database
 
 import perfci
-from perfci import caches, config, engines, envs, hardware, metrics, records, redact, startup, store, tinymodel
+from perfci import caches, clocks, config, engines, envs, hardware, metrics, records, redact, startup, store, tinymodel
 from perfci.config import TINY_MODEL, Model, Suite
 from perfci.engines.base import Engine, LaunchContext
 from perfci.engines.sim import SimEngine
@@ -94,6 +94,8 @@ class _RunState:
     log_tail: str = ""
     deadline_ns: int | None = None  # perf_counter_ns of the run's deadline (run.max_duration_s)
     cut_by_deadline: bool = False  # the deadline stopped a point or skipped some
+    clock_lock: clocks.Lock | None = None  # set while the GPUs' clocks are locked ([machine] lock_clocks)
+    late_stop: Interrupted | None = None  # a signal that came while the clocks were being unlocked
 
     def past_deadline(self) -> bool:
         return self.deadline_ns is not None and time.perf_counter_ns() >= self.deadline_ns
@@ -132,7 +134,8 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
     """Measure `suite` on `target` and return the run record (the caller writes and ingests it; see
     `run_and_store`), or raise Interrupted carrying the record of what was measured before the signal. Before
     starting an engine, a preflight refuses a dirty GPU (foreign processes, memory in use, ECC errors)
-    unless `force`."""
+    unless `force`. With `[machine] lock_clocks`, the GPUs' clocks are locked for the run, checked at every
+    point, and unlocked when it ends, however it ends."""
     if target.endpoint is None and not force:
         check = hardware.preflight()
         if not check.clean:
@@ -147,6 +150,10 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
     on_gpu = bool(fp["gpus"])
     stop: Interrupted | None = None
     with ExitStack() as stack:
+        if suite.machine.lock_clocks is not False:
+            with shielded():  # locked => the unlock is registered: a signal cannot come in between
+                state.clock_lock = clocks.lock(suite.machine.lock_clocks)
+                stack.callback(_unlock_clocks, state)  # first in, so last out: after every engine stopped
         work = workdir or _temp_workdir(stack)
         stack.enter_context(stopping_leftovers())  # leaves before the temp dir goes: engines write into it
         plans = list(enumerate(expand(suite)))
@@ -161,8 +168,11 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         except KeyboardInterrupt as e:
             stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
             _interrupted(state, plans, f"run interrupted by {signal.Signals(stop.signum).name}")
+    stop = stop or state.late_stop
     if state.cut_by_deadline:
         state.errors.append(f"{_deadline_why(suite)}: the points left were stopped or skipped")
+    if state.clock_lock is not None:
+        _check_clocks(state, fp)
     data = {
         "schema_version": records.SCHEMA_VERSION,
         "kind": records.KIND,
@@ -188,6 +198,30 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         stop.record = record
         raise stop
     return record
+
+
+def _unlock_clocks(state: _RunState) -> None:
+    """The ExitStack callback undoing `lock_clocks`; a signal arriving meanwhile waits until every GPU is reset
+    and then stops the run as any signal would."""
+    assert state.clock_lock is not None
+    try:
+        with shielded():
+            state.clock_lock.unlock()
+    except Interrupted as e:
+        state.late_stop = e
+
+
+def _check_clocks(state: _RunState, fp: dict[str, Any]) -> None:
+    """Keep what the clock lock did in the record; a run measured off its locked clock, or that could not
+    unlock a GPU, is not ok."""
+    lock = state.clock_lock
+    assert lock is not None
+    fp["clock_lock"] = lock.summary(state.points)
+    off = lock.off_target(state.points)
+    if off:
+        state.errors.append(f"GPU clocks left their lock ({lock.locked_mhz} MHz, tolerance {lock.tolerance_mhz()} "
+                            f"MHz): " + "; ".join(off))  # fmt: skip
+    state.errors.extend(lock.errors)
 
 
 def _temp_workdir(stack: ExitStack) -> Path:
@@ -443,7 +477,7 @@ def _measure_points(suite: Suite, target: Target, model: Model, plans: Plans, to
                 continue
             plan = plan.resolved(swept[plan.load.sweep_slot])
         point, result = _measure(suite, target, plan, base_url, served, prompts, server, reporter, index, total,
-                                 state.deadline_ns)  # fmt: skip
+                                 state.deadline_ns, _telemetry_reader(state))  # fmt: skip
         state.cut_by_deadline |= result.stopped is not None and not result.stalled
         if result.stalled:
             stalled = f"engine stalled at point {index} ({plan.workload.name} {plan.load.label})"
@@ -452,6 +486,14 @@ def _measure_points(suite: Suite, target: Target, model: Model, plans: Plans, to
             sweeps.setdefault(plan.workload.name, {})[plan.load.kind] = point["metrics"]["request_rate"]
         state.points.append(point)
         reporter.point_finished(index, point)
+
+
+def _telemetry_reader(state: _RunState) -> Callable[[], dict[str, float]]:
+    """The readings taken during a point: the usual ones, and with locked clocks how far they strayed."""
+    lock = state.clock_lock
+    if lock is None:
+        return hardware.sample_now
+    return lambda: {**hardware.sample_now(), **lock.sample()}
 
 
 def _prompts_for(target: Target, model: Model) -> Prompts:
@@ -471,8 +513,8 @@ def _n_requests(suite: Suite, plan: PointPlan) -> int:
 
 
 def _measure(suite: Suite, target: Target, plan: PointPlan, base_url: str, served: str, prompts: Prompts,
-             server: EngineProcess | None, reporter: Reporter, index: int, total: int,
-             deadline_ns: int | None) -> tuple[dict, PointResult]:  # fmt: skip
+             server: EngineProcess | None, reporter: Reporter, index: int, total: int, deadline_ns: int | None,
+             read_telemetry: Callable[[], dict[str, float]]) -> tuple[dict, PointResult]:  # fmt: skip
     """The point's record entry, and what the load generator returned (why it stopped, if it did)."""
     n = _n_requests(suite, plan)
     wl = plan.workload.model_copy(update={"seed": plan.seed})
@@ -484,7 +526,7 @@ def _measure(suite: Suite, target: Target, plan: PointPlan, base_url: str, serve
                                    burstiness=plan.load.burstiness or 1.0, seed=plan.seed)  # fmt: skip
     reporter.point_started(index, total, plan, n)
     started = utc_now()
-    with hardware.Telemetry() as telemetry:
+    with hardware.Telemetry(read=read_telemetry) as telemetry:
         result = asyncio.run(run_point(
             base_url=base_url, model=served, api=plan.workload.api, specs=specs,
             concurrency=plan.load.concurrency, arrivals=arrivals, duration_s=suite.run.duration_s,

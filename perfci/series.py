@@ -161,8 +161,8 @@ class Selection:
     build: str  # the build label of its runs
     run_ids: tuple[str, ...]
 
-    def without(self, run_id: str) -> Selection:
-        return Selection(self.label, self.build, tuple(r for r in self.run_ids if r != run_id))
+    def without(self, *run_ids: str) -> Selection:
+        return Selection(self.label, self.build, tuple(r for r in self.run_ids if r not in run_ids))
 
 
 _RUN_ID_PREFIX = re.compile(r"[0-9a-f]{8}[0-9a-f-]{0,28}")

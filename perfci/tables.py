@@ -8,12 +8,14 @@ raise. Styles are given as Text styles instead."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
+from perfci.clocks import Check
 from perfci.records import RunRecord, Startup
 
 if TYPE_CHECKING:
@@ -141,7 +143,7 @@ def envs_table(infos) -> Table:
     return t
 
 
-def doctor_table(fp: dict[str, Any], problems: list[str]) -> Table:
+def doctor_table(fp: dict[str, Any], problems: list[str], settings: Sequence[Check] = ()) -> Table:
     t = _table(f"hardware: {fp['label']}", show_header=False)
     _columns(t, "key", "value")
     for key, value in fp.items():
@@ -151,6 +153,8 @@ def doctor_table(fp: dict[str, Any], problems: list[str]) -> Table:
         else:
             _row(t, key, str(value))
     _row(t, "preflight", "clean" if not problems else Text("; ".join(problems), style="red"))
+    for c in settings:
+        _row(t, c.name, c.value if c.ok is not False else Text(f"{c.value}: {c.advice}", style="yellow"))
     return t
 
 
@@ -158,8 +162,8 @@ _VERDICT_STYLE = {"regression": "bold red", "failed": "bold red", "improvement":
                   "no-baseline": "dim", "unchanged": ""}  # fmt: skip
 
 
-def _verdict(v: str) -> Text:
-    return Text(v, style=_VERDICT_STYLE.get(v, ""))
+def _verdict(v: str, label: str | None = None) -> Text:
+    return Text(label or v, style=_VERDICT_STYLE.get(v, ""))
 
 
 def _pct(v: float | None) -> str:
@@ -193,7 +197,7 @@ def comparison_table(comparison) -> Table:
         k = v.key
         _row(t, k.hardware_label, k.suite, k.model, k.workload, k.load_label, k.metric, _value(v.baseline),
                   _value(v.candidate), f"{v.n_baseline}/{v.n_candidate}", _pct(v.rel_change),
-             _ci(v.ci_low, v.ci_high), _p(v.pvalue), _verdict(v.verdict))  # fmt: skip
+             _ci(v.ci_low, v.ci_high), _p(v.pvalue), _verdict(v.verdict, v.cannot_decide))  # fmt: skip
     return t
 
 

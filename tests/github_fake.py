@@ -3,6 +3,11 @@ shapes (every `url` field pointing at the fake), served under /api/v3 as GitHub 
 
 State is in memory: issues (a pull request is an issue too), their comments, pull requests, commit statuses and
 check runs. `fail` queues error answers (5xx, rate limits) for the next matching requests.
+
+`mint_token(permissions)` hands out a GITHUB_TOKEN as Actions does for a job: an installation token limited to
+the job's `permissions:` block. A call its permissions do not cover gets GitHub's answer, 403 "Resource not
+accessible by integration" (creating a check run needs `checks: write`, a status `statuses: write`, an issue
+`issues: write`, a pull request comment `pull-requests: write` or `issues: write`).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -44,6 +50,7 @@ class FakeGitHub:
     check_runs: list[dict] = field(default_factory=list)
     log: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
     failures: list[Failure] = field(default_factory=list)
+    grants: dict[str, dict[str, str]] = field(default_factory=dict)  # minted token → scope → read | write
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
 
     @property
@@ -69,6 +76,18 @@ class FakeGitHub:
     def comments_on(self, number: int) -> list[dict]:
         return [c for c in self.comments.values() if c["issue_url"].endswith(f"/issues/{number}")]
 
+    def mint_token(self, permissions: dict[str, str]) -> str:
+        """An installation token with these permissions only (metadata: read comes with every token)."""
+        token = "ghs_" + secrets.token_hex(18)
+        self.users_by_token[token] = (BOT, "Bot")
+        self.grants[token] = {"metadata": "read"} | permissions
+        return token
+
+    def permissions_of(self, token: str) -> dict[str, str]:
+        if token not in self.users_by_token:
+            return {}
+        return self.grants.get(token, {"*": "write"})  # the fixed test tokens may do anything
+
     def fail(self, method: str, path: str, status: int, *, times: int = 1, headers: dict | None = None,
              message: str = "Server Error") -> None:  # fmt: skip
         for _ in range(times):
@@ -91,27 +110,45 @@ class FakeGitHub:
         me = self._user(login, kind)
         body = request.get_json(silent=True) or {}
         base = f"/repos/{OWNER}/{NAME}"
+        # (method, path, the permission it needs: scopes any of which will do, and the level; the answer)
+        issue = lambda n: ("issues", "pull-requests") if "pull_request" in self.issues.get(int(n), {}) else ("issues",)  # noqa: E731
+        comment = lambda c: issue(self.comments[int(c)]["issue_url"].rsplit("/", 1)[1]) if int(c) in self.comments else ("issues",)  # noqa: E731
         routes = [
-            ("GET", r"/user", lambda: _json({"message": "Resource not accessible by integration"}, 403)
+            ("GET", r"/user", None, lambda: _json({"message": "Resource not accessible by integration"}, 403)
              if kind == "Bot" else _json(self._authenticated(me))),  # fmt: skip
-            ("GET", base, lambda: _json(self._repo())),
-            ("GET", base + r"/issues", lambda: self._list_issues(request)),
-            ("POST", base + r"/issues", lambda: self._create_issue(body, me)),
-            ("GET", base + r"/issues/(\d+)", lambda n: self._get(self.issues, n)),
-            ("PATCH", base + r"/issues/(\d+)", lambda n: self._edit_issue(int(n), body)),
-            ("GET", base + r"/issues/(\d+)/comments", lambda n: self._page(request, self.comments_on(int(n)))),
-            ("POST", base + r"/issues/(\d+)/comments", lambda n: self._create_comment(int(n), body, me)),
-            ("PATCH", base + r"/issues/comments/(\d+)", lambda c: self._edit_comment(int(c), body, me)),
-            ("DELETE", base + r"/issues/comments/(\d+)", lambda c: self._delete_comment(int(c), me)),
-            ("GET", base + r"/pulls/(\d+)", lambda n: self._get(self.pulls, n)),
-            ("POST", base + r"/statuses/([0-9a-f]{40})", lambda sha: self._create_status(sha, body, me)),
-            ("POST", base + r"/check-runs", lambda: self._create_check_run(body, kind)),
-        ]
-        for method, pattern, answer in routes:
+            ("GET", base, lambda: (("metadata",), "read"), lambda: _json(self._repo())),
+            ("GET", base + r"/issues", lambda: (("issues",), "read"), lambda: self._list_issues(request)),
+            ("POST", base + r"/issues", lambda: (("issues",), "write"), lambda: self._create_issue(body, me)),
+            ("GET", base + r"/issues/(\d+)", lambda n: (issue(n), "read"), lambda n: self._get(self.issues, n)),
+            ("PATCH", base + r"/issues/(\d+)", lambda n: (issue(n), "write"), lambda n: self._edit_issue(int(n), body)),
+            ("GET", base + r"/issues/(\d+)/comments", lambda n: (issue(n), "read"),
+             lambda n: self._page(request, self.comments_on(int(n)))),
+            ("POST", base + r"/issues/(\d+)/comments", lambda n: (issue(n), "write"),
+             lambda n: self._create_comment(int(n), body, me)),
+            ("PATCH", base + r"/issues/comments/(\d+)", lambda c: (comment(c), "write"),
+             lambda c: self._edit_comment(int(c), body, me)),
+            ("DELETE", base + r"/issues/comments/(\d+)", lambda c: (comment(c), "write"),
+             lambda c: self._delete_comment(int(c), me)),
+            ("GET", base + r"/pulls/(\d+)", lambda n: (("pull-requests",), "read"), lambda n: self._get(self.pulls, n)),
+            ("POST", base + r"/statuses/([0-9a-f]{40})", lambda sha: (("statuses",), "write"),
+             lambda sha: self._create_status(sha, body, me)),
+            ("POST", base + r"/check-runs", lambda: (("checks",), "write"), lambda: self._create_check_run(body, kind)),
+        ]  # fmt: skip
+        for method, pattern, needs, answer in routes:
             match = re.fullmatch(pattern, path)
             if match and method == request.method:
+                if needs is not None and not self._allowed(token, *needs(*match.groups())):
+                    return _json({"message": "Resource not accessible by integration",
+                                  "documentation_url": "https://docs.github.com/rest"}, 403)  # fmt: skip
                 return answer(*match.groups())
         return _json({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, 404)
+
+    def _allowed(self, token: str, scopes: tuple[str, ...], level: str) -> bool:
+        granted = self.permissions_of(token)
+        if "*" in granted:
+            return True
+        wanted = {"read": ("read", "write"), "write": ("write",)}[level]
+        return any(granted.get(scope) in wanted for scope in scopes)
 
     def _get(self, table: dict[int, dict], number: str) -> Response:
         item = table.get(int(number))

@@ -14,13 +14,13 @@ from pathlib import Path
 MARKER = "PERFCI_TEST_RUN"
 
 
-def start_perfci(args: list[str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
+def start_perfci(args: list[str], cwd: Path, *, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
     """`python -m perfci ARGS` in its own session (a terminal's Ctrl-C reaches one process group; tests send their signals
-    themselves), with its temp dirs under cwd/tmp and a fresh marker."""
+    themselves), with its temp dirs under cwd/tmp and a fresh marker; `env` is added to (or overrides) the environment."""
     marker = uuid.uuid4().hex
     (cwd / "tmp").mkdir(exist_ok=True)
     env = {**os.environ, MARKER: marker, "TMPDIR": str(cwd / "tmp"),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env or {})}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "perfci", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     return proc, marker

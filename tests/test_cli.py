@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from perfci import __version__
 from perfci.cli import cli
 from perfci.errors import EXIT_RUN_NOT_OK
 from perfci.store import open_db, row_counts
@@ -193,6 +194,11 @@ def test_detect_compare_regressions_and_ack_on_sim_runs(fast_and_slow_sim):
     table = CliRunner().invoke(cli, ["compare", fast, slow, *db])
     assert table.exit_code == 0 and "regression" in table.output and "tpot_ms_p99" in table.output
 
+    # Both runs are one build: against that build, the slow run is compared with the fast one only.
+    own_build = json.loads(CliRunner().invoke(cli, ["compare", f"sim=={__version__}", slow, *db, "--json"]).output)
+    assert own_build["baseline"]["run_ids"] == [fast] and own_build["candidate"]["run_ids"] == [slow]
+    assert {(v["n_baseline"], v["n_candidate"]) for v in own_build["verdicts"] if v["metric"] == "tpot_ms_p50"} == {(6, 6)}
+
     listed = CliRunner().invoke(cli, ["regressions", "--status", "open", *db, "--json"])
     assert [f["id"] for f in json.loads(listed.output)] == [finding["id"]]
     acked = CliRunner().invoke(cli, ["ack", str(finding["id"]), "--why", "slower sim on purpose", *db])
@@ -206,12 +212,14 @@ def test_detect_compare_regressions_and_ack_on_sim_runs(fast_and_slow_sim):
 
 
 def test_compare_and_ack_refuse_bad_input_naming_it(fast_and_slow_sim):
-    d, (fast, _) = fast_and_slow_sim
+    d, (fast, slow) = fast_and_slow_sim
     db = ["--db", str(d / "x.db")]
     r = CliRunner().invoke(cli, ["compare", fast, "vllm==9.9", *db])
     assert r.exit_code == 2 and "no stored run matches 'vllm==9.9'" in r.output
-    r = CliRunner().invoke(cli, ["compare", fast, fast, "--metric", "nope_*", *db])
+    r = CliRunner().invoke(cli, ["compare", fast, slow, "--metric", "nope_*", *db])
     assert r.exit_code == 2 and "no metric matches nope_*" in r.output
+    r = CliRunner().invoke(cli, ["compare", fast, fast, *db])
+    assert r.exit_code == 2 and "holds no run but the candidate's own" in r.output
     r = CliRunner().invoke(cli, ["ack", "999", "--why", "x", *db])
     assert r.exit_code == 2 and "no regression with id 999" in r.output
     r = CliRunner().invoke(cli, ["ack", "1", *db])

@@ -325,3 +325,24 @@ def test_change_points_a_build_apart_across_series_are_one_change():
     assert {m.first_bad for m in with_compare if m.key.metric != "d"} == {"sim==0.4.0"}  # a compare's build is exact
     stored = findings._snapped(members, {scope: order}, {scope: {"sim==0.3.0"}})  # a finding found earlier
     assert {(m.last_good, m.first_bad) for m in stored if m.key.metric != "d"} == {("sim==0.2.0", "sim==0.3.0")}
+
+
+def test_compare_never_counts_the_candidate_run_in_its_own_builds_baseline(tmp_db, add_build):
+    """Five runs of a build and one slowed run of the same build: the slowed run against its build is judged
+    against the five others only, and one value against five can never be significant, which it says."""
+    normal = [add_build("1.0", repeats=1) for _ in range(5)]
+    slowed = add_build("1.0", slowdown=1.5, repeats=1)
+    result = findings.compare_builds(tmp_db, "sim==1.0", slowed)
+    assert result.baseline.run_ids == tuple(normal) and result.candidate.run_ids == (slowed,)
+    assert "other runs" in result.baseline.label
+    latency = [v for v in result.verdicts if v.key.metric == "ttft_ms_mean"]
+    assert latency and all((v.n_baseline, v.n_candidate) == (5, 1) for v in latency)
+    assert all(v.verdict == "inconclusive" and v.cannot_decide == "cannot decide: 1 value; need ≥ 5" for v in latency)
+    shown = {v["cannot_decide"] for v in result.as_dict()["verdicts"] if v["metric"] == "ttft_ms_mean"}
+    assert shown == {"cannot decide: 1 value; need ≥ 5"}
+
+
+def test_compare_refuses_a_baseline_that_is_only_the_candidate(tmp_db, add_build):
+    only = add_build("1.0")
+    with pytest.raises(ConfigError, match="holds no run but the candidate's own"):
+        findings.compare_builds(tmp_db, "sim==1.0", only)

@@ -26,6 +26,18 @@ def test_setup_refuses_bad_arguments_before_touching_anything():
     assert done.returncode == 2 and "--admin-token-file" in done.stdout  # the usage text
 
 
+@pytest.mark.skipif(subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0",
+                    reason="setup-runner.sh checks its arguments after checking it runs as root")  # fmt: skip
+@pytest.mark.parametrize(("args", "why"), [
+    (["--url", "https://github.com/OWNER/REPO", "--runner-group", "perfci-gpu"], "--url https://github.com/ORG"),
+    (["--url", "https://github.com/ORG"], "--runner-group NAME is required"),
+])  # fmt: skip
+def test_setup_registers_only_organization_runners_into_a_runner_group(args, why):
+    done = subprocess.run(["bash", str(RUNNERS / "setup-runner.sh"), *args, "--admin-token-file", "/dev/null"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and why in done.stderr
+
+
 def test_systemd_unit_is_ephemeral_hardened_and_kills_leftovers():
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str
@@ -35,7 +47,9 @@ def test_systemd_unit_is_ephemeral_hardened_and_kills_leftovers():
     assert service["KillMode"] == "control-group" and service["Restart"] == "always"
     assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"
     assert "PERFCI_CACHE=/var/lib/perfci/cache" in service["Environment"] and "HF_HOME=" in service["Environment"]
-    assert "--ephemeral" in (RUNNERS / "register.sh").read_text()
+    register = (RUNNERS / "register.sh").read_text()
+    assert "--ephemeral" in register and '--runnergroup "$RUNNER_GROUP"' in register  # runners/SECURITY.md
+    assert "/orgs/$org/actions/runners/registration-token" in register  # only an organization's runner has a group
 
 
 @pytest.mark.parametrize("label", ["h100", "h200", "b200"])

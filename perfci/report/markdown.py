@@ -167,6 +167,11 @@ def verdict(v: str) -> str:
     return f"{ICONS[v]} {v.replace('-', ' ')}"
 
 
+def series_verdict(v: SeriesVerdict) -> str:
+    """A series' verdict, saying why when the candidate has too few values to ever decide."""
+    return verdict(v.verdict) + (f" ({v.cannot_decide})" if v.cannot_decide else "")
+
+
 def severity(v: SeriesVerdict) -> tuple:
     return VERDICTS.index(v.verdict), -abs(v.rel_change or 0.0), v.key
 
@@ -202,7 +207,8 @@ def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=resources.template_loader(templates), autoescape=False,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)  # fmt: skip
-    env.filters.update(md=md, url=url, pct=pct, change=change, pvalue=pvalue, verdict=verdict, metric_name=metric_name)
+    env.filters.update(md=md, url=url, pct=pct, change=change, pvalue=pvalue, verdict=verdict,
+                       series_verdict=series_verdict, metric_name=metric_name)  # fmt: skip
     env.globals.update(value=value, ICONS=ICONS)
     return env
 

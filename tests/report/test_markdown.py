@@ -98,6 +98,13 @@ def test_summary_of_several_runs_some_without_a_baseline():
     check_golden("summary-runs.md", markdown.summary(Summary("2 runs judged", (first, unjudged), (), ()), DASHBOARD))
 
 
+def test_a_series_that_can_never_be_decided_says_how_many_values_it_needs():
+    one_run = replace(VERDICTS[3], n_baseline=5, n_candidate=1, needed=5)
+    section = Section(CANDIDATE, BASELINE, (one_run,))
+    text = markdown.summary(Summary("one run", (section,), (), ()), Dashboard(None), marker=None)
+    assert f"{markdown.ICONS['inconclusive']} inconclusive (cannot decide: 1 value; need ≥ 5)" in text
+
+
 def test_a_summary_too_large_for_a_comment_is_summarised_with_whole_tables():
     many = tuple(SeriesVerdict(key(f"workload-{i:04d}", "c=8", metric), verdict, 10.0, 11.0, 0.1, 0.05, 0.15, 0.001, 5, 5)
                  for i in range(1500) for metric, verdict in (("ttft_ms_p50", "regression"), ("tpot_ms_p50", "unchanged"),
