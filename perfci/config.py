@@ -294,11 +294,17 @@ class Run(Strict):
 
 
 class Startup(Strict):
-    """Startup measurements: each listed cache state is one start of every model ('cold' empties the
-    engine's compile caches first)."""
+    """Startup measurements: each listed cache state is one start of every model. 'cold' empties this build's
+    engine caches first; 'warm' first makes an untimed priming start when they are empty. Each start is
+    labelled with the state measured just before it (docs/metrics.md)."""
 
     caches: list[Literal["cold", "warm"]] = Field(
         default_factory=lambda: ["warm"], description="One start per entry, in order; the last start serves the points."
+    )
+    drop_page_cache: bool = Field(
+        default=False,
+        description="Before a cold start, drop the model's weight files from the OS page cache (posix_fadvise; no "
+        "root needed). Off: a cold start with resident weights is labelled `cold-weights-cached`.",
     )
     first_request: bool = Field(
         default=True, description="Time a first request after ready as its own phase (`first_token`)."

@@ -33,6 +33,7 @@ from pydantic import Field
 from sqlite_utils import Database
 
 from perfci import ab, detect, engines, findings, series, store
+from perfci.caches import STATES
 from perfci.config import Slo, Strict, Suite, load_suite, load_toml
 from perfci.errors import ConfigError
 from perfci.metrics import LATENCIES
@@ -450,7 +451,8 @@ def startup(obs: pd.DataFrame) -> dict[str, Any]:
             medians = by_cache.groupby(["build", "metric"])["value"].median()
             present = [b for b in builds if b in medians.index.get_level_values("build")]
             stack = {p: [_number(medians.get((b, series.STARTUP_PREFIX + p))) for b in present] for p in phases}
-            caches.append({"cache": cache, "builds": present, "phases": stack})
+            caches.append({"cache": cache, "meaning": STATES.get(cache, "as the suite asked (not measured)"),
+                           "builds": present, "phases": stack})  # fmt: skip
         out.append({"engine": engine, "hardware": hardware, "phases": phases, "caches": caches})
     return {"stacks": out}
 

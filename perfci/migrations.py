@@ -424,6 +424,17 @@ def _confirmations(db: Database) -> None:
     db["confirmations"].create_index(["regression_id"])
 
 
+@_migration("0009_startup_caches")
+def _startup_caches(db: Database) -> None:
+    """Run records v2: each start's measured cache state. `cache` is now the measured label; `requested` what
+    the suite asked for, `caches` (JSON object per cache) and the weights' page-cache residency. Rows from
+    earlier records keep their label and get nulls: not measured."""
+    db["startups"].add_column("requested", str)
+    db["startups"].add_column("caches", str)
+    db["startups"].add_column("weights_bytes", int)
+    db["startups"].add_column("weights_resident_bytes", int)
+
+
 def apply(db: Database) -> None:
     """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
     refuse_unknown(db)

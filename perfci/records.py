@@ -141,9 +141,33 @@ class Hardware(_Model):
     fingerprint: JsonObject
 
 
+class CacheState(_Model):
+    """One engine cache as measured just before a start (perfci.caches)."""
+
+    populated: bool  # held any entry for this build and model
+    decides: bool  # counts for the start's label (a spill-over directory does not)
+    entries: int = Field(ge=0)  # files
+    bytes: int = Field(ge=0)
+
+
+class Weights(_Model):
+    """The model's weight files in the OS page cache just before a start."""
+
+    files: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    resident_bytes: int = Field(ge=0)
+    dropped: bool  # perfci asked the kernel to drop them first (`startup.drop_page_cache`)
+
+
 class Startup(_Model):
     model: Name
-    cache: Literal["cold", "warm", "n/a"]
+    # What the start started from, measured (perfci.caches): cold, warm, cold-weights-cached, mixed, priming
+    # (the untimed start that filled the caches before a warm one); n/a for an endpoint. v1 records kept the
+    # state the suite asked for.
+    cache: Literal["cold", "warm", "cold-weights-cached", "mixed", "priming", "n/a"]
+    requested: Literal["cold", "warm"] | None = None  # what the suite asked for; None in records before v2
+    caches: dict[Name, CacheState] | None = None  # None: not measured (records before v2)
+    weights: Weights | None = None  # None: not measured, or a model without weight files
     total_s: float | None
     ready: bool
     phases: dict[Name, float]  # phase -> seconds, as the engine adapter measured them
@@ -377,9 +401,19 @@ def _v1_redact_paths(data: dict) -> dict:
     return {**redact.redact_record(data, home=None, cwd=None), "schema_version": 2}
 
 
+def _v1_startup_caches(data: dict) -> dict:
+    """v1 starts were labelled with the state the suite asked for, nothing measured: `requested`, `caches` and
+    `weights` are unknown (null); `cache` keeps the old label."""
+    starts = data.get("startups")
+    if not isinstance(starts, list):
+        return data
+    fill = {"requested": None, "caches": None, "weights": None}
+    return {**data, "startups": [{**fill, **s} if isinstance(s, dict) else s for s in starts]}
+
+
 def _v1_to_v2(data: dict) -> dict:
     """v1 -> v2: its named steps, in order."""
-    return _v1_error_kinds(_v1_redact_paths(data))
+    return _v1_startup_caches(_v1_error_kinds(_v1_redact_paths(data)))
 
 
 # Forward migrations: MIGRATIONS[v] turns a version-v record dict into a version v+1 one. Each step is frozen

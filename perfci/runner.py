@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import math
 import os
 import platform
@@ -25,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ from typing import Any, Protocol
 from sqlite_utils import Database
 
 import perfci
-from perfci import clocks, config, engines, envs, hardware, metrics, records, redact, startup, store, tinymodel
+from perfci import caches, clocks, config, engines, envs, hardware, metrics, records, redact, startup, store, tinymodel
 from perfci.config import TINY_MODEL, Model, Sim, Suite
 from perfci.engines import sim
 from perfci.engines.base import Engine, LaunchContext
@@ -348,7 +349,8 @@ def _run_model(suite: Suite, target: Target, model: Model, plans: Plans, total: 
             if server is not None:
                 _stop(server, gpu_baseline)
             reporter.stage(f"starting {target.engine.name} for {model.name} ({cache} start)")
-            started = _start(suite, target, model, cache, work / f"{model.name}-{i}-{cache}", on_gpu, state)
+            started = _start(suite, target, model, cache, work / f"{model.name}-{i}-{cache}", on_gpu, state,
+                             gpu_baseline, reporter)  # fmt: skip
             server, served = started if started else (None, model.name)
             if server is None:
                 state.points += [_skipped(p, i, "engine did not start") for i, p in plans]
@@ -374,35 +376,76 @@ def _stop(server: EngineProcess, gpu_baseline: list[float]) -> None:
         raise EngineError("GPU memory did not come back after the engine stopped: " + "; ".join(late))
 
 
-def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, on_gpu: bool,
-           state: _RunState) -> tuple[EngineProcess, str] | None:  # fmt: skip
-    """Start the engine once and measure its startup. Returns the server and the model name it serves;
-    None (with the error recorded) if it never got ready."""
-    work.mkdir(parents=True, exist_ok=True)
+def compile_cache_root(target: Target, model: Model) -> Path:
+    """This build's caches for this model and its serving config: `$PERFCI_CACHE/compile/<build>/<model>-<hash>`.
+    A cold start empties exactly these; another build's, model's or config's are never touched."""
+    digest = hashlib.sha256(model.model_dump_json().encode()).hexdigest()[:10]
+    return envs.cache_dir() / "compile" / target.build_key / f"{model.name}-{digest}"
+
+
+def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, on_gpu: bool, state: _RunState,
+           gpu_baseline: list[float], reporter: Reporter) -> tuple[EngineProcess, str] | None:  # fmt: skip
+    """Start the engine once and measure its startup, labelled with the cache state measured just before it
+    (perfci.caches). A cold start empties this build's caches first; a warm one whose caches are not all
+    populated is preceded by an untimed priming start (recorded as `priming`, its own series). Returns the
+    server and the model name it serves; None (with the error recorded) if it never got ready."""
     ctx = LaunchContext(python=target.python, model=model, model_path=model_path(model), port=free_port(),
                         suite=suite, cache=cache, workdir=work, on_gpu=on_gpu,
-                        compile_cache=envs.cache_dir() / "compile" / target.build_key / model.name)  # fmt: skip
+                        compile_cache=compile_cache_root(target, model))  # fmt: skip
+    declared = target.engine.caches(ctx)
+    if cache == "warm" and not all(m["populated"] for m in caches.inspect_all(declared).values() if m["decides"]):
+        reporter.stage(f"priming {target.engine.name}'s caches for {model.name} (untimed; they are empty for this "
+                       "build)")  # fmt: skip
+        primed = _launch(suite, target, replace(ctx, workdir=work / "priming"), declared, "priming", state)
+        if primed is None:
+            return None
+        _stop(primed[0], gpu_baseline)
+        reporter.stage(f"starting {target.engine.name} for {model.name} (warm start)")
+        ctx = replace(ctx, port=free_port())
+    return _launch(suite, target, ctx, declared, None, state)
+
+
+def _before_start(suite: Suite, ctx: LaunchContext, declared: list[caches.Cache], label: str | None) -> dict:
+    """Prepare the caches for the requested state (cold: empty them, and drop the weights from the page cache
+    if the suite allows) and measure what the start will find: the entry's label, caches and weights."""
+    files = caches.weight_files(ctx.model_path)
+    dropped = False
+    if ctx.cache == "cold":
+        caches.empty(declared)
+        if suite.startup.drop_page_cache and files:
+            caches.drop_from_page_cache(files)
+            dropped = True
+    measured = caches.inspect_all(declared)
+    weights = caches.weights(files, dropped=dropped)
+    return {"cache": label or caches.state(measured, requested=ctx.cache, weights=weights),
+            "requested": ctx.cache, "caches": measured, "weights": weights}  # fmt: skip
+
+
+def _launch(suite: Suite, target: Target, ctx: LaunchContext, declared: list[caches.Cache], label: str | None,
+            state: _RunState) -> tuple[EngineProcess, str] | None:  # fmt: skip
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    entry: dict[str, Any] = {"model": ctx.model.name, **_before_start(suite, ctx, declared, label), "total_s": None,
+                             "ready": False, "phases": {}, "lines": [], "error": None}  # fmt: skip
     launch = target.engine.launch(ctx)
     state.argv = launch.argv
-    server = EngineProcess(launch.argv, port=ctx.port, env=launch.env, log_path=work / "engine.log")
-    entry: dict[str, Any] = {"model": model.name, "cache": cache, "total_s": None, "ready": False,
-                             "phases": {}, "lines": [], "error": None}  # fmt: skip
+    server = EngineProcess(launch.argv, port=ctx.port, env=launch.env, log_path=ctx.workdir / "engine.log")
     state.startups.append(entry)
     try:
         server.start()
         ready_s = server.wait_ready(path=launch.health_path, timeout_s=suite.run.ready_timeout_s)
     except EngineError as e:
         entry["error"] = e.args[0]  # the log tail goes to the record's log_tail, once
-        state.errors.append(f"{model.name} ({cache} start): {e.args[0]}")
+        state.errors.append(f"{ctx.model.name} ({entry['cache']} start): {e.args[0]}")
         state.log_tail = e.log_tail or server.log_tail(80)
         server.stop()
         return None
-    first = _first_token(target.engine, server.base_url, launch.served_model) if suite.startup.first_request else None
-    parsed = startup.parse(list(server.lines), target.engine.patterns)
+    engine = target.engine
+    first = _first_token(engine, server.base_url, launch.served_model) if suite.startup.first_request else None
+    parsed = startup.parse(list(server.lines), engine.patterns)
     entry.update(
         total_s=round(ready_s, 3),
         ready=True,
-        phases=startup.finish(parsed, additive=target.engine.additive_phases, ready_s=ready_s, first_token_s=first),
+        phases=startup.finish(parsed, additive=engine.additive_phases, ready_s=ready_s, first_token_s=first),
         lines=parsed.lines,
     )
     return server, launch.served_model

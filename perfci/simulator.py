@@ -6,7 +6,11 @@ engine in seconds. It says so everywhere: every log line, `owned_by` in /v1/mode
 responses and an `x-perfci-simulator: 1` header on every response.
 
     python -m perfci.simulator --host 127.0.0.1 --port 8000 --model tiny \
-        [--config JSON | --config-file PATH] [--latency-file PATH]
+        [--config JSON | --config-file PATH] [--latency-file PATH] [--cache-dir DIR]
+
+Startup takes `startup_s`, split into load_weights, compile and warmup as a real engine logs them. With
+`--cache-dir`, compile behaves like torch.compile's cache: without an entry for this model and latency model it
+takes its full share and writes one; with an entry it takes `CACHED_COMPILE_SHARE` of that (a cache load).
 
 Latency model, one scheduler step at a time (continuous batching, prefill mixed into decode steps as vLLM's
 chunked prefill does): a step admits waiting requests while fewer than `max_batch` are active; each admitted
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import hashlib
 import json
 import math
 import random
@@ -52,6 +57,7 @@ OWNER = "perfci-simulator"
 HEADER = "x-perfci-simulator"
 # Startup phases and their shares of `startup_s`, logged as a real engine logs them.
 STARTUP_PHASES = (("load_weights", 0.50), ("compile", 0.35), ("warmup", 0.15))
+CACHED_COMPILE_SHARE = 0.1  # a compile that finds its cache entry loads it in this share of the full time
 # In-flight streams get this long to finish after SIGTERM; then they are cut, so exit takes under a second.
 SHUTDOWN_GRACE_S = 0.5
 VOCAB_SIZE = 1000
@@ -430,7 +436,14 @@ def _sse(payload: dict[str, Any]) -> bytes:
 # --- process --------------------------------------------------------------------------------------------
 
 
-async def serve(host: str, port: int, model: str, sim: Sim, log: Log = log_to_stderr) -> None:
+def compile_entry(cache_dir: Path, model: str, sim: Sim) -> Path:
+    """The compile cache entry of this model under this latency model (a config hash, as engines key theirs)."""
+    digest = hashlib.sha256(f"{model}\0{sim.model_dump_json()}".encode()).hexdigest()[:16]
+    return cache_dir / f"{model}-{digest}.compiled"
+
+
+async def serve(host: str, port: int, model: str, sim: Sim, log: Log = log_to_stderr,
+                cache_dir: Path | None = None) -> None:  # fmt: skip
     """Start up in phases (port unbound), serve until SIGTERM/SIGINT, then shut down gracefully."""
     loop = asyncio.get_running_loop()
     this = asyncio.current_task()
@@ -443,10 +456,16 @@ async def serve(host: str, port: int, model: str, sim: Sim, log: Log = log_to_st
     runner = web.AppRunner(simulator.app(), handler_cancellation=True, access_log=None,
                            shutdown_timeout=SHUTDOWN_GRACE_S)
     try:
+        entry = compile_entry(cache_dir, model, sim) if cache_dir is not None else None
         for phase, share in STARTUP_PHASES:
             began = loop.time()
-            await asyncio.sleep(sim.startup_s * share * simulator.scheduler.speed)
-            log(f"{phase} took {loop.time() - began:.3f} s")
+            cached = phase == "compile" and entry is not None and entry.is_file()
+            share_now = share * (CACHED_COMPILE_SHARE if cached else 1)
+            await asyncio.sleep(sim.startup_s * share_now * simulator.scheduler.speed)
+            if phase == "compile" and entry is not None and not cached:
+                entry.parent.mkdir(parents=True, exist_ok=True)
+                entry.write_text(sim.model_dump_json())
+            log(f"{phase} took {loop.time() - began:.3f} s" + (" (from the compile cache)" if cached else ""))
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         log(f"serving on http://{host}:{port}")
@@ -469,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--config", help="JSON object of perfci.config.Sim keys")
     source.add_argument("--config-file", type=Path, help="TOML or JSON file of Sim keys")
     parser.add_argument("--latency-file", type=Path, help="TOML or JSON file of Sim keys overriding --config")
+    parser.add_argument("--cache-dir", type=Path, help="compile cache directory (none: every compile is full)")
     args = parser.parse_args(argv)
     try:
         sim = load_config(args.config, args.config_file, args.latency_file)
@@ -476,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{NAME}: {e}", file=sys.stderr, flush=True)
         return e.exit_code
     try:
-        asyncio.run(serve(args.host, args.port, args.model, sim))
+        asyncio.run(serve(args.host, args.port, args.model, sim, cache_dir=args.cache_dir))
     except OSError as e:  # the port is taken or the host is not ours
         log_to_stderr(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}")
         return 1

@@ -479,11 +479,12 @@ def points_frame(db: Database, *, run_id: str | None = None) -> pandas.DataFrame
 
 
 def startups_frame(db: Database, *, run_id: str | None = None) -> pandas.DataFrame:
-    """One row per startup phase with its start (model, cache, ready, total_s) and its run's build, hardware and
-    suite, oldest run first. A start that logged no phase still has one row, with `phase` null."""
+    """One row per startup phase with its start (model, measured cache state, requested state, ready, total_s)
+    and its run's build, hardware and suite, oldest run first. A start that logged no phase still has one row,
+    with `phase` null."""
     sql = (
         'SELECT r.engine, r.version, r."commit", r.hardware_label, r.suite, r.suite_hash, r.created, s.run_id, '
-        "s.idx, s.model, s.cache, s.ready, s.total_s, ph.phase, ph.seconds "
+        "s.idx, s.model, s.cache, s.requested, s.ready, s.total_s, ph.phase, ph.seconds "
         "FROM startups s JOIN runs r USING (run_id) LEFT JOIN startup_phases ph ON ph.startup_id = s.id"
     )
     params: list[Any] = []
@@ -644,6 +645,10 @@ def _rows(record: RunRecord, record_path: str | None) -> dict[str, list[dict[str
                 "idx": i,
                 "model": s.model,
                 "cache": s.cache,
+                "requested": s.requested,
+                "caches": None if s.caches is None else json.dumps({k: v.model_dump() for k, v in s.caches.items()}),
+                "weights_bytes": s.weights.bytes if s.weights else None,
+                "weights_resident_bytes": s.weights.resident_bytes if s.weights else None,
                 "total_s": s.total_s,
                 "ready": s.ready,
                 "error": s.error,

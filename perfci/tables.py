@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from perfci.clocks import Check
-from perfci.records import RunRecord
+from perfci.records import RunRecord, Startup
 
 if TYPE_CHECKING:
     import pandas as pd  # only frames passed in: importing pandas costs every CLI command ~0.5 s
@@ -86,9 +86,35 @@ def startup_table(record: RunRecord) -> Table | None:
     _columns(t, "phase", *heads, right=tuple(heads))
     _row(t, "ready", *["yes" if s.ready else Text("no", style="red") for s in record.startups])
     _row(t, "total", *[_num(s.total_s) for s in record.startups])
+    if any(s.caches is not None for s in record.startups):
+        _row(t, "caches before", *[_caches_before(s) for s in record.startups])
+    if any(s.weights is not None for s in record.startups):
+        _row(t, "weights in page cache", *[_resident(s) for s in record.startups])
     for k in phases:
         _row(t, k, *[_num(s.phases.get(k)) for s in record.startups])
     return t
+
+
+def _caches_before(s: Startup) -> str:
+    """What the start found in the caches that decide its label: files and size, or why nothing counts."""
+    if s.caches is None:
+        return "not measured"
+    deciding = [c for c in s.caches.values() if c.decides]
+    if not deciding:
+        return "none used"
+    files, size = sum(c.entries for c in deciding), sum(c.bytes for c in deciding)
+    if not files:
+        return "empty"
+    amount = f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.1f} kB"
+    return f"{files} file{'s' if files != 1 else ''}, {amount}"
+
+
+def _resident(s: Startup) -> str:
+    w = s.weights
+    if w is None:
+        return "-"
+    share = w.resident_bytes / w.bytes if w.bytes else 0.0
+    return f"{share:.0%}" + (" (dropped)" if w.dropped else "")
 
 
 def runs_table(frame: pd.DataFrame) -> Table:

@@ -51,6 +51,9 @@ _RECORD = {
         {
             "model": "tiny",
             "cache": "cold",
+            "requested": "cold",
+            "caches": {"vllm-compile": {"populated": False, "decides": True, "entries": 0, "bytes": 0}},
+            "weights": {"files": 1, "bytes": 4096, "resident_bytes": 0, "dropped": True},
             "total_s": 2.5,
             "ready": True,
             "phases": {"spawn": 0.2, "weights_loaded": 1.0, "server_up": 2.3, "health_ok": 2.5},
@@ -60,6 +63,9 @@ _RECORD = {
         {
             "model": "tiny",
             "cache": "warm",
+            "requested": "warm",
+            "caches": {"vllm-compile": {"populated": True, "decides": True, "entries": 12, "bytes": 34567}},
+            "weights": None,
             "total_s": 1.5,
             "ready": True,
             "phases": {"spawn": 0.1, "health_ok": 1.5},

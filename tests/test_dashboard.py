@@ -128,6 +128,7 @@ def test_startup_stacks_the_adapters_phases_in_order(tmp_db, make_record_dict, t
     assert stack["phases"] == ["load_weights", "compile", "warmup", "unreported", "first_token"]
     cold = stack["caches"][0]
     assert cold["cache"] == "cold" and cold["phases"]["compile"] == [1.0] and cold["builds"] == ["sim==0.1.0"]
+    assert cold["meaning"].startswith("every engine cache for this build empty")
 
 
 def test_rebuild_replaces_a_site_but_never_a_foreign_folder(tmp_db, add_run, tmp_path):

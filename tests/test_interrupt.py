@@ -28,7 +28,7 @@ load = { concurrency = [1, 2] }
 duration_s = 30
 warmup_requests = 0
 [startup]
-caches = ["warm"]
+caches = ["cold"]  # one start, whatever the caches hold (a warm one may prime first)
 [sim]
 startup_s = STARTUP
 decode_ms_per_token = 5

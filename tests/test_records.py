@@ -194,7 +194,16 @@ def v1_record(record_dict: dict) -> dict:
     old["points"][0] |= {"status": "ok", "error": None}
     for point in old["points"]:
         del point["requests"]["error_kind"]
+    for start in old["startups"]:
+        for key in ("requested", "caches", "weights"):
+            del start[key]
     return old
+
+
+def test_v1_starts_keep_their_label_and_read_as_not_measured(tmp_path, record_dict):
+    record = read_record(write_json(tmp_path / "v1.json", v1_record(record_dict)))
+    assert [s.cache for s in record.startups] == ["cold", "warm"]  # what the suite asked for, as v1 kept it
+    assert all(s.requested is None and s.caches is None and s.weights is None for s in record.startups)
 
 
 def test_v1_record_reads_as_v2_with_error_kinds_and_statuses(tmp_path, record_dict):

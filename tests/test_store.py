@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlite_utils
 
-from perfci import migrations
+from perfci import migrations, store
 from perfci.errors import RecordError, StoreError
 from perfci.records import RunRecord, write_record
 from perfci.store import (
@@ -303,4 +303,24 @@ def test_a_store_of_v1_records_gets_error_kinds_and_v2_statuses(tmp_path, record
     assert kinds == [None, "timeout", "http_5xx"]
     assert db.execute("SELECT status FROM points").fetchone()[0] == "degraded"
     assert db.execute("SELECT status FROM runs").fetchone()[0] == "degraded"
+    db.close()
+
+
+def test_startups_store_the_measured_state_and_rows_from_before_it_read_as_not_measured(tmp_path, record_dict):
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    migrations.MIGRATIONS.apply(db, stop_before="0009_startup_caches")
+    db["runs"].insert({"run_id": "old", "created": "2026-11-26T23:40:00.123Z", "perfci_version": "0.1",
+                       "suite": "smoke", "suite_hash": "0123abcd", "engine": "sim", "source": "builtin",
+                       "hardware_label": "cpu-2c", "status": "ok"})  # fmt: skip
+    db["startups"].insert({"id": "old:0", "run_id": "old", "idx": 0, "model": "m", "cache": "warm", "ready": True})
+    db.close()
+
+    db = open_db(tmp_path / "old.db")
+    store.ingest(db, RunRecord.model_validate(record_dict))
+    rows = db.execute("SELECT run_id, cache, requested, caches, weights_bytes, weights_resident_bytes FROM startups "
+                      "ORDER BY run_id, idx").fetchall()  # fmt: skip
+    assert rows[-1] == ("old", "warm", None, None, None, None)
+    cold, warm = rows[:2]
+    assert cold[1:3] == ("cold", "cold") and json.loads(cold[3])["vllm-compile"]["populated"] is False
+    assert cold[4:] == (4096, 0) and warm[1:3] == ("warm", "warm") and warm[4:] == (None, None)
     db.close()

@@ -344,7 +344,7 @@ function startupPage() {
     for (const cache of stack.caches) {
       const box = el("div", { className: "chart startup-chart" });
       box.dataset.cache = cache.cache;
-      holder.append(el("h2", {}, `${cache.cache} start`), box);
+      holder.append(el("h2", {}, `${cache.cache} start`), el("p", { className: "small" }, cache.meaning), box);
       draw(box, stack.phases, cache);
     }
   }

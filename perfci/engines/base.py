@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from perfci.caches import Cache
 from perfci.config import Model, Suite
 from perfci.envs import Env, distribution_version
 from perfci.startup import Pattern
@@ -30,7 +30,7 @@ class LaunchContext:
     model_path: str  # local directory or hub id the engine loads
     port: int
     suite: Suite
-    cache: str  # "cold" | "warm": a cold start empties the engine's compile caches first
+    cache: str  # "cold" | "warm": what the suite asked for (the runner empties the caches for a cold start)
     compile_cache: Path  # this build's and model's compile caches, kept between starts
     workdir: Path  # scratch space for this start (logs, generated config files)
     on_gpu: bool  # whether this machine has an NVIDIA GPU (some flags mean host memory on a CPU)
@@ -43,6 +43,10 @@ class Engine(Protocol):
     additive_phases: ClassVar[Sequence[str]]
 
     def launch(self, ctx: LaunchContext) -> Launch: ...
+
+    def caches(self, ctx: LaunchContext) -> list[Cache]:
+        """The on-disk caches a start of this build and model uses, all under `ctx.compile_cache`."""
+        ...
 
     def request_extras(self) -> Mapping[str, Any]:
         """Extra JSON body fields that make the engine emit exactly max_tokens tokens."""
@@ -65,6 +69,9 @@ class Adapter:
     patterns: ClassVar[Sequence[Pattern]] = ()
     additive_phases: ClassVar[Sequence[str | tuple[str, ...]]] = ()
 
+    def caches(self, ctx: LaunchContext) -> list[Cache]:
+        return []  # keeps nothing on disk between starts: every start is what the suite asked for
+
     def request_extras(self) -> Mapping[str, Any]:
         return {"ignore_eos": True}  # vLLM, SGLang, TensorRT-LLM: exact output lengths
 
@@ -80,11 +87,8 @@ def version_of(python: str, distributions: Sequence[str]) -> str | None:
     return next((v for d in distributions if (v := distribution_version(python, d))), None)
 
 
-def empty_if_cold(ctx: LaunchContext) -> Path:
-    """The compile cache root: emptied for a cold start, reused as left by the previous start for a warm
-    one (engines key their caches by config, so builds never mix — and each build has its own root)."""
-    root = ctx.compile_cache
-    if ctx.cache == "cold" and root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+def cache_root(ctx: LaunchContext) -> Path:
+    """This build's and model's cache root, made if missing. The runner measures (and for a cold start
+    empties) the caches under it before each start; engines key their caches by config beneath it."""
+    ctx.compile_cache.mkdir(parents=True, exist_ok=True)
+    return ctx.compile_cache

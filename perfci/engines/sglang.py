@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from perfci.caches import Cache
 from perfci.config import TINY_MODEL
-from perfci.engines.base import Adapter, Launch, LaunchContext, empty_if_cold
+from perfci.engines.base import Adapter, Launch, LaunchContext, cache_root
 from perfci.startup import duration, mark
 
 
@@ -44,7 +45,15 @@ class SglangEngine(Adapter):
             argv += ["--enable-torch-compile"]  # off by default in SGLang
         if m.source == TINY_MODEL:
             argv += ["--load-format", "dummy"]
-        root = empty_if_cold(ctx)
+        root = cache_root(ctx)
         env = {"TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"), "TRITON_CACHE_DIR": str(root / "triton"),
                "SGLANG_CACHE_DIR": str(root / "sglang")}  # fmt: skip
         return Launch(argv=[*argv, *m.engine_args.get(self.name, [])], served_model=m.name, env=env)
+
+    def caches(self, ctx: LaunchContext) -> list[Cache]:
+        # Only --enable-torch-compile fills the inductor (and on a GPU the Triton) cache; SGLang's own directory
+        # holds JIT kernels some configurations build.
+        root, compiled = ctx.compile_cache, bool(ctx.model.torch_compile)
+        return [Cache("inductor", root / "inductor", decides=compiled),
+                Cache("triton", root / "triton", decides=compiled and ctx.on_gpu),
+                Cache("sglang", root / "sglang", decides=False)]  # fmt: skip

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import perfci
+from perfci.caches import Cache
 from perfci.config import Sim
-from perfci.engines.base import Adapter, Launch, LaunchContext
+from perfci.engines.base import Adapter, Launch, LaunchContext, cache_root
 from perfci.errors import ConfigError
 from perfci.startup import duration, mark
 
@@ -33,8 +34,16 @@ class SimEngine(Adapter):
     def launch(self, ctx: LaunchContext) -> Launch:
         argv = [ctx.python, "-m", "perfci.simulator", "--host", "127.0.0.1", "--port", str(ctx.port)]
         argv += ["--model", ctx.model.name, "--config", json.dumps(ctx.suite.sim.model_dump())]
+        cache_root(ctx)
+        argv += ["--cache-dir", str(self.caches(ctx)[0].path)]
         argv += ctx.model.engine_args.get(self.name, [])
         return Launch(argv=argv, served_model=ctx.model.name)
+
+    def caches(self, ctx: LaunchContext) -> list[Cache]:
+        # Its compile step's artifacts, keyed by the latency model as vLLM keys its cache by config hash: the
+        # latency model lives in the suite, not in the model the cache root is named after.
+        digest = hashlib.sha256(ctx.suite.sim.model_dump_json().encode()).hexdigest()[:10]
+        return [Cache("sim-compile", ctx.compile_cache / f"sim-{digest}")]
 
     def identify(self, python: str) -> tuple[str | None, str | None]:
         return perfci.__version__, None

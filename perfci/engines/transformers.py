@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
+from perfci.caches import Cache
 from perfci.config import TINY_MODEL
-from perfci.engines.base import Adapter, Launch, LaunchContext, empty_if_cold
+from perfci.engines.base import Adapter, Launch, LaunchContext, cache_root
 from perfci.errors import EngineError
 from perfci.startup import mark
 
@@ -44,9 +45,14 @@ class TransformersEngine(Adapter):
             argv += ["--compile"]
         if m.cuda_graphs is not None:
             argv += ["--cb-use-cuda-graph" if m.cuda_graphs else "--no-cb-use-cuda-graph"]
-        root = empty_if_cold(ctx)
+        root = cache_root(ctx)
         env = {"TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"), "TRITON_CACHE_DIR": str(root / "triton")}
         return Launch(argv=[*argv, *m.engine_args.get(self.name, [])], served_model=model_path, env=env)
+
+    def caches(self, ctx: LaunchContext) -> list[Cache]:
+        root, compiled = ctx.compile_cache, bool(ctx.model.torch_compile)  # only --compile fills them
+        return [Cache("inductor", root / "inductor", decides=compiled),
+                Cache("triton", root / "triton", decides=compiled and ctx.on_gpu)]
 
     def request_extras(self) -> dict[str, Any]:
         return {}  # it answers ignore_eos with HTTP 422

