@@ -10,7 +10,9 @@ interval and the minimum detectable effect (80 % power at the same α) are repor
 p values of one session's series are adjusted together (Benjamini–Hochberg), so judging fifty series at once
 does not turn noise into a FAIL: when nothing changed (A/A) the chance of any FAIL stays at α, and when a
 change moves many related series (every decode latency, the throughputs) they support each other instead of
-each paying for all fifty, as under Holm.
+each paying for all fifty, as under Holm. The adjustment runs per direction: regressions support
+regressions and improvements support improvements, so a real speed-up cannot lend a noisy series the
+evidence to FAIL.
 
 The A/A guard: in ABBA order the baseline's blocks sit at both ends of the session, so a machine that
 drifts (thermal, a neighbour, a clock change) makes the baseline's first half disagree with its second half.
@@ -83,7 +85,7 @@ def judge(series: Sequence[SeriesValues], *, controls: Sequence[SeriesValues] = 
     (a changed hardware identity, a block that failed): they make every verdict INCONCLUSIVE."""
     unstable = [*problems, *_moved_controls(controls)]
     tests = [_test(s, alpha) for s in series]
-    adjusted = benjamini_hochberg([t.p for t in tests])
+    adjusted = _adjust_by_direction(series, tests)
     verdicts = tuple(_verdict(s, t, p_adj, alpha, min_effect, unstable)
                      for s, t, p_adj in zip(series, tests, adjusted, strict=True))  # fmt: skip
     return Judgement(*overall(verdicts, unstable), verdicts)
@@ -180,6 +182,20 @@ def _moved_controls(controls: Sequence[SeriesValues]) -> list[str]:
         if values and min(values) > 0 and max(values) / min(values) - 1 > CONTROL_TOLERANCE:
             moved.append(f"control {c.name} moved between blocks ({min(values):.4g} to {max(values):.4g})")
     return moved
+
+
+def _adjust_by_direction(series: Sequence[SeriesValues], tests: Sequence[_Test]) -> list[float | None]:
+    """Benjamini–Hochberg within each direction: series that got worse are adjusted among themselves (the
+    others count as p = 1), and likewise the series that got better. A session's verdict is FAIL on a single
+    regressed series, so a regression must be supported by other regressions, never by improvements: under
+    one BH over all series, twenty real improvements would loosen the threshold enough that a noisy startup
+    phase moving the other way becomes a false FAIL."""
+    worse = [t.d is not None and ((t.d < 0) if s.higher_is_better else (t.d > 0))
+             for s, t in zip(series, tests, strict=True)]  # fmt: skip
+    ps = [t.p for t in tests]
+    among_worse = benjamini_hochberg([p if w or p is None else 1.0 for p, w in zip(ps, worse, strict=True)])
+    among_better = benjamini_hochberg([1.0 if w and p is not None else p for p, w in zip(ps, worse, strict=True)])
+    return [mw if w else mb for mw, mb, w in zip(among_worse, among_better, worse, strict=True)]
 
 
 def benjamini_hochberg(ps: Sequence[float | None]) -> list[float | None]:
