@@ -46,7 +46,7 @@ test: venv $(CHROMIUM)
 
 # docs/cli.md's reference and exit-code table, from the command tree (tests/test_cli_docs.py checks them).
 cli-docs: venv
-	$(BIN)/python -m perfci.cli_docs
+	$(BIN)/python -m perfci.cli.docs
 
 clean:
 	rm -rf $(VENV) dist perfci.db runs/ site/ .pytest_cache tests/artifacts

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from perfci.records import SCHEMA_VERSION, new_run_id
 from perfci.store import open_db
+from perfci.store.records import SCHEMA_VERSION, new_run_id
 
 
 def _stats(base: float) -> dict[str, float]:
@@ -43,7 +43,7 @@ _RECORD = {
     "suite": {"name": "smoke", "hash": "0123456789abcdef", "path": "suites/smoke.toml"},
     "build": {"engine": "sim", "version": "0.1.0", "commit": None, "source": "builtin"},
     "hardware": {"label": "cpu-2c", "fingerprint": {"cpu": "test cpu", "cores": 2, "memory_gb": 8.0}},
-    "engine_argv": ["python", "-m", "perfci.engines.sim", "--port", "8000"],
+    "engine_argv": ["python", "-m", "perfci.measure.engines.sim", "--port", "8000"],
     "environment": {"python": "3.11.9", "platform": "linux", "argv": ["perfci", "run"]},
     "status": "degraded",
     "error": None,

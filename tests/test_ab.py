@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from perfci import ab, store
+from perfci import store
 from perfci.errors import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, ConfigError
+from perfci.verdicts import ab
 
 SUITE = """\
 name = "ab-test"
@@ -122,7 +123,7 @@ def test_dashboard_lists_the_session_with_its_series_and_block_links(work, slowe
 
 
 def test_a_changed_machine_identity_makes_the_session_inconclusive_naming_what_changed(make_record_dict):
-    from perfci.records import RunRecord
+    from perfci.store.records import RunRecord
 
     def block(driver: str, scale: float) -> RunRecord:
         data = make_record_dict()

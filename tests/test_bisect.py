@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from perfci.bisect import BisectResult, Trial, bisect
+from perfci.bisect.core import BisectResult, Trial, bisect
 from perfci.errors import BuildError, ConfigError, EngineError
 
 

@@ -15,10 +15,10 @@ from threading import Thread
 import numpy as np
 import pytest
 
-from perfci import bisector
+from perfci.bisect import drivers as bisector
 from perfci.errors import EXIT_SIGNAL_BASE, ConfigError, EngineError, SourceError
-from perfci.records import RunRecord
 from perfci.store import ingest, open_db
+from perfci.store.records import RunRecord
 from tests import lifetime
 
 SUITE = """
@@ -291,7 +291,7 @@ def test_sigterm_during_a_trial_stores_it_as_interrupted_and_the_bisect_stays_re
                                           "--bad", shas[-1], "--suite", "bis.toml", "--point", "short/sync",
                                           "--metric", "tpot_ms_p50", "--db", "k.db"], tmp_path)  # fmt: skip
     lifetime.wait_for(lambda: _trials(tmp_path / "k.db") >= 2, timeout_s=240, poll_s=0.2, what="two trials")
-    lifetime.wait_for(lambda: lifetime.engine_processes(marker, proc.pid, "perfci.simulator"), timeout_s=60,
+    lifetime.wait_for(lambda: lifetime.engine_processes(marker, proc.pid, "perfci.measure.simulator"), timeout_s=60,
                       what="a trial's engine")  # fmt: skip
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

@@ -1,4 +1,4 @@
-"""The exit-code contract (perfci.cli.EXIT_CODES, docs/cli.md): each command driven into each outcome it can
+"""The exit-code contract (perfci.cli.main.EXIT_CODES, docs/cli.md): each command driven into each outcome it can
 reach, on real stores, real record files, real sim engines and real closed ports; and the checks `perfci run`
 makes on --out and --db before it measures anything."""
 
@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfci import bisector, hardware, store
-from perfci.cli import cli
-from perfci.records import RunRecord, iso_utc, write_record
+from perfci import store
+from perfci.bisect import drivers as bisector
+from perfci.cli.main import cli
+from perfci.measure import hardware
+from perfci.store.records import RunRecord, iso_utc, write_record
 from tests.conftest import _RECORD
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from perfci import findings, series, store
+from perfci import store
 from perfci.errors import ConfigError
-from perfci.records import RunRecord, iso_utc, write_record
 from perfci.store import ingest
+from perfci.store.records import RunRecord, iso_utc, write_record
+from perfci.verdicts import findings, series
 
 LOADS = {"c=4": 4.0, "c=8": 8.0}
 LATENCY_MS = {"ttft_ms": 40.0, "tpot_ms": 8.0, "itl_ms": 8.0, "e2e_ms": 300.0}

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from perfci import records
 from perfci.errors import RecordError
-from perfci.loadgen.client import ERROR_KINDS
-from perfci.records import (
+from perfci.measure.loadgen.client import ERROR_KINDS
+from perfci.store import records
+from perfci.store.records import (
     RUN_ID_PATTERN,
     SCHEMA_VERSION,
     RunRecord,

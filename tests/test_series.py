@@ -7,10 +7,10 @@ import math
 import pytest
 from packaging.version import Version
 
-from perfci import series
 from perfci.errors import ConfigError
-from perfci.records import RunRecord
 from perfci.store import ingest
+from perfci.store.records import RunRecord
+from perfci.verdicts import series
 
 
 @pytest.fixture

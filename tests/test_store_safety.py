@@ -16,12 +16,13 @@ import pytest
 import sqlite_utils
 from click.testing import CliRunner
 
-from perfci import dashboard, migrations, records, store
-from perfci.cli import cli
+from perfci import store
+from perfci.cli.main import cli
 from perfci.errors import RecordError, StoreError
-from perfci.metrics import VOCABULARY, summarize
-from perfci.records import RunRecord, read_record, write_record
-from perfci.store import ingest, ingest_files, open_db, rebuild, row_counts
+from perfci.measure.aggregate import VOCABULARY, summarize
+from perfci.report import dashboard
+from perfci.store import ingest, ingest_files, migrations, open_db, rebuild, records, row_counts
+from perfci.store.records import RunRecord, read_record, write_record
 
 from .test_metrics import sample
 
@@ -240,7 +241,7 @@ def test_migration_0005_moves_ad_hoc_metric_columns_into_extra_metrics(tmp_path,
     assert json.loads(extra[0]) == {"ttfb_ms_p50": 3.5, "note": "hot"} and extra[1] is None
     frame = store.points_frame(db)
     assert frame["ttft_ms_p50"].iloc[0] == 12.75  # readers of the typed columns are unaffected
-    from perfci import series
+    from perfci.verdicts import series
 
     assert not series.observations(db).empty
 

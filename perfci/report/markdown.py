@@ -19,11 +19,12 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 
-from perfci import ab, resources
-from perfci.findings import Finding, Member, SeriesVerdict
+from perfci import resources
+from perfci.report.silence import Silence
 from perfci.report.summary import VERDICTS, Bisect, Section, Summary
-from perfci.series import STARTUP_PREFIX, STARTUP_WORKLOAD, SeriesKey
-from perfci.silence import Silence
+from perfci.verdicts import ab
+from perfci.verdicts.findings import Finding, Member, SeriesVerdict
+from perfci.verdicts.series import STARTUP_PREFIX, STARTUP_WORKLOAD, SeriesKey
 
 COMMENT_LIMIT = 65_536  # characters: GitHub's limit on a comment or an issue body
 CHECK_RUN_LIMIT = 65_535  # characters: a check run's output.summary

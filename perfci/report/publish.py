@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from perfci import ab, abstats, findings, github
 from perfci.errors import ConfigError
-from perfci.findings import Finding
-from perfci.report import markdown, summary
+from perfci.report import github, markdown, summary
 from perfci.report.markdown import Dashboard
+from perfci.report.silence import Silence
 from perfci.report.summary import Bisect, Summary
-from perfci.silence import Silence
+from perfci.verdicts import ab, abstats, findings
+from perfci.verdicts.findings import Finding
 
 LABEL = "perfci"  # perfci looks for its issues among those with this label
 ISSUE_LABELS = (LABEL, "performance-regression")
@@ -65,7 +65,8 @@ class Plan:
 
 def silence_for(db: Database, config_path: Path, *, now: datetime) -> SilencePlan:
     """The missing-data issue's plan from the store and a watch config (its [alerts] silent_after_hours)."""
-    from perfci import silence, watch
+    from perfci.ops import watch
+    from perfci.report import silence
 
     config = watch.load_config(config_path)
     return silence_plan(silence.check(db, config, now=now), silent_after_hours=config.alerts.silent_after_hours,

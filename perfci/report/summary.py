@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
-from perfci import findings, series, store
+from perfci import store
 from perfci.errors import ConfigError
-from perfci.findings import Finding, SeriesVerdict
-from perfci.series import SCOPE, Selection, SeriesKey
+from perfci.verdicts import findings, series
+from perfci.verdicts.findings import Finding, SeriesVerdict
+from perfci.verdicts.series import SCOPE, Selection, SeriesKey
 
 VERDICTS = ("regression", "failed", "improvement", "inconclusive", "no-baseline", "unchanged")  # by severity
 

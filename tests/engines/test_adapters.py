@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from perfci import engines, startup
 from perfci.config import Model, load_suite
-from perfci.engines.base import LaunchContext
-from perfci.engines.vllm import commit_of
 from perfci.errors import ConfigError
+from perfci.measure import engines, startup
+from perfci.measure.engines.base import LaunchContext
+from perfci.measure.engines.vllm import commit_of
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "startup-logs"
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from perfci import plan, watch
-from perfci.cli import cli
-from perfci.records import RunRecord
+from perfci.cli.main import cli
+from perfci.ops import plan, watch
 from perfci.store import ingest, open_db
+from perfci.store.records import RunRecord
 from tests.github_fake import INSTALLATION_TOKEN, NAME, OWNER, install
 from tests.index_server import IndexServer
 
