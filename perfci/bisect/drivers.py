@@ -41,6 +41,7 @@ from perfci.measure import envs, hardware, runner
 from perfci.measure.aggregate import LATENCIES
 from perfci.measure.engines import sim as sim_engine
 from perfci.ops import watch
+from perfci.store import bisects as stored
 from perfci.store import records
 from perfci.verdicts import series
 from perfci.verdicts.series import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, higher_is_better
@@ -254,18 +255,13 @@ def start(db: Database, spec: Spec, *, out: Path, http: requests.Session | None 
             reporter.stage(f"noise per trial {known.noise:.2%}, from {known.values} {known.source} of "
                            f"{known.builds} builds (--noise to set it)")  # fmt: skip
     now = clock()
-    with db.conn:
-        bisect_id = db["bisects"].insert({
-            "created": now, "updated": now, "status": "running", "driver": spec.driver, "engine": spec.engine,
-            "hardware_label": spec.hardware_label, "suite": suite.name, "workload": _workload(spec),
-            "load_label": _load_label(spec), "metric": metric_name(spec.metric),
-            "higher_is_better": _higher_is_better(spec), "good": candidates[0].label, "bad": candidates[-1].label,
-            "trials": 0, "regression_id": spec.regression_id, "spec": spec.model_dump_json(),
-        }).last_pk  # fmt: skip
-        db["bisect_candidates"].insert_all(
-            {"bisect_id": bisect_id, "idx": i, "label": c.label, "subject": c.subject, "url": c.url, "skipped": False}
-            for i, c in enumerate(candidates)
-        )
+    bisect_id = stored.create(db, {
+        "created": now, "updated": now, "status": "running", "driver": spec.driver, "engine": spec.engine,
+        "hardware_label": spec.hardware_label, "suite": suite.name, "workload": _workload(spec),
+        "load_label": _load_label(spec), "metric": metric_name(spec.metric),
+        "higher_is_better": _higher_is_better(spec), "good": candidates[0].label, "bad": candidates[-1].label,
+        "trials": 0, "regression_id": spec.regression_id, "spec": spec.model_dump_json(),
+    }, ({"label": c.label, "subject": c.subject, "url": c.url} for c in candidates))  # fmt: skip
     return resume(db, bisect_id, out=out, reporter=reporter, on_trial=on_trial, clock=clock)
 
 
@@ -278,7 +274,7 @@ def resume(db: Database, bisect_id: int, *, out: Path, reporter=None, on_trial: 
     spec = Spec.model_validate_json(row["spec"])
     suite = trial_suite(config.load_suite(spec.suite), spec)
     if row["status"] != "running":  # a failed one, going on
-        db["bisects"].update(bisect_id, {"status": "running", "error": None, "updated": clock()})
+        stored.update(db, bisect_id, status="running", error=None, updated=clock())
     last_run: dict[str, str | None] = {"run_id": None}
 
     def measure(candidate: Candidate) -> float:
@@ -289,22 +285,12 @@ def resume(db: Database, bisect_id: int, *, out: Path, reporter=None, on_trial: 
         last_run["run_id"] = record.run_id
         if not row["hardware_label"]:
             row["hardware_label"] = record.hardware.label
-            db["bisects"].update(bisect_id, {"hardware_label": record.hardware.label})
+            stored.update(db, bisect_id, hardware_label=record.hardware.label)
         return value
 
     def taken(trial: core.Trial) -> None:
-        with db.conn:
-            seq = db.execute("SELECT count(*) FROM bisect_trials WHERE bisect_id = ?", [bisect_id]).fetchone()[0]
-            if trial.value is None:
-                db["bisect_candidates"].update((bisect_id, trial.index), {"skipped": True, "error": trial.error})
-            else:
-                db["bisect_trials"].insert({"bisect_id": bisect_id, "seq": seq, "idx": trial.index,
-                                            "value": trial.value, "run_id": last_run["run_id"],
-                                            "created": clock()})  # fmt: skip
-                seq += 1
-            skipped = db.execute("SELECT count(*) FROM bisect_candidates WHERE bisect_id = ? AND skipped",
-                                 [bisect_id]).fetchone()[0]  # fmt: skip
-            db["bisects"].update(bisect_id, {"trials": seq + skipped, "updated": clock()})
+        stored.add_trial(db, bisect_id, index=trial.index, value=trial.value, error=trial.error,
+                         run_id=last_run["run_id"], now=clock())  # fmt: skip
         if on_trial is not None:
             on_trial(trial)
 
@@ -313,7 +299,7 @@ def resume(db: Database, bisect_id: int, *, out: Path, reporter=None, on_trial: 
                              confidence=spec.confidence, max_trials=spec.max_trials, history=history,
                              on_trial=taken, noise=spec.noise)  # fmt: skip
     except PerfciError as e:
-        db["bisects"].update(bisect_id, {"status": "failed", "error": str(e).splitlines()[0], "updated": clock()})
+        stored.update(db, bisect_id, status="failed", error=str(e).splitlines()[0], updated=clock())
         raise
     _finish(db, bisect_id, candidates, result, clock())
     return status(db, bisect_id)
@@ -424,35 +410,32 @@ def status(db: Database, bisect_id: int) -> View:
 def abort(db: Database, bisect_id: int, *, clock: Callable[[], str] = runner.utc_now) -> View:
     row, _, _ = _load(db, bisect_id)
     if row["status"] != "done":
-        db["bisects"].update(bisect_id, {"status": "aborted", "updated": clock()})
+        stored.update(db, bisect_id, status="aborted", updated=clock())
     return status(db, bisect_id)
 
 
 def bisects(db: Database) -> list[dict]:
-    return list(db.query("SELECT id, status, outcome, engine, metric, good, bad, culprit, confidence, trials, "
-                         "updated FROM bisects ORDER BY id DESC"))  # fmt: skip
+    return stored.listing(db)
 
 
 def _load(db: Database, bisect_id: int) -> tuple[dict, list[Candidate], list[core.Trial]]:
-    rows = list(db.query("SELECT * FROM bisects WHERE id = ?", [bisect_id]))
-    if not rows:
+    loaded = stored.load(db, bisect_id)
+    if loaded is None:
         raise ConfigError(f"no bisect {bisect_id} in this store")
-    cands = list(db.query("SELECT * FROM bisect_candidates WHERE bisect_id = ? ORDER BY idx", [bisect_id]))
+    row, cands, taken = loaded
     candidates = [Candidate(c["label"], c["subject"] or "", c["url"] or "") for c in cands]
-    taken = db.query("SELECT idx, value FROM bisect_trials WHERE bisect_id = ? ORDER BY seq", [bisect_id])
     trials = [core.Trial(t["idx"], t["value"]) for t in taken]
     trials += [core.Trial(c["idx"], None, c["error"] or "skipped") for c in cands if c["skipped"]]
-    return rows[0], candidates, trials
+    return row, candidates, trials
 
 
 def _finish(db: Database, bisect_id: int, candidates: list[Candidate], result: core.BisectResult, now: str) -> None:
     culprit = candidates[result.culprit_index] if result.culprit_index is not None else None
-    db["bisects"].update(bisect_id, {
-        "status": "done", "outcome": result.outcome, "culprit": culprit.label if culprit else None,
-        "culprit_subject": culprit.subject if culprit else None, "culprit_url": culprit.url if culprit else None,
-        "confidence": result.confidence, "rel_change": _finite(result.rel_change), "trials": result.trials,
-        "updated": now,
-    })  # fmt: skip
+    stored.update(
+        db, bisect_id, status="done", outcome=result.outcome, culprit=culprit.label if culprit else None,
+        culprit_subject=culprit.subject if culprit else None, culprit_url=culprit.url if culprit else None,
+        confidence=result.confidence, rel_change=_finite(result.rel_change), trials=result.trials, updated=now,
+    )
 
 
 def _finite(value: float) -> float | None:

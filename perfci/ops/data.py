@@ -12,7 +12,6 @@ object storage.
 from __future__ import annotations
 
 import os
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -88,18 +87,7 @@ def snapshot(db_path: Path, target: Path) -> None:
         raise StoreError(f"{db_path}: no such store to snapshot")
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        source = store.open_existing(db_path)
-        try:
-            copy = sqlite3.connect(tmp)
-            try:
-                with store.sqlite_errors(db_path):
-                    source.conn.backup(copy)
-                with store.sqlite_errors(tmp):
-                    copy.execute("PRAGMA journal_mode = DELETE")  # no -wal sidecar next to a file that is committed
-            finally:
-                copy.close()
-        finally:
-            source.close()
+        store.backup(db_path, tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -117,7 +105,7 @@ def pull(data_dir: Path, db_path: Path) -> store.IngestReport:
         snapshot(data_dir / SNAPSHOT, db_path)
     db = store.open_db(db_path)
     try:
-        stored = {row[0] for row in db.execute("SELECT run_id FROM runs")}
+        stored = store.run_ids(db)
         missing = [p for p in sorted((data_dir / RECORDS).rglob("*.json")) if p.stem not in stored]
         return store.ingest_files(db, missing)
     finally:

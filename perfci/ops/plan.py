@@ -20,6 +20,7 @@ from sqlite_utils import Database
 
 from perfci.measure import envs
 from perfci.ops.watch import Engine, Found, WatchConfig, stamp, wanted
+from perfci.store import builds as stored_builds
 from perfci.store import write_transaction
 
 MAX_MATRIX = 256  # GitHub refuses a matrix of more jobs; the rest wait for the next plan
@@ -95,25 +96,19 @@ def plan(db: Database, config: WatchConfig, *, record: bool = True,
 
 def _builds(db: Database, package: str, engine: Engine) -> list[str]:
     """The package's watched builds the policy wants, not yanked: newest first (commit builds by when seen)."""
-    rows = db.execute(
-        'SELECT build, version, "commit", prerelease, first_seen FROM watched_builds WHERE package = ? AND NOT yanked',
-        [package],
-    ).fetchall()
-    kept = [r for r in rows if wanted(engine, Found(build=r[0], package=package, version=r[1], commit=r[2],
-                                                     prerelease=bool(r[3])))]  # fmt: skip
-    kept.sort(key=lambda r: (Version(r[1]) if r[1] else Version("0"), r[4], r[0]), reverse=True)
-    return [r[0] for r in kept]
+    kept = [r for r in stored_builds.watched(db, package)
+            if wanted(engine, Found(build=r.build, package=package, version=r.version, commit=r.commit,
+                                    prerelease=r.prerelease))]  # fmt: skip
+    kept.sort(key=lambda r: (Version(r.version) if r.version else Version("0"), r.first_seen, r.build), reverse=True)
+    return [r.build for r in kept]
 
 
 def _decide(db: Database, result: Plan, job: Job, source: str, overdue_before: str, max_attempts: int) -> None:
-    runs = db.execute(
-        "SELECT status, created FROM runs WHERE source = ? AND hardware_label = ? AND suite = ?",
-        [source, job.hardware, job.suite],
-    ).fetchall()
+    runs = stored_builds.run_outcomes(db, source=source, hardware_label=job.hardware, suite=job.suite)
     if any(status != "failed" for status, _ in runs):
         result.done += 1
         return
-    handed = db.execute("SELECT attempts, last_planned FROM planned_jobs WHERE job = ?", [job.key]).fetchone()
+    handed = stored_builds.handed_out(db, job.key)
     if handed is None:
         result.jobs.append(job)
         return
@@ -129,9 +124,5 @@ def _decide(db: Database, result: Plan, job: Job, source: str, overdue_before: s
 
 def _hand_out(db: Database, jobs: list[Job], now: str) -> None:
     for job in jobs:
-        db.execute(
-            "INSERT INTO planned_jobs (job, build, hardware_label, suite, attempts, first_planned, last_planned) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET attempts = excluded.attempts, "
-            "last_planned = excluded.last_planned",
-            [job.key, job.build, job.hardware, job.suite, job.attempt, now, now],
-        )
+        stored_builds.hand_out(db, job=job.key, build=job.build, hardware_label=job.hardware, suite=job.suite,
+                               attempts=job.attempt, now=now)  # fmt: skip

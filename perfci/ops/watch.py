@@ -375,29 +375,23 @@ def stamp(t: datetime) -> str:
 
 
 def _record(db: Database, announced: Mapping[str, tuple[str, Found]], report: WatchReport, now: str) -> None:
-    from perfci.store import write_transaction
+    from perfci.store import builds, write_transaction
 
     with write_transaction(db):
         for build, (source, f) in sorted(announced.items()):
-            row = db.execute("SELECT yanked FROM watched_builds WHERE build = ?", [build]).fetchone()
-            if row is None:
-                db["watched_builds"].insert({
-                    "build": build, "package": f.package, "version": f.version, "commit": f.commit,
-                    "source": source, "uploaded": f.uploaded, "prerelease": f.prerelease, "yanked": bool(f.yanked),
-                    "yanked_reason": f.yanked_reason, "first_seen": now, "last_seen": now,
-                    "yanked_seen": now if f.yanked else None,
-                })  # fmt: skip
+            was_yanked = builds.yanked(db, build)
+            if was_yanked is None:
+                builds.add_watched(db, build=build, package=f.package, version=f.version, commit=f.commit,
+                                   source=source, uploaded=f.uploaded, prerelease=f.prerelease,
+                                   yanked=bool(f.yanked), yanked_reason=f.yanked_reason, now=now)  # fmt: skip
                 report.new.append(f)
                 continue
             report.seen_again += 1
-            db.execute("UPDATE watched_builds SET last_seen = ? WHERE build = ?", [now, build])
-            if f.yanked is None or bool(f.yanked) == bool(row[0]):
+            builds.seen_again(db, build, now)
+            if f.yanked is None or bool(f.yanked) == was_yanked:
                 continue
-            db.execute("UPDATE watched_builds SET yanked = ?, yanked_reason = ?, yanked_seen = ? WHERE build = ?",
-                       [f.yanked, f.yanked_reason, now if f.yanked else None, build])  # fmt: skip
+            builds.set_yanked(db, build, yanked=f.yanked, reason=f.yanked_reason, now=now)
             if f.yanked:
-                source_of = envs.parse_build(build).source
-                (runs,) = db.execute("SELECT count(*) FROM runs WHERE source = ?", [source_of]).fetchone()
-                report.yanked_now.append((build, runs))
+                report.yanked_now.append((build, builds.runs_of_source(db, envs.parse_build(build).source)))
             else:
                 report.unyanked.append(build)

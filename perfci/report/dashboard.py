@@ -39,6 +39,8 @@ from perfci.measure import engines
 from perfci.measure.aggregate import LATENCIES
 from perfci.measure.caches import STATES
 from perfci.resources import copy_tree, shipped, template_loader
+from perfci.store import bisects as stored_bisects
+from perfci.store import sessions
 from perfci.store.records import RUN_ID_PATTERN
 from perfci.verdicts import ab, detect, findings, series
 
@@ -256,8 +258,8 @@ def _copy_record(source: Path, dest: Path) -> bool:
 def overview(db: Database, runs: pd.DataFrame, points: pd.DataFrame) -> dict[str, Any]:
     """Engine × hardware rows, model columns: each cell the newest run of that model and its verdict against
     its baseline (the worst series verdict `perfci detect` stored; "not judged" before it ran)."""
-    verdicts = store.read_frame(db, "SELECT run_id, model, verdict FROM verdicts")
-    judged = store.read_frame(db, "SELECT run_id, baseline, verdict FROM judged_runs").set_index("run_id")
+    verdicts = store.verdicts_frame(db)
+    judged = store.judged_frame(db).set_index("run_id")
     models = points[["run_id", "model"]].drop_duplicates().merge(runs, on="run_id")
     cells = []
     for (engine, hardware, model), group in models.groupby(["engine", "hardware_label", "model"], sort=True):
@@ -273,10 +275,7 @@ def overview(db: Database, runs: pd.DataFrame, points: pd.DataFrame) -> dict[str
                       "baseline": _text(baseline), "regressions": int((mine == "regression").sum()),
                       "series": int(len(mine))})  # fmt: skip
     regressions = [_finding(f) for f in findings.regressions(db, status="open")]
-    bisects = store.read_frame(
-        db, "SELECT id, created, updated, status, driver, engine, hardware_label, suite, workload, load_label, metric, "
-        "good, bad, trials, regression_id FROM bisects WHERE status = 'running' ORDER BY updated DESC"
-    )
+    bisects = stored_bisects.running_frame(db)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for cell in cells:
         rows.setdefault((cell["engine"], cell["hardware"]), {})[cell["model"]] = cell
@@ -302,15 +301,8 @@ def trends(db: Database, obs: pd.DataFrame, runs: pd.DataFrame) -> tuple[dict[st
     version order (with the time of each build's first run), each series' per-build medians, its change points,
     the findings that name it and the bisect culprits for it."""
     first_run = runs.groupby("build")["created"].min()
-    members = store.read_frame(
-        db, "SELECT r.engine, r.hardware_label, r.suite, r.first_bad, r.status, m.model, m.workload, m.load_label, "
-        "m.metric, m.method, m.pending, m.rel_change FROM regression_series m JOIN regressions r ON r.id = "
-        "m.regression_id"
-    )
-    culprits = store.read_frame(
-        db, "SELECT id, engine, hardware_label, suite, workload, load_label, metric, culprit, culprit_subject, "
-        "culprit_url, confidence, outcome FROM bisects WHERE culprit IS NOT NULL"
-    )
+    members = store.finding_series_frame(db)
+    culprits = stored_bisects.culprits_frame(db)
     marks = _by_series(members, ["engine", "hardware_label", "suite", "model", "workload", "load_label", "metric"])
     # A bisect names no model: it searched the suite's workload at one load level.
     bisected = _by_series(culprits, ["engine", "hardware_label", "suite", "workload", "load_label", "metric"])
@@ -502,7 +494,7 @@ def ab_sessions(db: Database) -> list[dict[str, Any]]:
     order = {"FAIL": 0, "INCONCLUSIVE": 1, "IMPROVED": 2, "PASS": 3}
     pct = lambda v: "—" if v is None else f"{v:+.1%}"  # noqa: E731
     shown = []
-    for session_id in ab.sessions_frame(db).query("status == 'done'")["id"]:
+    for session_id in sessions.sessions_frame(db).query("status == 'done'")["id"]:
         s = ab.load_session(db, int(session_id))
         rows = [{"name": v.name, "change": pct(v.change), "verdict": v.verdict, "reason": v.reason,
                  "ci": "—" if v.low is None else f"[{pct(v.low)}, {pct(v.high)}]",

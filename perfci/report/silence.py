@@ -83,9 +83,10 @@ def silent(config: WatchConfig, jobs: Iterable[PlannedJob], runs: Iterable[RunSe
 
 def load(db: Database) -> tuple[list[PlannedJob], list[RunSeen]]:
     """Every planned job, and every run's source, hardware label and time, from the store."""
-    jobs = [PlannedJob(*row) for row in db.execute(
-        "SELECT build, hardware_label, suite, first_planned, last_planned FROM planned_jobs ORDER BY job")]  # fmt: skip
-    runs = [RunSeen(*row) for row in db.execute("SELECT source, hardware_label, created FROM runs")]
+    from perfci.store import builds
+
+    jobs = [PlannedJob(*row) for row in builds.planned_jobs(db)]
+    runs = [RunSeen(*row) for row in builds.runs_seen(db)]
     return jobs, runs
 
 

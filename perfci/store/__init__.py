@@ -268,7 +268,7 @@ def _check_current(db: Database, shown: str, *, empty: bool) -> None:
 def ingest(db: Database, record: RunRecord, *, record_path: str | None = None) -> bool:
     """Store one record in one transaction. False (and nothing written) if its run id is already stored."""
     rows = _rows(record, record_path)  # built first, so a record the store cannot hold writes nothing
-    with _write_transaction(db):
+    with write_transaction(db):
         before = db.conn.total_changes
         db["runs"].insert(rows.pop("runs")[0], ignore=True)
         if db.conn.total_changes == before:
@@ -279,7 +279,7 @@ def ingest(db: Database, record: RunRecord, *, record_path: str | None = None) -
 
 
 @contextmanager
-def _write_transaction(db: Database) -> Iterator[None]:
+def write_transaction(db: Database) -> Iterator[None]:
     """BEGIN IMMEDIATE takes the write lock up front (waiting on other writers). A deferred BEGIN, as in
     `db.atomic()`, fails at once with "database is locked" when it reads (sqlite-utils reads the schema)
     and another connection commits before it writes: WAL cannot upgrade a stale snapshot."""
@@ -290,10 +290,6 @@ def _write_transaction(db: Database) -> Iterator[None]:
         db.rollback()
         raise
     db.commit()
-
-
-# For modules that own tables of their own (perfci.ops.watch, perfci.ops.plan).
-write_transaction = _write_transaction
 
 
 def check_writable(path: str | Path) -> None:
@@ -435,7 +431,7 @@ def _carry_over(db: Database, old_path: Path) -> None:
     are skipped, and only the columns it has are copied."""
     db.execute("ATTACH DATABASE ? AS old", [str(old_path)])
     try:
-        with _write_transaction(db):
+        with write_transaction(db):
             for table in CARRIED_TABLES:
                 columns = [row[1] for row in db.execute(f"PRAGMA old.table_info({quote_identifier(table)})")]
                 if not columns:
@@ -506,7 +502,7 @@ def judged_run_ids(db: Database) -> set[str]:
 
 def save_judgements(db: Database, judged: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> None:
     """Store runs' judgements (`judged_runs` rows) and their series verdicts, replacing earlier ones of those runs."""
-    with _write_transaction(db):
+    with write_transaction(db):
         for row in judged:
             db.execute("DELETE FROM verdicts WHERE run_id = ?", [row["run_id"]])
             db.execute("DELETE FROM judged_runs WHERE run_id = ?", [row["run_id"]])
@@ -525,7 +521,7 @@ def save_findings(db: Database, findings: list[dict[str, Any]], *, now: str,
     left with no member are deleted. Each finding's summary columns are rewritten from its members.
     """
     ids: list[int] = []
-    with _write_transaction(db):
+    with write_transaction(db):
         for finding in findings:
             (regression_id,) = db.execute(
                 "INSERT INTO regressions (engine, hardware_label, suite, first_bad, members, confirmed, status, "
@@ -582,7 +578,7 @@ def set_regression_status(db: Database, regression_id: int, status: str, *, why:
     """Set a finding's status and why (and the build it was fixed in); False when there is no such finding."""
     if status not in REGRESSION_STATUSES:
         raise StoreError(f"unknown regression status {status!r}; one of {', '.join(REGRESSION_STATUSES)}")
-    with _write_transaction(db):
+    with write_transaction(db):
         sql = "UPDATE regressions SET status = ?, why = ?, fixed_in = ? WHERE id = ?"
         cursor = db.execute(sql, [status, why, fixed_in, regression_id])
     return cursor.rowcount == 1
@@ -611,6 +607,68 @@ def regression_members_frame(db: Database, ids: Iterable[int]) -> pandas.DataFra
         "ORDER BY m.regression_id, m.model, m.workload, m.load_label, m.metric, m.method"
     )
     return read_frame(db, sql, ids)
+
+
+def latest_judged_frame(db: Database) -> pandas.DataFrame:
+    """The runs the newest detect pass judged, with their run's build and scope, oldest run first."""
+    return read_frame(
+        db, "SELECT j.*, r.engine, r.version, r.\"commit\", r.hardware_label, r.suite FROM judged_runs j "
+        "JOIN runs r USING (run_id) WHERE j.judged_at = (SELECT max(judged_at) FROM judged_runs) "
+        "ORDER BY r.created, j.run_id"
+    )
+
+
+def judged_frame(db: Database) -> pandas.DataFrame:
+    """Every judged run: its baseline and overall verdict."""
+    return read_frame(db, "SELECT run_id, baseline, verdict FROM judged_runs")
+
+
+def verdicts_frame(db: Database, run_ids: Iterable[str] | None = None) -> pandas.DataFrame:
+    """Stored series verdicts: every column of those of the given runs (by run and series), or, with no run ids,
+    the run, model and verdict of all of them."""
+    if run_ids is None:
+        return read_frame(db, "SELECT run_id, model, verdict FROM verdicts")
+    ids = list(run_ids)
+    return read_frame(db, f"SELECT * FROM verdicts WHERE run_id IN ({', '.join('?' * len(ids))}) "
+                      "ORDER BY run_id, model, workload, load_label, metric", ids)  # fmt: skip
+
+
+def finding_series_frame(db: Database) -> pandas.DataFrame:
+    """Every finding's member series, with the finding's scope, first bad build and status."""
+    return read_frame(
+        db, "SELECT r.engine, r.hardware_label, r.suite, r.first_bad, r.status, m.model, m.workload, m.load_label, "
+        "m.metric, m.method, m.pending, m.rel_change FROM regression_series m JOIN regressions r ON r.id = "
+        "m.regression_id"
+    )
+
+
+def run_ids(db: Database) -> set[str]:
+    return {row[0] for row in db.execute("SELECT run_id FROM runs")}
+
+
+def run_sources(db: Database, *, engine: str, hardware_label: str, suite: str) -> list[tuple[str, str, str, str]]:
+    """(engine, version, commit, source) of the scope's runs, oldest first."""
+    return db.execute(
+        'SELECT engine, version, "commit", source FROM runs WHERE engine = ? AND hardware_label = ? AND suite = ? '
+        "ORDER BY created", [engine, hardware_label, suite],
+    ).fetchall()  # fmt: skip
+
+
+def backup(db_path: Path, target: Path) -> None:
+    """A consistent copy of the store at `db_path` (WAL included) written to `target`, one self-contained file
+    (no -wal sidecar next to a file that is committed). The store is only read."""
+    source = open_existing(db_path)
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            with sqlite_errors(db_path):
+                source.conn.backup(copy)
+            with sqlite_errors(target):
+                copy.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            copy.close()
+    finally:
+        source.close()
 
 def _rows(record: RunRecord, record_path: str | None) -> dict[str, list[dict[str, Any]]]:
     """The record as table rows, in insertion order (parents before children)."""

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import pandas as pd
 from sqlite_utils import Database
 
 from perfci import store
 from perfci.config import Suite
 from perfci.errors import ConfigError, Interrupted
 from perfci.measure import runner
+from perfci.store import sessions
 from perfci.store.records import RunRecord
 from perfci.verdicts import abstats
 from perfci.verdicts.abstats import Judgement, SeriesValues
@@ -213,58 +213,33 @@ def block_values(record: RunRecord) -> dict[Key, float]:
 
 
 def _create(db: Database, **fields: Any) -> int:
-    with store.write_transaction(db):
-        return db["ab_sessions"].insert({"created": runner.utc_now(), "status": "running", **fields}).last_pk
+    return sessions.create(db, created=runner.utc_now(), status="running", **fields)
 
 
 def _add_block(db: Database, session_id: int, block: int, arm: str, record: RunRecord) -> None:
-    with store.write_transaction(db):
-        db["ab_blocks"].insert({"session_id": session_id, "block": block, "arm": arm, "run_id": record.run_id,
-                                "status": record.status}, replace=True)  # fmt: skip
+    sessions.add_block(db, session_id=session_id, block=block, arm=arm, run_id=record.run_id, status=record.status)
 
 
 def _finish(db: Database, session_id: int, *, status: str, verdict: str | None, reason: str) -> None:
-    with store.write_transaction(db):
-        db["ab_sessions"].update(session_id, {"status": status, "finished": runner.utc_now(), "verdict": verdict,
-                                              "reason": reason})  # fmt: skip
+    sessions.update(db, session_id, status=status, finished=runner.utc_now(), verdict=verdict, reason=reason)
 
 
 def _save(db: Database, session: Session) -> None:
     rows = [{"session_id": session.id, "idx": i, **{k: v for k, v in s.as_dict().items() if k != "name"},
              "series": s.name} for i, s in enumerate(session.judgement.series)]  # fmt: skip
-    with store.write_transaction(db):
-        db["ab_verdicts"].insert_all(rows, replace=True)
-        db["ab_sessions"].update(session.id, {
-            "status": "done", "finished": runner.utc_now(), "verdict": session.verdict,
-            "reason": session.judgement.reason, "notes": json.dumps(session.notes),
-            "baseline_build": session.baseline_build, "candidate_build": session.candidate_build,
-            "hardware_label": session.hardware_label,
-        })  # fmt: skip
-
-
-def sessions_frame(db: Database, *, limit: int | None = None) -> pd.DataFrame:
-    """Stored A/B sessions, newest first."""
-    sql = "SELECT * FROM ab_sessions ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
-    return store.read_frame(db, sql)
-
-
-def verdicts_frame(db: Database, session_id: int) -> pd.DataFrame:
-    return store.read_frame(db, "SELECT * FROM ab_verdicts WHERE session_id = ? ORDER BY idx", [session_id])
-
-
-def blocks_frame(db: Database, session_id: int) -> pd.DataFrame:
-    return store.read_frame(db, "SELECT * FROM ab_blocks WHERE session_id = ? ORDER BY block", [session_id])
+    sessions.finish(db, session.id, rows, status="done", finished=runner.utc_now(), verdict=session.verdict,
+                    reason=session.judgement.reason, notes=json.dumps(session.notes),
+                    baseline_build=session.baseline_build, candidate_build=session.candidate_build,
+                    hardware_label=session.hardware_label)  # fmt: skip
 
 
 def load_session(db: Database, session_id: int | None = None) -> Session:
     """A finished session from the store; None: the newest."""
     if session_id is None:
-        row = db.execute("SELECT max(id) FROM ab_sessions WHERE status = 'done'").fetchone()
-        if row is None or row[0] is None:
+        session_id = sessions.newest_done(db)
+        if session_id is None:
             raise ConfigError("no finished A/B session is stored (run `perfci ab` first)")
-        session_id = int(row[0])
-    row = db.execute("SELECT id, status, baseline, candidate, baseline_build, candidate_build, suite, hardware_label, "
-                     "verdict, reason, notes FROM ab_sessions WHERE id = ?", [session_id]).fetchone()  # fmt: skip
+    row = sessions.session(db, session_id)
     if row is None:
         raise ConfigError(f"no A/B session {session_id} is stored")
     sid, status, baseline, candidate, base_build, cand_build, suite, hardware, verdict, reason, notes = row
@@ -272,8 +247,8 @@ def load_session(db: Database, session_id: int | None = None) -> Session:
         raise ConfigError(f"A/B session {session_id} is {status}: it has no verdict")
     fields = [f for f in abstats.SeriesVerdict.__dataclass_fields__ if f != "name"]
     verdicts = tuple(abstats.SeriesVerdict(name=r["series"], **{f: _none(r[f]) for f in fields})
-                     for r in verdicts_frame(db, sid).to_dict("records"))  # fmt: skip
-    blocks = blocks_frame(db, sid)[["block", "arm", "run_id", "status"]].to_dict("records")
+                     for r in sessions.verdicts_frame(db, sid).to_dict("records"))  # fmt: skip
+    blocks = sessions.blocks_frame(db, sid)[["block", "arm", "run_id", "status"]].to_dict("records")
     return Session(id=sid, baseline=baseline, candidate=candidate, baseline_build=base_build or "",
                    candidate_build=cand_build or "", suite=suite, hardware_label=hardware or "", blocks=blocks,
                    judgement=Judgement(verdict, reason or "", verdicts), notes=json.loads(notes or "[]"))  # fmt: skip

@@ -26,6 +26,7 @@ from sqlite_utils import Database
 
 from perfci import store
 from perfci.errors import ConfigError
+from perfci.store import sessions
 from perfci.verdicts import abstats
 from perfci.verdicts.findings import Finding, Member
 from perfci.verdicts.series import SeriesKey
@@ -96,10 +97,9 @@ def spec_of_source(source: str) -> str:
 
 def _source_of(db: Database, finding: Finding, build: str) -> str:
     """The build source of `build` (a label) in the finding's scope."""
-    for engine, version, commit, source in db.execute(
-        'SELECT engine, version, "commit", source FROM runs WHERE engine = ? AND hardware_label = ? AND suite = ? '
-        "ORDER BY created", [finding.engine, finding.hardware_label, finding.suite],
-    ):  # fmt: skip
+    for engine, version, commit, source in store.run_sources(db, engine=finding.engine,
+                                                             hardware_label=finding.hardware_label,
+                                                             suite=finding.suite):  # fmt: skip
         if _label(engine, version, commit) == build:
             return source
     raise ConfigError(f"finding {finding.id}: no stored run of {build} on {finding.hardware_label} ({finding.suite})")
@@ -147,19 +147,15 @@ def confirm(db: Database, finding: Finding, *, session: Callable[..., Any], mach
     c = Confirmation(finding.id, s.id, now, outcome, v.name if v else None, v.verdict if v else None,
                      v.change if v else None, v.low if v else None, v.high if v else None, v.mde if v else None,
                      reason)  # fmt: skip
-    with store.write_transaction(db):
-        db["confirmations"].insert({k: val for k, val in c.as_dict().items()})
+    sessions.add_confirmation(db, c.as_dict())
     return c
 
 
 def latest(db: Database, ids: Sequence[int] | None = None) -> dict[int, Confirmation]:
     """The newest confirmation of each finding whose session measured the finding's own first bad build on its
     hardware label (a finding id reused after a withdrawn one is not fooled)."""
-    sql = ("SELECT c.* FROM confirmations c JOIN regressions r ON r.id = c.regression_id "
-           "JOIN ab_sessions s ON s.id = c.session_id WHERE s.candidate_build = r.first_bad "
-           "AND s.hardware_label = r.hardware_label ORDER BY c.id")  # fmt: skip
     out = {}
-    for row in db.query(sql):
+    for row in sessions.confirmations(db):
         if ids is None or row["regression_id"] in ids:
             out[row["regression_id"]] = Confirmation(**{k: row[k] for k in Confirmation.__slots__})
     return out
