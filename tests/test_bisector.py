@@ -15,6 +15,7 @@ from threading import Thread
 import numpy as np
 import pytest
 
+from perfci import metrics
 from perfci.bisect import drivers as bisector
 from perfci.errors import EXIT_SIGNAL_BASE, ConfigError, EngineError, SourceError
 from perfci.store import ingest, open_db
@@ -265,10 +266,10 @@ def test_releases_come_from_the_index_in_version_order(index):
 
 def test_metric_names_points_and_sim_models(history):
     d, shas = history
-    assert bisector.metric_name("ttft_p50") == "ttft_ms_p50" == bisector.metric_name("ttft_ms_p50")
-    assert bisector.metric_name("startup.compile") == "startup.compile"
+    assert metrics.canonical("ttft_p50") == "ttft_ms_p50" == metrics.canonical("ttft_ms_p50")
+    assert metrics.canonical("startup.compile") == "startup.compile"
     with pytest.raises(ConfigError, match="unknown"):
-        bisector.metric_name("ttft_p42")
+        metrics.canonical("ttft_p42")
     suite = bisector.config.load_suite(str(d / "bis.toml"))
     spec = bisector.Spec(engine="sim", good="a", bad="b", suite="x", point="warm", metric="startup.total")
     assert bisector.trial_suite(suite, spec).workloads == []

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from perfci import store
+from perfci import metrics, store
 from perfci.errors import ConfigError
 from perfci.store import ingest
 from perfci.store.records import RunRecord, iso_utc, write_record
@@ -140,7 +140,7 @@ def test_a_slower_release_is_one_finding_with_every_series_it_moved(tmp_db, add_
     assert (finding.last_good, finding.first_bad, finding.status, finding.confirmed) == (
         "sim==0.2.0", "sim==0.3.0", "open", True)  # fmt: skip
     moved = {(m.key.load_label, m.key.metric) for m in finding.members if m.method == "compare"}
-    assert {(load, f"{lat}_{stat}") for load in LOADS for lat in LATENCY_MS for stat in series.JUDGED_STATS} <= moved
+    assert {(load, f"{lat}_{stat}") for load in LOADS for lat in LATENCY_MS for stat in metrics.JUDGED_STATS} <= moved
     assert ("c=8", "output_throughput") in moved
     assert finding.rel_change is not None and finding.ci_low <= finding.rel_change <= finding.ci_high
     assert [f.id for f in report.failing] == [finding.id]
@@ -230,7 +230,7 @@ def test_degraded_points_are_never_a_verdict_nor_a_baseline(tmp_db, add_build, c
     new = add_build("0.3.0", slowdown=1.15)
     report = detect(tmp_db, clock)
     judged = {j.run_id: j for j in report.judged}
-    point_verdicts = {v.verdict for v in judged[cut].verdicts if v.key.workload != series.STARTUP_WORKLOAD}
+    point_verdicts = {v.verdict for v in judged[cut].verdicts if v.key.workload != metrics.STARTUP_WORKLOAD}
     assert point_verdicts == {"failed"}
     assert judged[new].baseline.build == "sim==0.1.0" and judged[new].verdict == "regression"
     (finding,) = report.findings

@@ -10,9 +10,9 @@ import sqlite_utils
 
 from perfci import store
 from perfci.errors import RecordError, StoreError
+from perfci.metrics import flatten as flatten_metrics
 from perfci.store import (
     TABLES,
-    flatten_metrics,
     ingest,
     ingest_files,
     migrations,

@@ -32,19 +32,18 @@ from packaging.version import InvalidVersion, Version
 from pydantic import Field, ValidationError
 from sqlite_utils import Database
 
-from perfci import config, store
+from perfci import config
 from perfci.bisect import core
 from perfci.config import Strict
 from perfci.errors import ConfigError, EngineError, PerfciError
 from perfci.interrupt import interruptible
 from perfci.measure import envs, hardware, runner
-from perfci.measure.aggregate import LATENCIES
 from perfci.measure.engines import sim as sim_engine
+from perfci.metrics import STARTUP_PREFIX, STARTUP_WORKLOAD, canonical, flatten, higher_is_better
 from perfci.ops import watch
 from perfci.store import bisects as stored
 from perfci.store import records
 from perfci.verdicts import series
-from perfci.verdicts.series import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, higher_is_better
 
 PYPI_SIMPLE = watch.PYPI_SIMPLE
 Driver = Literal["releases", "wheels", "git", "sim"]
@@ -107,21 +106,10 @@ class View:
 # --- metrics and the trial suite -------------------------------------------------------------------------
 
 
-def metric_name(metric: str) -> str:
-    """Canonical metric: ttft_ms_p50 (ttft_p50 is accepted), output_throughput, startup.PHASE, startup.total."""
-    if metric.startswith(STARTUP_PREFIX) or metric in POINT_METRICS:
-        return metric
-    for latency in LATENCIES:
-        short = latency.removesuffix("_ms") + "_"
-        if metric.startswith(short) and f"{latency}_{metric[len(short):]}" in POINT_METRICS:
-            return f"{latency}_{metric[len(short):]}"
-    raise ConfigError(f"--metric {metric!r}: unknown; one of {', '.join(POINT_METRICS)}, startup.PHASE, startup.total")
-
-
 def trial_suite(suite: config.Suite, spec: Spec) -> config.Suite:
     """The slice of `suite` one trial runs: the one workload (one repeat), or no load for a startup metric."""
     update: dict = {"name": f"{suite.name}.bisect", "run": suite.run.model_copy(update={"repeats": 1})}
-    if metric_name(spec.metric).startswith(STARTUP_PREFIX):
+    if canonical(spec.metric).startswith(STARTUP_PREFIX):
         cache = spec.point.removeprefix(f"{STARTUP_WORKLOAD}/") or suite.startup.caches[0]
         if cache not in ("cold", "warm"):
             raise ConfigError(f"--point {cache!r}: a startup metric's point is the cache state, cold or warm")
@@ -139,7 +127,7 @@ def trial_suite(suite: config.Suite, spec: Spec) -> config.Suite:
 
 def metric_value(record: records.RunRecord, spec: Spec) -> float:
     """The trial's value of the bisected metric; EngineError (the candidate is skipped) when it has none."""
-    metric = metric_name(spec.metric)
+    metric = canonical(spec.metric)
     if metric.startswith(STARTUP_PREFIX):
         phase = metric.removeprefix(STARTUP_PREFIX)
         for start in record.startups:
@@ -151,7 +139,7 @@ def metric_value(record: records.RunRecord, spec: Spec) -> float:
     workload, _, load = spec.point.partition("/")
     for point in record.points:
         if point.workload == workload and point.load_label == load and point.status == "ok":
-            value = store.flatten_metrics(point.metrics).get(metric)
+            value = flatten(point.metrics).get(metric)
             if isinstance(value, int | float):
                 return float(value)
     raise EngineError(f"run {record.run_id}: point {spec.point} has no {metric} ({record.error or 'point failed'})",
@@ -258,7 +246,7 @@ def start(db: Database, spec: Spec, *, out: Path, http: requests.Session | None 
     bisect_id = stored.create(db, {
         "created": now, "updated": now, "status": "running", "driver": spec.driver, "engine": spec.engine,
         "hardware_label": spec.hardware_label, "suite": suite.name, "workload": _workload(spec),
-        "load_label": _load_label(spec), "metric": metric_name(spec.metric),
+        "load_label": _load_label(spec), "metric": canonical(spec.metric),
         "higher_is_better": _higher_is_better(spec), "good": candidates[0].label, "bad": candidates[-1].label,
         "trials": 0, "regression_id": spec.regression_id, "spec": spec.model_dump_json(),
     }, ({"label": c.label, "subject": c.subject, "url": c.url} for c in candidates))  # fmt: skip
@@ -330,7 +318,7 @@ STARTUP_NOISE: dict[str, dict[str, float]] = {
 def startup_noise(spec: Spec) -> KnownNoise | None:
     """The measured startup noise of the bisected phase in the bisected cache state, or None for a point
     metric (or a state never measured)."""
-    metric = metric_name(spec.metric)
+    metric = canonical(spec.metric)
     if not metric.startswith(STARTUP_PREFIX) or (table := STARTUP_NOISE.get(_load_label(spec))) is None:
         return None
     noise = table.get(metric.removeprefix(STARTUP_PREFIX), table["total"])
@@ -349,7 +337,7 @@ def earlier_noise(db: Database, spec: Spec, suite_name: str, *, hardware_label: 
     obs = series.observations(db)
     same = obs[(obs["engine"] == engine) & obs["suite"].isin([suite_name, f"{suite_name}.bisect"])
                & (obs["hardware_label"] == label) & (obs["workload"] == _workload(spec))
-               & (obs["load_label"] == _load_label(spec)) & (obs["metric"] == metric_name(spec.metric))
+               & (obs["load_label"] == _load_label(spec)) & (obs["metric"] == canonical(spec.metric))
                & (obs["value"] > 0)]  # fmt: skip
     if same.empty:
         return None
@@ -443,17 +431,17 @@ def _finite(value: float) -> float | None:
 
 
 def _workload(spec: Spec) -> str:
-    return STARTUP_WORKLOAD if metric_name(spec.metric).startswith(STARTUP_PREFIX) else spec.point.partition("/")[0]
+    return STARTUP_WORKLOAD if canonical(spec.metric).startswith(STARTUP_PREFIX) else spec.point.partition("/")[0]
 
 
 def _load_label(spec: Spec) -> str:
-    if metric_name(spec.metric).startswith(STARTUP_PREFIX):
+    if canonical(spec.metric).startswith(STARTUP_PREFIX):
         return spec.point.removeprefix(f"{STARTUP_WORKLOAD}/") or "warm"
     return spec.point.partition("/")[2]
 
 
 def _higher_is_better(spec: Spec) -> bool:
-    return higher_is_better(metric_name(spec.metric))
+    return higher_is_better(canonical(spec.metric))
 
 
 def _version(text: str, option: str) -> Version:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from perfci import config, crash, store
+from perfci import config, crash, metrics, store
 from perfci.errors import (
     EXIT_EXTERNAL,
     EXIT_INTERNAL,
@@ -619,7 +619,7 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
         console.print(crash.handle(e, argv=click.get_current_context().meta.get(ARGV)))
         sys.exit(BISECT_ABORT)
     median = sorted(values)[len(values) // 2]
-    good = median >= threshold if bisector.higher_is_better(bisector.metric_name(metric)) else median <= threshold
+    good = median >= threshold if metrics.higher_is_better(metrics.canonical(metric)) else median <= threshold
     console.print(f"{metric} median {median:.4g} ({', '.join(f'{v:.4g}' for v in values)}): "
                   f"{'good' if good else 'bad'} against {threshold:g}", markup=False, highlight=False)  # fmt: skip
     sys.exit(BISECT_GOOD if good else BISECT_BAD)

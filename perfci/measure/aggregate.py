@@ -1,4 +1,5 @@
-"""Per-request samples -> point aggregates. Pure: no clocks, no I/O.
+"""Per-request samples -> point aggregates. Pure: no clocks, no I/O. What each metric is (name, unit,
+direction, label) is perfci.metrics'.
 
 Definitions (docs/metrics.md) follow `vllm bench serve`: TTFT = first token - send; E2E = last token - send
 (time to last token); TPOT = (E2E - TTFT) / (output tokens - 1), only for requests with > 1 output token;
@@ -16,31 +17,7 @@ import numpy as np
 
 from perfci.config import Run, Slo
 from perfci.measure.loadgen.client import RequestSample
-
-STATS = ("mean", "std", "p50", "p90", "p95", "p99", "max")
-LATENCIES = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
-# The scalars `summarize` returns, with their types (None is always allowed: no data).
-SCALARS: dict[str, type] = {
-    "requests": int,
-    "completed": int,
-    "errors": int,
-    "error_rate": float,
-    "duration_s": float,
-    "request_rate": float,
-    "output_throughput": float,
-    "total_throughput": float,
-    "goodput": float,
-    "slo_met": bool,
-    "prompt_tokens_mean": float,
-    "output_tokens_mean": float,
-    "skipped": int,  # requests not sent: the point stopped early (stalled engine, run deadline)
-}
-# The metric vocabulary: every key of `summarize`, flattened as the store flattens it (`ttft_ms.p50` ->
-# `ttft_ms_p50`), with its type. The store has a typed column for each; other keys go to its JSON column
-# (`errors_by_kind`, whose kinds are open-ended: `http_3xx`, ...).
-VOCABULARY: dict[str, type] = {**SCALARS, **{f"{m}_{s}": float for m in LATENCIES for s in STATS}}
-# Direction of each metric: detection, reports and dashboards read it from here.
-HIGHER_IS_BETTER = {"request_rate": True, "output_throughput": True, "total_throughput": True, "goodput": True}
+from perfci.metrics import LATENCIES, STATS
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,9 @@ from perfci import store
 from perfci.config import Slo, Strict, Suite, load_suite, load_toml
 from perfci.errors import ConfigError
 from perfci.measure import engines
-from perfci.measure.aggregate import LATENCIES
 from perfci.measure.caches import STATES
+from perfci.metrics import JUDGED_STATS, LATENCIES, LATENCY_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, higher_is_better
+from perfci.metrics import label as metric_label
 from perfci.resources import copy_tree, shipped, template_loader
 from perfci.store import bisects as stored_bisects
 from perfci.store import sessions
@@ -45,7 +46,6 @@ from perfci.store.records import RUN_ID_PATTERN
 from perfci.verdicts import ab, detect, findings, series
 
 MARKER = ".perfci-site"  # a folder holding this file is a site perfci built, and may be replaced by a new one
-LOAD_METRICS = tuple(f"{m}_{s}" for m in LATENCIES for s in series.JUDGED_STATS)
 COMPARED_BUILDS = 3  # newest builds per engine and scope that the engine-vs-engine page can pick from
 
 
@@ -287,13 +287,20 @@ def overview(db: Database, runs: pd.DataFrame, points: pd.DataFrame) -> dict[str
 
 
 def _finding(f: findings.Finding) -> dict[str, Any]:
-    first = f.members[0].key if f.members else None
+    """A finding's row: its change is its representative member's, named, and the trend link opens that series
+    (a finding holds series of every metric, each with a change of its own)."""
+    shown = f.representative.key if f.members else None
     link = {"engine": f.engine, "hardware": f.hardware_label, "suite": f.suite}
-    if first is not None:
-        link |= {"model": first.model, "workload": first.workload, "load": first.load_label, "metric": first.metric}
+    if shown is not None:
+        link |= {"model": shown.model, "workload": shown.workload, "load": shown.load_label, "metric": shown.metric}
+    change_of = None
+    if shown is not None:
+        where = (f"{shown.load_label} start" if shown.workload == STARTUP_WORKLOAD
+                 else f"at {shown.load_label}, {shown.workload}")  # fmt: skip
+        change_of = f"{metric_label(shown.metric)} ({where})"
     return {"id": f.id, "engine": f.engine, "hardware": f.hardware_label, "suite": f.suite, "last_good": f.last_good,
-            "first_bad": f.first_bad, "rel_change": f.rel_change, "confirmed": f.confirmed, "members": len(f.members),
-            "metrics": sorted({m.key.metric for m in f.members}), "link": link}  # fmt: skip
+            "first_bad": f.first_bad, "rel_change": f.rel_change, "change_of": change_of, "confirmed": f.confirmed,
+            "members": len(f.members), "metrics": sorted({m.key.metric for m in f.members}), "link": link}  # fmt: skip
 
 
 def trends(db: Database, obs: pd.DataFrame, runs: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -347,7 +354,7 @@ def _by_series(frame: pd.DataFrame, key: list[str]) -> dict[tuple, list[dict[str
 
 
 def _change_points(values: np.ndarray, metric: str) -> list[dict[str, Any]]:
-    found = detect.change_points(values, higher_is_better=series.higher_is_better(metric))
+    found = detect.change_points(values, higher_is_better=higher_is_better(metric))
     return [{"index": c.index, "rel_change": c.rel_change, "verdict": c.verdict, "pending": c.pending} for c in found]
 
 
@@ -375,7 +382,7 @@ def load_levels(points: pd.DataFrame) -> pd.DataFrame:
     ok = points[points["status"] == "ok"]
     text = ok[["engine", "version", "commit"]].astype(object)
     ok = ok.assign(build=[series.build_label(*r) for r in text.where(text.notna(), None).itertuples(index=False)])
-    numeric = [c for c in ("request_rate", "goodput", "output_throughput", *LOAD_METRICS) if c in ok]
+    numeric = [c for c in ("request_rate", "goodput", "output_throughput", *LATENCY_METRICS) if c in ok]
     grouped = ok.groupby(LEVEL_KEY, sort=False)
     levels = grouped[numeric].median().join(grouped["created"].max()).reset_index()
     return levels.sort_values([*LEVEL_KEY[:-1], "request_rate"], kind="stable", ignore_index=True)
@@ -394,10 +401,10 @@ def latency_vs_load(levels: pd.DataFrame, slos: dict[str, Slo]) -> tuple[dict[st
                        "slo": slo.model_dump() if slo else None})  # fmt: skip
         shapes = [{"loads": list(c["load_label"]), "request_rate": _numbers(c["request_rate"]),
                    "max_goodput": _max_goodput(c)} for _, c in curves]  # fmt: skip
-        for metric in (m for m in LOAD_METRICS if m in levels):
+        for metric in (m for m in LATENCY_METRICS if m in levels):
             shards[f"load/{g}/{metric}.js"] = [shape | {"values": _numbers(c[metric])}
                                                for shape, (_, c) in zip(shapes, curves, strict=True)]  # fmt: skip
-    return {"groups": groups, "metrics": list(LATENCIES), "stats": list(series.JUDGED_STATS)}, shards
+    return {"groups": groups, "metrics": list(LATENCIES), "stats": list(JUDGED_STATS)}, shards
 
 
 def _max_goodput(levels: pd.DataFrame) -> int | None:
@@ -412,7 +419,7 @@ def engine_vs_engine(obs: pd.DataFrame) -> dict[str, Any]:
     """Per (hardware, suite): its series (`model · workload · load`) and the newest COMPARED_BUILDS builds of each
     engine with, per metric, one median per series (null where the build did not measure it), so the page plots
     any of these builds against another on the series they share."""
-    ok = obs[obs["ok"] & obs["value"].notna() & (obs["workload"] != series.STARTUP_WORKLOAD)]
+    ok = obs[obs["ok"] & obs["value"].notna() & (obs["workload"] != STARTUP_WORKLOAD)]
     scopes = []
     for (hardware, suite), group in ok.groupby(["hardware_label", "suite"], sort=True):
         newest = [b for _, e in group.groupby("engine", sort=True) for b in series.ordered_builds(e)[-COMPARED_BUILDS:]]
@@ -435,7 +442,7 @@ def startup(obs: pd.DataFrame) -> dict[str, Any]:
     """Per (engine, hardware): for each cache state, each build's start as stacked phases (medians over its
     starts): the engine's own non-overlapping phases, the time no log line reports (imports, spawning), and the
     first request. They add up to the time to first token."""
-    starts = obs[(obs["workload"] == series.STARTUP_WORKLOAD) & obs["ok"] & obs["value"].notna()]
+    starts = obs[(obs["workload"] == STARTUP_WORKLOAD) & obs["ok"] & obs["value"].notna()]
     out = []
     for (engine, hardware), group in starts.groupby(["engine", "hardware_label"]):
         phases = _stack_phases(engine, set(group["metric"]))
@@ -444,7 +451,7 @@ def startup(obs: pd.DataFrame) -> dict[str, Any]:
         for cache, by_cache in group.groupby("load_label"):
             medians = by_cache.groupby(["build", "metric"])["value"].median()
             present = [b for b in builds if b in medians.index.get_level_values("build")]
-            stack = {p: [_number(medians.get((b, series.STARTUP_PREFIX + p))) for b in present] for p in phases}
+            stack = {p: [_number(medians.get((b, STARTUP_PREFIX + p))) for b in present] for p in phases}
             caches.append({"cache": cache, "meaning": STATES.get(cache, "as the suite asked (not measured)"),
                            "builds": present, "phases": stack})  # fmt: skip
         out.append({"engine": engine, "hardware": hardware, "phases": phases, "caches": caches})
@@ -457,8 +464,8 @@ def _stack_phases(engine: str, metrics: set[str]) -> list[str]:
     names = []
     for alternatives in additive:
         options = (alternatives,) if isinstance(alternatives, str) else alternatives
-        names += [o for o in options if series.STARTUP_PREFIX + o in metrics]
-    return [*names, *(p for p in ("unreported", "first_token") if series.STARTUP_PREFIX + p in metrics)]
+        names += [o for o in options if STARTUP_PREFIX + o in metrics]
+    return [*names, *(p for p in ("unreported", "first_token") if STARTUP_PREFIX + p in metrics)]
 
 
 def cost(levels: pd.DataFrame, runs: pd.DataFrame, costs: Costs) -> dict[str, Any]:

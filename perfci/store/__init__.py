@@ -3,7 +3,7 @@
 Records are the source of truth; the DB is an index over them that `rebuild` can always recreate. Ingest
 is idempotent (a run id already stored changes nothing) and all-or-nothing per record (one transaction).
 Point metrics are flattened (`ttft_ms: {p50: …}` -> `ttft_ms_p50`); those of the metric vocabulary
-(perfci.measure.aggregate.VOCABULARY) go to typed columns, any other key to the JSON column `extra_metrics`, so record
+(perfci.metrics) go to typed columns, any other key to the JSON column `extra_metrics`, so record
 content never changes the schema. Every SQLite error on a store connection is a StoreError naming the file.
 """
 
@@ -24,8 +24,8 @@ from pydantic_core import to_json
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
+from perfci import metrics
 from perfci.errors import RecordError, StoreError
-from perfci.measure.aggregate import VOCABULARY
 from perfci.store import migrations
 from perfci.store.records import Point, RunRecord, read_record
 
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 BUSY_TIMEOUT_MS = 60_000
 TABLES = ("runs", "startups", "startup_phases", "points", "requests")
 # The typed metric columns of `points` (migration 0001): the metric vocabulary. A metric added to
-# perfci.measure.aggregate needs a migration that adds its column; until then it lands in `extra_metrics`.
-METRIC_COLUMNS = VOCABULARY
+# perfci.metrics needs a migration that adds its column; until then it lands in `extra_metrics`.
+METRIC_COLUMNS = metrics.VOCABULARY
 EXTRA_METRICS = "extra_metrics"
 NO_STORE_HINT = "run `perfci run` or `perfci db rebuild` to make one"
 
@@ -742,57 +742,11 @@ def _point_row(run_id: str, p: Point) -> dict[str, Any]:
         "telemetry": json.dumps(p.telemetry),
     }
     try:
-        known, extra = split_metrics(flatten_metrics(p.metrics))
+        known, extra = metrics.split(metrics.flatten(p.metrics))
     except RecordError as e:
         raise RecordError(f"run {run_id} point {p.index}: {e}") from None
     # Every row has every column (see _insert_many), whatever metrics its point has.
     return row | dict.fromkeys(METRIC_COLUMNS) | known | {EXTRA_METRICS: json.dumps(extra) if extra else None}
-
-
-def split_metrics(flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Flattened metrics -> (those of the vocabulary, checked against their column's type; the others).
-    A known metric of the wrong type is refused: its column would hold a value no reader expects."""
-    known, extra = {}, {}
-    for name, value in flat.items():
-        kind = METRIC_COLUMNS.get(name)
-        if kind is None:
-            extra[name] = value
-            continue
-        if not _fits(value, kind):
-            raise RecordError(f"metric {name!r} must be {kind.__name__} or null (got {value!r:.80})")
-        known[name] = value
-    return known, extra
-
-
-def _fits(value: Any, kind: type) -> bool:
-    if value is None:
-        return True
-    if kind is bool or isinstance(value, bool):  # bool is an int in Python, not in the vocabulary
-        return kind is bool and isinstance(value, bool)
-    return isinstance(value, int) if kind is int else isinstance(value, int | float)
-
-
-def flatten_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """`{"ttft_ms": {"p50": 1.0}, "requests": 3}` -> `{"ttft_ms_p50": 1.0, "requests": 3}`; lists become JSON.
-
-    Refuses two keys that flatten to one name (`{"a": {"b": 1}, "a_b": 2}`).
-    """
-    items = list(_flat_items(metrics, ""))
-    seen: set[str] = set()
-    for name, _ in items:
-        if name in seen:
-            raise RecordError(f"metric {name!r} appears twice once flattened")
-        seen.add(name)
-    return dict(items)
-
-
-def _flat_items(metrics: dict[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _flat_items(value, f"{name}_")
-        else:
-            yield name, json.dumps(value) if isinstance(value, list) else value
 
 
 def _request_rows(run_id: str, p: Point) -> list[dict[str, Any]]:

@@ -18,15 +18,15 @@ from typing import Any, Protocol
 
 from sqlite_utils import Database
 
-from perfci import store
 from perfci.config import Suite
 from perfci.errors import ConfigError, Interrupted
 from perfci.measure import runner
+from perfci.metrics import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, flatten, higher_is_better
 from perfci.store import sessions
 from perfci.store.records import RunRecord
 from perfci.verdicts import abstats
 from perfci.verdicts.abstats import Judgement, SeriesValues
-from perfci.verdicts.series import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, build_label, higher_is_better
+from perfci.verdicts.series import build_label
 
 DEFAULT_BLOCKS = 8  # ABBAABBA: balanced against a linear drift, 4 starts per build
 MIN_BLOCKS = 4
@@ -193,7 +193,7 @@ def block_values(record: RunRecord) -> dict[Key, float]:
     for point in record.points:
         if point.status != "ok":
             continue
-        flat = store.flatten_metrics(point.metrics)
+        flat = flatten(point.metrics)
         for metric in (*JUDGED_METRICS, *CONTROL_METRICS):
             v = flat.get(metric)
             if isinstance(v, int | float) and not isinstance(v, bool):

@@ -123,6 +123,11 @@ class Finding:
     def ab_outcome(self) -> str | None:
         return self.ab.outcome if self.ab is not None else None
 
+    @property
+    def representative(self) -> Member | None:
+        """The member `rel_change`, `ci_*` and `pvalue` come from (the store summarises in this order)."""
+        return min(self.members, key=lambda m: (m.pending, m.pvalue, -abs(m.rel_change)), default=None)
+
     def as_dict(self) -> dict[str, Any]:
         fields = {k: v for k, v in asdict(self).items() if k not in ("members", "ab")}
         ab = _json_ready(self.ab.as_dict()) if self.ab is not None else None

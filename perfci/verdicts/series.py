@@ -2,7 +2,8 @@
 across builds, read from the store; the order of builds; and the runs a build is compared against.
 
 Observations are one long frame: a row per (run, series, repeat), with `ok` false where the point or engine
-start failed. The direction of every metric is decided here and nowhere else (`higher_is_better`).
+start failed. What a metric is (its direction, unit, label)
+is perfci.metrics'.
 """
 
 from __future__ import annotations
@@ -17,24 +18,9 @@ from sqlite_utils import Database
 
 from perfci import store
 from perfci.errors import ConfigError
-from perfci.measure.aggregate import HIGHER_IS_BETTER, LATENCIES
 from perfci.measure.engines import sim
 from perfci.measure.envs import ADAPTERS
-
-# The point columns judged: every latency statistic but max (a single request) and std (not a speed).
-JUDGED_STATS = ("mean", "p50", "p90", "p95", "p99")
-POINT_METRICS = (
-    *(f"{latency}_{stat}" for latency in LATENCIES for stat in JUDGED_STATS),
-    "request_rate",
-    "output_throughput",
-    "total_throughput",
-    "goodput",
-    "error_rate",
-)
-# Startup series use the model's start: workload "(startup)" (suite workload names cannot hold parentheses),
-# load level = cache state, metric "startup.<phase>" or "startup.total".
-STARTUP_WORKLOAD = "(startup)"
-STARTUP_PREFIX = "startup."
+from perfci.metrics import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, higher_is_better
 
 KEY = ("engine", "model", "hardware_label", "suite", "workload", "load_label", "metric")
 SCOPE = ("engine", "hardware_label", "suite")  # what a build order and a default baseline are taken within
@@ -57,15 +43,6 @@ class SeriesKey:
 
     def __str__(self) -> str:
         return " · ".join(astuple(self))
-
-
-def higher_is_better(metric: str) -> bool:
-    """Throughput, request rate and goodput up is good; latencies, startup phases and error rate down is good."""
-    if metric in HIGHER_IS_BETTER:
-        return HIGHER_IS_BETTER[metric]
-    if metric.startswith((STARTUP_PREFIX, *(f"{latency}_" for latency in LATENCIES))) or metric == "error_rate":
-        return False
-    raise ValueError(f"no direction is known for metric {metric!r}")
 
 
 def build_label(engine: str, version: str | None, commit: str | None) -> str:

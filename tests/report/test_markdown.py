@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from perfci import metrics
+from perfci.metrics import STARTUP_WORKLOAD
 from perfci.report import markdown
 from perfci.report.markdown import Dashboard
 from perfci.report.silence import Silence
 from perfci.report.summary import Bisect, Section, Summary
 from perfci.verdicts.confirm import Confirmation
 from perfci.verdicts.findings import Finding, Member, SeriesVerdict
-from perfci.verdicts.series import STARTUP_WORKLOAD, Selection, SeriesKey
+from perfci.verdicts.series import Selection, SeriesKey
 
 GOLDEN = Path(__file__).with_name("golden")
 DASHBOARD = Dashboard("https://perf.example.org/site/")
@@ -163,7 +165,7 @@ def test_markers_survive_untrusted_text_and_untrusted_text_stays_inert():
                          ("startup.total", 95.0, "95.00 s"), ("output_throughput", 2310.5, "2,310.5 tok/s"),
                          ("request_rate", 8.0, "8.00 req/s"), ("error_rate", 0.25, "25.0%")])  # fmt: skip
 def test_values_carry_their_units(metric, value, text):
-    assert markdown.value(metric, value) == text
+    assert metrics.format_value(metric, value) == text
 
 
 def _ab_session(verdicts, *, verdict="FAIL", reason="1 of 4 series regressed"):
