@@ -103,7 +103,7 @@ def test_overview_startup_and_cost_data(tmp_db, add_run, tmp_path):
     (row,) = page_data(tmp_path / "site/index.html")["rows"]
     cell = row["cells"]["tiny"]
     assert (cell["run_id"], cell["build"], cell["baseline"]) == (newest, "sim==0.2.0", "sim==0.1.0")
-    assert cell["verdict"] in findings.RUN_VERDICTS
+    assert cell["verdict"] in findings.VERDICTS
     (stack,) = page_data(tmp_path / "site/startup.html")["stacks"]
     # The conftest record's phases are not the sim adapter's: only the parts every engine has are stacked.
     assert stack["phases"] == [] and [c["cache"] for c in stack["caches"]] == ["cold", "warm"]

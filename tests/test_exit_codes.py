@@ -21,7 +21,8 @@ from perfci import store
 from perfci.bisect import drivers as bisector
 from perfci.cli.main import cli
 from perfci.measure import hardware
-from perfci.store.records import RunRecord, iso_utc, write_record
+from perfci.store.records import RunRecord, write_record
+from perfci.utc import stamp
 from tests.conftest import _RECORD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def _closed_port() -> int:
 def _record(version: str, *, slowdown: float, minute: int, repeat_noise: list[float]) -> RunRecord:
     """A run of build sim==`version`: one point per repeat, latencies `slowdown` times a base, throughput divided."""
     data = copy.deepcopy(_RECORD) | {"run_id": f"00000000-0000-4000-8000-{minute:012d}", "status": "ok",
-                                     "created": iso_utc(datetime(2026, 11, 1, 0, minute, tzinfo=UTC))}  # fmt: skip
+                                     "created": stamp(datetime(2026, 11, 1, 0, minute, tzinfo=UTC))}  # fmt: skip
     data["build"] = {"engine": "sim", "version": version, "commit": None, "source": "builtin"}
     template = data["points"][0]
     data["points"] = []

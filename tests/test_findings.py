@@ -12,7 +12,8 @@ import pytest
 from perfci import metrics, store
 from perfci.errors import ConfigError
 from perfci.store import ingest
-from perfci.store.records import RunRecord, iso_utc, write_record
+from perfci.store.records import RunRecord, write_record
+from perfci.utc import stamp
 from perfci.verdicts import findings, series
 
 LOADS = {"c=4": 4.0, "c=8": 8.0}
@@ -43,7 +44,7 @@ def add_build(tmp_db, make_record_dict, clock, tmp_path):
 
     def add(version, *, slowdown=1.0, repeats=5, noise=0.01, startup_slowdown=1.0, status="ok", loads=LOADS,
             hardware="cpu-2c", point_status=None):  # fmt: skip
-        record = make_record_dict(created=iso_utc(clock()), status=status)
+        record = make_record_dict(created=stamp(clock()), status=status)
         record["build"] = {"engine": "sim", "version": version, "commit": None, "source": "builtin"}
         record["hardware"]["label"] = hardware
         template = record["points"][0]

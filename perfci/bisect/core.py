@@ -481,3 +481,26 @@ def _confirmed_step(state: _State, lo: int, hi: int, candidates: Sequence[C], me
         if state.trials >= max_trials:
             return False
         state.take(next(i for i in short if state.samples[i]), candidates, measure, on_trial)
+
+
+@dataclass(frozen=True)
+class StepVerdict:
+    """One `git bisect run` step: the median of a build's trial values against a threshold."""
+
+    values: tuple[float, ...]
+    median: float
+    threshold: float
+    good: bool
+
+    def summary(self, metric: str) -> str:
+        return (f"{metric} median {self.median:.4g} ({', '.join(f'{v:.4g}' for v in self.values)}): "
+                f"{'good' if self.good else 'bad'} against {self.threshold:g}")  # fmt: skip
+
+
+def judge_step(values: Sequence[float], *, threshold: float, higher_is_better: bool) -> StepVerdict:
+    """Good when the median (the upper one of an even count) is on the good side of `threshold`, or on it."""
+    if not values:
+        raise ValueError("no trial values to judge")
+    median = sorted(values)[len(values) // 2]
+    good = median >= threshold if higher_is_better else median <= threshold
+    return StepVerdict(tuple(values), median, threshold, good)

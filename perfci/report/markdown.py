@@ -22,9 +22,9 @@ import jinja2
 from perfci import resources
 from perfci.metrics import STARTUP_PREFIX, STARTUP_WORKLOAD, format_value, label
 from perfci.report.silence import Silence
-from perfci.report.summary import VERDICTS, Bisect, Section, Summary
+from perfci.report.summary import Bisect, Section, Summary
 from perfci.verdicts import ab
-from perfci.verdicts.findings import Finding, Member, SeriesVerdict
+from perfci.verdicts.findings import VERDICTS, Finding, Member, SeriesVerdict
 from perfci.verdicts.series import SeriesKey
 
 COMMENT_LIMIT = 65_536  # characters: GitHub's limit on a comment or an issue body

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from perfci import utc
 from perfci.errors import ConfigError
 from perfci.report import github, markdown, summary
 from perfci.report.markdown import Dashboard
@@ -70,7 +71,7 @@ def silence_for(db: Database, config_path: Path, *, now: datetime) -> SilencePla
 
     config = watch.load_config(config_path)
     return silence_plan(silence.check(db, config, now=now), silent_after_hours=config.alerts.silent_after_hours,
-                        now=watch.stamp(now))  # fmt: skip
+                        now=utc.stamp(now))  # fmt: skip
 
 
 def silence_plan(silences: list[Silence], *, silent_after_hours: float, now: str) -> SilencePlan:
@@ -83,7 +84,7 @@ def plan(s: Summary, stored: list[Finding], bisects: list[Bisect], dashboard: Da
          issues: bool) -> Plan:  # fmt: skip
     """Everything a report would post: the comment when `pr`, a status and check run when there is a `commit`,
     an issue for each stored finding that has (or needs) one when `issues`."""
-    counts = {v: n for v in summary.VERDICTS if (n := sum(x.verdict == v for x in s.verdicts))}
+    counts = {v: n for v in findings.VERDICTS if (n := sum(x.verdict == v for x in s.verdicts))}
     said = ", ".join(f"{n} {v}" for v, n in counts.items() if v != "unchanged") or "nothing moved"
     description = f"{said} in {len(s.verdicts)} series"
     state = "failure" if s.failing else "success"

@@ -17,8 +17,9 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from perfci import utc
 from perfci.measure import envs
-from perfci.ops.watch import WatchConfig, stamp
+from perfci.ops.watch import WatchConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class PlannedJob:
     build: str
     hardware_label: str
     suite: str
-    first_planned: str  # ISO 8601 UTC, as watch.stamp writes it: such strings compare in time order
+    first_planned: str  # ISO 8601 UTC, as perfci.utc.stamp writes it: such strings compare in time order
     last_planned: str
 
 
@@ -52,7 +53,7 @@ class Silence:
 def silent(config: WatchConfig, jobs: Iterable[PlannedJob], runs: Iterable[RunSeen], *, now: datetime) -> list[Silence]:
     """The silent series, by package then hardware label, of the (package, hardware) pairs `config` still plans
     (a label taken out of the config is not a silent one)."""
-    limit = stamp(now - timedelta(hours=config.alerts.silent_after_hours))
+    limit = utc.stamp(now - timedelta(hours=config.alerts.silent_after_hours))
     package_of = {}  # build source -> package, for the builds that were planned
     by_series: dict[tuple[str, str], list[PlannedJob]] = {}
     for job in jobs:

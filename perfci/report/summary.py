@@ -21,10 +21,8 @@ from perfci import store
 from perfci.errors import ConfigError
 from perfci.store import bisects as stored_bisects
 from perfci.verdicts import findings, series
-from perfci.verdicts.findings import Finding, SeriesVerdict
+from perfci.verdicts.findings import VERDICTS, Finding, SeriesVerdict
 from perfci.verdicts.series import SCOPE, Selection, SeriesKey
-
-VERDICTS = ("regression", "failed", "improvement", "inconclusive", "no-baseline", "unchanged")  # by severity
 
 
 @dataclass(frozen=True)

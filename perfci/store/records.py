@@ -12,7 +12,7 @@ import math
 import os
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,13 +44,6 @@ MAX_STARTUPS = 1_000
 MAX_METRIC_KEYS = 256  # per point, once flattened as the store flattens them (ttft_ms.p50 -> ttft_ms_p50)
 MAX_NAME_CHARS = 1_024  # names, labels, versions, paths, metric and phase names
 MAX_TEXT_CHARS = 1_048_576  # free text: errors, log lines, the log tail, argv items
-
-
-def iso_utc(moment: datetime) -> str:
-    """`2026-11-26T23:40:00.123Z`: the one timestamp form records use (UTC, milliseconds)."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: pass an aware one (e.g. datetime.now(UTC))")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _utc_timestamp(text: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from sqlite_utils import Database
 
+from perfci import utc
 from perfci.config import Suite
 from perfci.errors import ConfigError, Interrupted
 from perfci.measure import runner
@@ -213,7 +214,7 @@ def block_values(record: RunRecord) -> dict[Key, float]:
 
 
 def _create(db: Database, **fields: Any) -> int:
-    return sessions.create(db, created=runner.utc_now(), status="running", **fields)
+    return sessions.create(db, created=utc.now(), status="running", **fields)
 
 
 def _add_block(db: Database, session_id: int, block: int, arm: str, record: RunRecord) -> None:
@@ -221,13 +222,13 @@ def _add_block(db: Database, session_id: int, block: int, arm: str, record: RunR
 
 
 def _finish(db: Database, session_id: int, *, status: str, verdict: str | None, reason: str) -> None:
-    sessions.update(db, session_id, status=status, finished=runner.utc_now(), verdict=verdict, reason=reason)
+    sessions.update(db, session_id, status=status, finished=utc.now(), verdict=verdict, reason=reason)
 
 
 def _save(db: Database, session: Session) -> None:
     rows = [{"session_id": session.id, "idx": i, **{k: v for k, v in s.as_dict().items() if k != "name"},
              "series": s.name} for i, s in enumerate(session.judgement.series)]  # fmt: skip
-    sessions.finish(db, session.id, rows, status="done", finished=runner.utc_now(), verdict=session.verdict,
+    sessions.finish(db, session.id, rows, status="done", finished=utc.now(), verdict=session.verdict,
                     reason=session.judgement.reason, notes=json.dumps(session.notes),
                     baseline_build=session.baseline_build, candidate_build=session.candidate_build,
                     hardware_label=session.hardware_label)  # fmt: skip

@@ -24,14 +24,21 @@ import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
-from perfci import store
+from perfci import store, utc
 from perfci.errors import ConfigError
-from perfci.store.records import iso_utc
 from perfci.verdicts import detect, series
 from perfci.verdicts.series import KEY, SCOPE, Selection, SeriesKey
 
 # A run's verdict is the first of these that any of its series got (`failed` also when the run failed).
-RUN_VERDICTS = ("regression", "failed", "improvement", "inconclusive", "unchanged", "no-baseline")
+# Series and run verdicts, worst first: reports count and sort by this order.
+VERDICTS = ("regression", "failed", "improvement", "inconclusive", "no-baseline", "unchanged")
+
+
+def worst(verdicts: Iterable[str]) -> str | None:
+    """The worst of some series' verdicts. A series new in the candidate (`no-baseline`) does not make a run
+    that has a baseline `no-baseline`: it counts only when no series was compared."""
+    present = set(verdicts)
+    return next((v for v in VERDICTS if v in present and v != "no-baseline"), "no-baseline" if present else None)
 STATUSES = store.REGRESSION_STATUSES
 MIN_EFFECT = detect.MIN_EFFECT
 FDR = 0.05  # Benjamini–Hochberg's q over the tests of one pass
@@ -145,11 +152,12 @@ class RunJudgement:
 
     @property
     def verdict(self) -> str:
-        """`failed` for a failed run, `no-baseline` without one, else the first of RUN_VERDICTS its series got."""
+        """`failed` for a failed run, `no-baseline` without one, else the worst verdict its series got."""
         if self.run_status == "failed":
             return "failed"
-        present = {v.verdict for v in self.verdicts}
-        return next((v for v in RUN_VERDICTS if v in present and self.baseline is not None), "no-baseline")
+        if self.baseline is None:
+            return "no-baseline"
+        return worst(v.verdict for v in self.verdicts) or "no-baseline"
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(v.verdict for v in self.verdicts))
@@ -275,7 +283,7 @@ def detect_pass(db: Database, *, baseline: str | None = None, rejudge: bool = Fa
     """`perfci detect`: judge the runs not judged yet (every run with `rejudge`) against their baselines,
     search the history of every series in their scopes for change points, store verdicts and findings, and
     mark findings fixed whose series came back. `baseline` (series.SPEC_HELP) replaces the previous release."""
-    stamp = iso_utc(now())
+    stamp = utc.stamp(now())
     runs = series.runs(db)
     done = set() if rejudge else store.judged_run_ids(db)
     todo = runs[~runs["run_id"].isin(done)]
