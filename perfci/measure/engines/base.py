@@ -38,6 +38,9 @@ class LaunchContext:
 
 class Engine(Protocol):
     name: ClassVar[str]
+    distributions: ClassVar[tuple[str, ...]]
+    commit_wheels: ClassVar[str | None]
+    git_subdirectory: ClassVar[str | None]
     # Log patterns for startup phases, and which reported phases add up without overlapping.
     patterns: ClassVar[Sequence[Pattern]]
     additive_phases: ClassVar[Sequence[str]]
@@ -65,7 +68,9 @@ class Adapter:
     """Defaults most adapters share; each engine module overrides what differs."""
 
     name: ClassVar[str]
-    distributions: ClassVar[tuple[str, ...]] = ()  # installed package names that carry its version
+    distributions: ClassVar[tuple[str, ...]] = ()  # its packages: build strings name it by them; they carry its version
+    commit_wheels: ClassVar[str | None] = None  # an index of per-commit wheels of its first distribution
+    git_subdirectory: ClassVar[str | None] = None  # where its pyproject.toml lives in its git repository
     patterns: ClassVar[Sequence[Pattern]] = ()
     additive_phases: ClassVar[Sequence[str | tuple[str, ...]]] = ()
 

@@ -14,6 +14,7 @@ from perfci.measure.startup import duration, mark
 class SglangEngine(Adapter):
     name: ClassVar[str] = "sglang"
     distributions: ClassVar = ("sglang",)
+    git_subdirectory: ClassVar = "python"
     patterns: ClassVar = (
         duration("weights", r"Load weight end\. elapsed=([\d.]+) s"),
         mark("weights_loaded", r"Load weight end"),

