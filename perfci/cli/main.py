@@ -130,6 +130,16 @@ suite_option = click.option("--suite", "suite_name", required=True,
 force_option = click.option("--force", is_flag=True, help="Run even when the GPU preflight finds the machine dirty.")
 
 
+def json_option(help: str | None = None):
+    """`--json`, one flag for every command that can print its result for machines (as `as_json`)."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def echo_json(data: object) -> None:
+    """A command's result for machines: one JSON document on stdout."""
+    click.echo(json.dumps(data))
+
+
 class RichReporter:
     """Progress bars on stderr: one line per point, advanced per finished request."""
 
@@ -165,7 +175,7 @@ class RichReporter:
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
               help="Run record: a .json file, or a directory (made if missing) for <run_id>.json.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
+@json_option("Print the run record as JSON on stdout.")
 @force_option
 @click.option("--lock-clocks", metavar="SETTING",
               help="Lock the GPUs' SM clocks for the run: base, max, a clock in MHz, or off (overrides the "
@@ -225,7 +235,7 @@ class BlockProgress:
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
               help="Directory for the blocks' run records.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the session and its verdicts as JSON on stdout.")
+@json_option("Print the session and its verdicts as JSON on stdout.")
 @force_option
 def ab(baseline, candidate, suite_name, blocks, min_effect, db_path, out, as_json, force) -> None:
     """Measure BASELINE and CANDIDATE interleaved on this machine (A B B A ...) and judge each series:
@@ -249,7 +259,7 @@ def ab(baseline, candidate, suite_name, blocks, min_effect, db_path, out, as_jso
                                         reporter=BlockProgress(progress, blocks), force=force,
                                         resolve=lambda engine, **_: targets[engine])  # fmt: skip
     if as_json:
-        click.echo(json.dumps(session.as_dict()))
+        echo_json(session.as_dict())
     else:
         stdout.print(tables.ab_table(session))
         for note in session.notes:
@@ -261,7 +271,7 @@ def ab(baseline, candidate, suite_name, blocks, min_effect, db_path, out, as_jso
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @db_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def ingest(files, db_path, as_json) -> None:
     """Load run records into the store: FILES, and every *.json under a directory among them. Idempotent; a
     corrupt or foreign file is refused, writing nothing (exit 2), and the others are loaded."""
@@ -274,7 +284,7 @@ def ingest(files, db_path, as_json) -> None:
 @cli.command()
 @db_option
 @click.option("--limit", type=int, default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def show(db_path, limit, as_json) -> None:
     """List stored runs, newest first."""
     frame = store.runs_frame(store.open_db(db_path, readonly=True), limit=limit)
@@ -294,7 +304,7 @@ def db() -> None:
 @db_option
 @click.option("--allow-partial", is_flag=True, help="Replace the store even when some records are refused, "
               "leaving their runs out (by default the store is then kept as it was, exit 2).")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def rebuild(records_dir, db_path, allow_partial, as_json) -> None:
     """Rebuild the store from a folder of run records (the records are the source of truth)."""
     report = store.rebuild(db_path, records_dir, allow_partial=allow_partial)
@@ -309,12 +319,12 @@ def env() -> None:
 
 
 @env.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def env_list(as_json) -> None:
     """List build environments: spec, size, last use, complete or not."""
     infos = envs.list_envs()
     if as_json:
-        click.echo(json.dumps([{**info.__dict__, "path": str(info.path)} for info in infos]))
+        echo_json([{**info.__dict__, "path": str(info.path)} for info in infos])
     else:
         stdout.print(tables.envs_table(infos))
 
@@ -335,14 +345,13 @@ def env_prune(older_than_days, incomplete_only, keep, remove_all) -> None:
 
 @cli.command()
 @click.option("--force", is_flag=True, help="Exit 0 even when the preflight finds a dirty GPU.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def doctor(force, as_json) -> None:
     """Print this machine's hardware fingerprint, the preflight a run would do, and the settings that add noise
     (GPU persistence mode, CPU frequency governor; reported, never a failure)."""
     fp, check, settings = hardware.fingerprint(), hardware.preflight(), clocks.machine_checks()
     if as_json:
-        click.echo(json.dumps({"fingerprint": fp, "preflight": check.problems,
-                               "settings": [c.__dict__ for c in settings]}))  # fmt: skip
+        echo_json({"fingerprint": fp, "preflight": check.problems, "settings": [c.__dict__ for c in settings]})
     else:
         stdout.print(tables.doctor_table(fp, check.problems, settings))
     if not check.clean and not force:
@@ -363,7 +372,7 @@ min_effect_option = click.option(
               help="Only metrics matching this pattern, e.g. 'ttft_ms_*' or 'startup.*'; repeatable.")  # fmt: skip
 @min_effect_option
 @db_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def compare(baseline, candidate, metrics, min_effect, db_path, as_json) -> None:
     """Compare CANDIDATE with BASELINE, series by series: each a run id (or its first 8+ characters), a build
     (vllm==0.31.0, vllm@COMMIT) or a bare version."""
@@ -372,7 +381,7 @@ def compare(baseline, candidate, metrics, min_effect, db_path, as_json) -> None:
     result = findings.compare_builds(store.open_db(db_path, readonly=True), baseline, candidate, metrics=metrics,
                                      min_effect=min_effect)  # fmt: skip
     if as_json:
-        click.echo(json.dumps(result.as_dict()))
+        echo_json(result.as_dict())
     else:
         stdout.print(tables.comparison_table(result))
 
@@ -382,7 +391,7 @@ def compare(baseline, candidate, metrics, min_effect, db_path, as_json) -> None:
 @click.option("--all", "rejudge", is_flag=True, help="Judge every stored run again, not only the new ones.")
 @min_effect_option
 @db_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def detect(baseline, rejudge, min_effect, db_path, as_json) -> None:
     """Judge runs not judged yet against their baselines, search every series' history for change points, and
     store the findings. Exits 1 while a confirmed regression is open (see `perfci ack`)."""
@@ -391,7 +400,7 @@ def detect(baseline, rejudge, min_effect, db_path, as_json) -> None:
     report = findings.detect_pass(store.open_db(db_path, create=False), baseline=baseline, rejudge=rejudge,
                                   min_effect=min_effect)  # fmt: skip
     if as_json:
-        click.echo(json.dumps(report.as_dict()))
+        echo_json(report.as_dict())
     else:
         stdout.print(tables.judgements_table(report.judged))
         for title, found in (("findings seen now", report.findings), ("fixed now", report.fixed),
@@ -405,14 +414,14 @@ def detect(baseline, rejudge, min_effect, db_path, as_json) -> None:
 @cli.command()
 @click.option("--status", type=click.Choice(store.REGRESSION_STATUSES), help="Only findings with this status.")
 @db_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def regressions(status, db_path, as_json) -> None:
     """List stored findings, newest first (each with the series it moved in --json)."""
     from perfci.verdicts import findings
 
     found = findings.regressions(store.open_db(db_path, readonly=True), status=status)
     if as_json:
-        click.echo(json.dumps([f.as_dict() for f in found]))
+        echo_json([f.as_dict() for f in found])
     else:
         stdout.print(tables.findings_table(found))
 
@@ -427,7 +436,7 @@ def regressions(status, db_path, as_json) -> None:
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
               help="Directory for the blocks' run records.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the confirmation as JSON on stdout.")
+@json_option("Print the confirmation as JSON on stdout.")
 @force_option
 def confirm(regression_id, baseline_build, candidate_build, suite_name, blocks, db_path, out, as_json,
             force) -> None:  # fmt: skip
@@ -450,7 +459,7 @@ def confirm(regression_id, baseline_build, candidate_build, suite_name, blocks, 
                                     baseline=baseline_build, candidate=candidate_build, suite=suite_name,
                                     blocks=blocks, now=utc.now())  # fmt: skip
     if as_json:
-        click.echo(json.dumps(result.as_dict()))
+        echo_json(result.as_dict())
     else:
         console.print(f"finding {regression_id}: {result.outcome} (A/B session {result.session_id}): {result.reason}",
                       markup=False, highlight=False)  # fmt: skip
@@ -491,7 +500,7 @@ def ack(regression_id, why, status, db_path) -> None:
 @click.option("--regression", "regression_id", type=int, help="The finding (perfci regressions) this explains.")
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True, help="Trial run records.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @click.pass_context
 def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, repo_url, sim_file, pre, index_url,
            confidence, max_trials, noise, regression_id, db_path, out, as_json) -> None:  # fmt: skip
@@ -533,7 +542,7 @@ def _trial_logger():
 
 def _print_bisect(view, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(view.as_dict()))
+        echo_json(view.as_dict())
     else:
         stdout.print(tables.bisect_table(view))
 
@@ -541,7 +550,7 @@ def _print_bisect(view, as_json: bool) -> None:
 @bisect.command("status")
 @click.argument("bisect_id", type=int)
 @db_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def bisect_status(bisect_id, db_path, as_json) -> None:
     """Show a stored bisect: its probes so far and, when done, the culprit."""
     from perfci.bisect import drivers as bisector
@@ -553,7 +562,7 @@ def bisect_status(bisect_id, db_path, as_json) -> None:
 @click.argument("bisect_id", type=int)
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True, help="Trial run records.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def bisect_resume(bisect_id, db_path, out, as_json) -> None:
     """Go on with a killed or failed bisect from its last finished trial."""
     from perfci.bisect import drivers as bisector
@@ -577,14 +586,14 @@ def bisect_abort(bisect_id, db_path) -> None:
 
 @bisect.command("list")
 @db_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def bisect_list(db_path, as_json) -> None:
     """Stored bisects, newest first."""
     from perfci.bisect import drivers as bisector
 
     rows = bisector.bisects(store.open_db(db_path, readonly=True))
     if as_json:
-        click.echo(json.dumps(rows))
+        echo_json(rows)
     else:
         stdout.print(tables.rows_table(rows, title="bisects"))
 
@@ -681,7 +690,7 @@ config_option = click.option("--config", "config_path", type=click.Path(dir_okay
 @cli.command()
 @config_option
 @db_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def watch(config_path, db_path, as_json) -> None:
     """Look for new engine builds in the configured sources and remember them in the store. A source that
     cannot be read changes nothing and is reported; the command then exits 4."""
@@ -689,7 +698,7 @@ def watch(config_path, db_path, as_json) -> None:
 
     report = watching.watch(store.open_db(db_path), watching.load_config(config_path))
     if as_json:
-        click.echo(json.dumps(report.as_dict()))
+        echo_json(report.as_dict())
     else:
         console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
     if report.failed:
@@ -702,7 +711,7 @@ def watch(config_path, db_path, as_json) -> None:
 @click.option("--matrix", "matrix_only", is_flag=True,
               help="Print only the GitHub Actions matrix ({\"include\": [...]}), compact, for $GITHUB_OUTPUT.")
 @click.option("--dry-run", is_flag=True, help="Do not remember the jobs as handed out.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def plan(config_path, db_path, matrix_only, dry_run, as_json) -> None:
     """The benchmark jobs to run now (watched build × hardware label × suite, minus what the store has), with
     each job's concurrency key; jobs handed out whose runs never arrived are handed out again."""
@@ -711,9 +720,9 @@ def plan(config_path, db_path, matrix_only, dry_run, as_json) -> None:
 
     result = planning.plan(store.open_db(db_path), watching.load_config(config_path), record=not dry_run)
     if matrix_only:
-        click.echo(json.dumps(result.matrix(), separators=(",", ":")))
+        echo_json(result.matrix(), separators=(",", ":"))
     elif as_json:
-        click.echo(json.dumps(result.as_dict()))
+        echo_json(result.as_dict())
     else:
         console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
 
@@ -732,14 +741,14 @@ data_option = click.option("--data", "data_dir", type=click.Path(file_okay=False
 @data_option
 @click.option("--db", "db_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also replace the location's store snapshot with a consistent copy of this store.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def data_push(files, data_dir, db_path, as_json) -> None:
     """Add run record FILES to the data location (never changing one already there). Exits 2 if any is refused."""
     from perfci.ops import data as durable
 
     report = durable.push(data_dir, files, db_path=db_path)
     if as_json:
-        click.echo(json.dumps(report.as_dict()))
+        echo_json(report.as_dict())
     else:
         console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
     if report.refused:
@@ -749,7 +758,7 @@ def data_push(files, data_dir, db_path, as_json) -> None:
 @data.command("pull")
 @data_option
 @db_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def data_pull(data_dir, db_path, as_json) -> None:
     """Bring the local store up to date: from the location's snapshot when there is no store yet, then ingest
     the records it lacks."""
@@ -774,7 +783,7 @@ def data_pull(data_dir, db_path, as_json) -> None:
 @click.option("--serve", "serve_it", is_flag=True, help="Then serve the site over HTTP until interrupted.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True, help="With --serve: port (0: any free one).")
-@click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
+@json_option("Print what was built as JSON.")
 def dashboard(db_path, records_dir, out, costs_path, serve_it, host, port, as_json) -> None:
     """Build the static dashboard site from the store (and serve it with --serve)."""
     from perfci.report import dashboard as site
@@ -783,7 +792,7 @@ def dashboard(db_path, records_dir, out, costs_path, serve_it, host, port, as_js
     report = site.build_site(store.open_db(db_path, readonly=True), out, costs=costs,
                              records_dir=records_dir or site.default_records_dir(db_path))  # fmt: skip
     if as_json:
-        click.echo(json.dumps(report.as_dict()))
+        echo_json(report.as_dict())
     else:
         console.print(report.summary(), markup=False, highlight=False)
     if serve_it:
@@ -799,7 +808,7 @@ def dashboard(db_path, records_dir, out, costs_path, serve_it, host, port, as_js
 
 def _print_ingest(report, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(report.as_dict()))
+        echo_json(report.as_dict())
         return
     console.print(report.summary(), markup=False, highlight=False)
 
