@@ -720,7 +720,7 @@ def plan(config_path, db_path, matrix_only, dry_run, as_json) -> None:
 
     result = planning.plan(store.open_db(db_path), watching.load_config(config_path), record=not dry_run)
     if matrix_only:
-        echo_json(result.matrix(), separators=(",", ":"))
+        click.echo(json.dumps(result.matrix(), separators=(",", ":")))  # one token for $GITHUB_OUTPUT
     elif as_json:
         echo_json(result.as_dict())
     else:
