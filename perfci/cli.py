@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from perfci import clocks, config, crash, detect, envs, hardware, records, runner, store, tables
+from perfci import clocks, config, crash, detect, envs, hardware, imports, records, runner, store, tables
 from perfci.errors import (
     EXIT_EXTERNAL,
     EXIT_INTERNAL,
@@ -257,11 +257,22 @@ def ab(baseline, candidate, suite_name, blocks, min_effect, db_path, out, as_jso
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @db_option
+@click.option("--format", "fmt", type=click.Choice(imports.CHOICES), default=imports.AUTO, show_default=True,
+              help="What FILES are: perfci run records, or results of vllm bench serve (vllm-bench), guidellm or "
+                   "aiperf; auto tells them apart by content.")  # fmt: skip
+@click.option("--build", help="Imported results: the build that served them, ENGINE[==VERSION] (the files do "
+                              "not say which).")  # fmt: skip
+@click.option("--hardware", "hardware_label",
+              help="Imported results: the hardware label to file them under (default: unknown).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Imported results: also write their run records here (the folder `perfci db rebuild` reads).")
 @click.option("--json", "as_json", is_flag=True)
-def ingest(files, db_path, as_json) -> None:
-    """Load run records into the store: FILES, and every *.json under a directory among them. Idempotent; a
-    corrupt or foreign file is refused, writing nothing (exit 2), and the others are loaded."""
-    report = store.ingest_files(store.open_db(db_path), files)
+def ingest(files, db_path, fmt, build, hardware_label, out_dir, as_json) -> None:
+    """Load run records into the store: FILES, and every *.json under a directory among them. Results of other
+    load generators are imported as run records (docs/import.md). Idempotent; a corrupt or unknown file is
+    refused, writing nothing (exit 2), and the others are loaded."""
+    report = imports.ingest_files(store.open_db(db_path), files, fmt=fmt, build=build, hardware=hardware_label,
+                                  out_dir=out_dir)  # fmt: skip
     _print_ingest(report, as_json)
     if report.refused:
         raise click.exceptions.Exit(EXIT_USAGE)
