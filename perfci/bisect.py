@@ -361,9 +361,9 @@ def _information(ys: list[np.ndarray], p_k: np.ndarray, prior_noise: _NoisePrior
 
 
 def _t_density(y: np.ndarray, mean: np.ndarray, scale: np.ndarray, dof: int) -> np.ndarray:
-    log_norm = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
-    z = (y - mean) / scale
-    return np.exp(log_norm - (dof + 1) / 2 * np.log1p(z * z / dof)) / scale
+    from scipy.stats import t  # loaded on first use: the CLI starts without SciPy
+
+    return t.pdf(y, dof, loc=mean, scale=scale)
 
 
 def _equivalent(state: _State, ys: list[np.ndarray], lo: int, hi: int) -> bool:
