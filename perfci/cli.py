@@ -17,7 +17,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from perfci import clocks, config, crash, detect, envs, hardware, imports, records, runner, store, tables
+from perfci import (
+    browse,
+    clocks,
+    config,
+    crash,
+    detect,
+    envs,
+    export,
+    hardware,
+    imports,
+    records,
+    runner,
+    store,
+    tables,
+)
 from perfci.errors import (
     EXIT_EXTERNAL,
     EXIT_INTERNAL,
@@ -276,6 +290,29 @@ def ingest(files, db_path, fmt, build, hardware_label, out_dir, as_json) -> None
     _print_ingest(report, as_json)
     if report.refused:
         raise click.exceptions.Exit(EXIT_USAGE)
+
+
+@cli.command("export")
+@db_option
+@click.option("--table", default="points", show_default=True,
+              help="A table or view of the store: runs, points, requests, startups, run_hardware, … "
+                   "(docs/export.md).")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(export.FORMATS), default="csv", show_default=True,
+              help="parquet needs pyarrow (pip install 'perfci[parquet]').")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file (default: stdout).")
+def export_table(db_path, table, fmt, out) -> None:
+    """Export a table or view of the store as CSV, JSON lines or Parquet, values as stored."""
+    data = export.export(store.open_db(db_path, readonly=True), table=table, fmt=fmt, out=out)
+    if data is not None:
+        click.get_binary_stream("stdout").write(data)
+
+
+@cli.command("datasette-metadata")
+@db_option
+def datasette_metadata(db_path) -> None:
+    """Print Datasette metadata for the store (units, descriptions, facets, views):
+    `datasette perfci.db -m metadata.json` (docs/datasette.md)."""
+    click.echo(json.dumps(browse.metadata(db_path), indent=2))
 
 
 @cli.command()

@@ -1,0 +1,89 @@
+"""Datasette metadata for a perfci store (`perfci datasette-metadata`, docs/datasette.md): titles, column
+descriptions and units from the metric vocabulary, facets, and descriptions of the views migration 0010 makes.
+
+    datasette perfci.db -m metadata.json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from perfci.metrics import LATENCIES, SCALARS, STATS, VOCABULARY
+
+LATENCY_MEANING = {
+    "ttft_ms": "time to first token: first streamed token − request sent",
+    "tpot_ms": "time per output token after the first: (E2E − TTFT) / (output tokens − 1), per request",
+    "itl_ms": "inter-token latency: every gap between streamed chunks, pooled over the point's requests",
+    "e2e_ms": "end to end: last streamed token − request sent",
+}
+STAT_MEANING = {"mean": "mean", "std": "sample standard deviation", "p50": "median", "p90": "90th percentile",
+                "p95": "95th percentile", "p99": "99th percentile", "max": "maximum"}  # fmt: skip
+SCALAR_MEANING = {
+    "requests": "requests sent",
+    "completed": "requests that completed with tokens",
+    "errors": "requests that failed",
+    "error_rate": "errors / requests",
+    "duration_s": "measured window: first send to last completion",
+    "request_rate": "completed requests per second of the window",
+    "output_throughput": "output tokens per second of the window",
+    "total_throughput": "prompt and output tokens per second of the window",
+    "goodput": "requests per second that met the suite's SLO (TTFT, TPOT, E2E)",
+    "slo_met": "whether the point met the suite's SLO percentile",
+    "prompt_tokens_mean": "mean prompt tokens of the completed requests",
+    "output_tokens_mean": "mean output tokens of the completed requests",
+    "skipped": "requests not sent: the point stopped early",
+}
+SCALAR_UNITS = {"duration_s": "s", "request_rate": "Hz"}  # Datasette's units are Pint's: tokens/s has none
+
+VIEWS = {
+    "run_hardware": "Each run's hardware fingerprint, unpacked from runs.hardware",
+    "point_telemetry": "Each point's telemetry (min, mean, max per reading), unpacked from points.telemetry",
+    "request_itl": "Every inter-token gap of every request, one row each, unpacked from requests.itl_ms",
+    "imported_runs": "Runs imported from other tools (perfci ingest): the tool, its version and the file",
+    "latest_runs": "The latest run of each suite, engine and hardware label",
+    "open_findings": "Open findings (perfci detect) with each series they hold",
+}
+
+
+def metric_description(name: str) -> str:
+    """What a column of the metric vocabulary holds, e.g. `ttft_ms_p99` -> "TTFT …, 99th percentile"."""
+    if name in SCALAR_MEANING:
+        return SCALAR_MEANING[name]
+    latency, _, stat = name.rpartition("_")
+    return f"{LATENCY_MEANING[latency]}; {STAT_MEANING[stat]} over the point"
+
+
+def metadata(db_path: Path | str = "perfci.db") -> dict[str, Any]:
+    """Datasette metadata for the store at `db_path` (Datasette names a database after its file's stem)."""
+    latencies = [f"{m}_{s}" for m in LATENCIES for s in STATS]
+    points_columns = {name: metric_description(name) for name in VOCABULARY}
+    points_columns |= {"load_label": "load level: sync, c=N (closed loop), r=R/s … (open loop), throughput",
+                       "status": "ok, degraded, failed or skipped (docs/metrics.md, Point status)",
+                       "telemetry": "JSON: see the point_telemetry view",
+                       "extra_metrics": "JSON: metrics outside the vocabulary"}  # fmt: skip
+    units = {name: "ms" for name in latencies} | {k: v for k, v in SCALAR_UNITS.items() if k in SCALARS}
+    tables: dict[str, Any] = {
+        "runs": {"description": "One row per run record", "facets": ["suite", "engine", "hardware_label", "status"],
+                 "columns": {"hardware": "JSON: see the run_hardware view", "source": "how the build was "
+                             "installed; import:FORMAT for a result imported from another tool"}},
+        "points": {"description": "One row per measured load level; metric columns in perfci's vocabulary",
+                   "facets": ["model", "workload", "load_label", "status"], "columns": points_columns,
+                   "units": units},
+        "requests": {"description": "One row per request of a point",
+                     "columns": {"itl_ms": "JSON list: see the request_itl view",
+                                 "tpot_ms": LATENCY_MEANING["tpot_ms"]},
+                     "units": {"send_ms": "ms", "ttft_ms": "ms", "e2e_ms": "ms", "tpot_ms": "ms"}},
+        "startups": {"description": "One row per engine start", "facets": ["model", "cache"],
+                     "units": {"total_s": "s"}},
+        "startup_phases": {"description": "Seconds per startup phase", "facets": ["phase"], "units": {"seconds": "s"}},
+        "regressions": {"description": "Findings of perfci detect", "facets": ["status", "engine", "hardware_label"]},
+        "request_itl": {"description": VIEWS["request_itl"], "units": {"itl_ms": "ms"}},
+    }  # fmt: skip
+    for view, text in VIEWS.items():
+        tables.setdefault(view, {"description": text})
+    return {
+        "title": "perfci store",
+        "description": "Performance runs of LLM serving engines, as perfci stored them (docs/records.md)",
+        "databases": {Path(db_path).stem: {"tables": tables}},
+    }
