@@ -1,4 +1,4 @@
-"""Datasette metadata for a perfci store (`perfci datasette-metadata`, docs/datasette.md): titles, column
+"""Datasette metadata for a perfci store (`perfci datasette-metadata`, docs/export.md): titles, column
 descriptions and units from the metric vocabulary, facets, and descriptions of the views migration 0010 makes.
 
     datasette perfci.db -m metadata.json

@@ -311,7 +311,7 @@ def export_table(db_path, table, fmt, out) -> None:
 @db_option
 def datasette_metadata(db_path) -> None:
     """Print Datasette metadata for the store (units, descriptions, facets, views):
-    `datasette perfci.db -m metadata.json` (docs/datasette.md)."""
+    `datasette perfci.db -m metadata.json` (docs/export.md)."""
     click.echo(json.dumps(browse.metadata(db_path), indent=2))
 
 

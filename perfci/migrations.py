@@ -467,7 +467,7 @@ def _describe(db: Database) -> str:
 
 @_migration("0010_views")
 def _views(db: Database) -> None:
-    """Views that unpack the JSON text columns into columns, for SQL and Datasette (docs/datasette.md): the
+    """Views that unpack the JSON text columns into columns, for SQL and Datasette (docs/export.md): the
     hardware fingerprint, point telemetry, per-request ITL gaps, the provenance of imported runs, the latest run
     of each suite, engine and hardware label, and open findings with their series."""
     for name, sql in VIEWS.items():
