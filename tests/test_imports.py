@@ -146,3 +146,26 @@ def test_ingest_with_a_named_format_refuses_another_tool_s_file_by_key(tmp_path)
     done = perfci("ingest", "--db", "p.db", "--format", "guidellm", str(VLLM), cwd=tmp_path)
     assert done.returncode == EXIT_USAGE
     assert "guidellm: benchmarks: missing" in done.stdout + done.stderr
+
+
+def test_a_failed_vllm_request_is_kept_as_an_error_and_degrades_the_point(tmp_path):
+    data = json.loads(VLLM.read_text())
+    data["errors"][3], data["ttfts"][3], data["itls"][3] = "ClientConnectorError: reset", 0.0, []
+    data["completed"], data["failed"] = 15, 1
+    path = tmp_path / "failed.json"
+    path.write_text(json.dumps(data))
+    record = imports.load(path)
+    point = record.points[0]
+    assert (point.status, record.status) == ("degraded", "degraded")
+    assert (point.metrics["completed"], point.metrics["errors"]) == (15, 1)
+    assert point.requests.error[3] == "ClientConnectorError: reset" and point.requests.ttft_ms[3] is None
+    assert point.requests.status[3] is None  # vLLM keeps no HTTP status: not invented
+
+
+def test_a_guidellm_report_holding_a_sample_of_its_requests_is_refused(tmp_path):
+    report = json.loads(GUIDELLM.read_text())
+    report["benchmarks"][0]["requests"]["successful"] = report["benchmarks"][0]["requests"]["successful"][:10]
+    path = tmp_path / "sampled.json"
+    path.write_text(json.dumps(report))
+    with pytest.raises(RecordError, match=r"benchmarks\[0\]\.requests: holds a sample \(10 of 16"):
+        imports.load(path)

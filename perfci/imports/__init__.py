@@ -46,8 +46,8 @@ def read_foreign(path: Path, fmt: str = AUTO) -> tuple[str, Imported, bytes]:
     found = detect(data)
     if fmt == AUTO:
         if found is None or found == PERFCI:
-            raise RecordError(f"{path}: not a result perfci can import (known formats: {', '.join(FORMATS)}); "
-                              "name one with --format")  # fmt: skip
+            raise RecordError(f"{path}: not a perfci run record, nor a result perfci can import (known formats: "
+                              f"{', '.join(FORMATS)}); name one with --format")  # fmt: skip
         fmt = found
     if fmt not in FORMATS:
         raise RecordError(f"{path}: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
