@@ -64,3 +64,11 @@ def test_the_cli_starts_without_importing_scipy():
     code = "import sys, perfci.cli; print('scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_bisect_posterior_over_the_first_bad_candidate_matches():
+    for ys, known, p_k, p_none in GOLDEN["posterior"]:
+        prior = bisect._NoisePrior.known(known) if known else bisect._NoisePrior()
+        post = bisect._posterior([np.log(np.asarray(y)) for y in ys], 1, prior)
+        assert post.p_k.tolist() == pytest.approx(p_k, rel=1e-9, abs=1e-300)
+        assert post.p_none == pytest.approx(p_none, rel=1e-9)
