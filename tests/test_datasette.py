@@ -62,6 +62,7 @@ def get(url: str) -> dict | list:
         return json.loads(r.read())
 
 
+@pytest.mark.integration  # starts perfci as a process
 def test_datasette_serves_the_views_with_perfci_s_metadata(served):
     tools = get(f"{served}/perfci/imported_runs.json?_shape=array")
     assert sorted(t["tool"] for t in tools) == ["guidellm", "vllm bench serve"]

@@ -36,6 +36,7 @@ def store_dir(tmp_path, record_dict):
     return tmp_path
 
 
+@pytest.mark.integration  # starts perfci as a process
 def test_points_export_as_csv_round_trips_through_pandas(store_dir):
     done = perfci("export", "--table", "points", cwd=store_dir)
     assert done.returncode == EXIT_OK, done.stderr
@@ -46,6 +47,7 @@ def test_points_export_as_csv_round_trips_through_pandas(store_dir):
                                                 rel=1e-4)  # fmt: skip
 
 
+@pytest.mark.integration  # starts perfci as a process
 def test_points_export_as_parquet_round_trips_through_pandas(store_dir):
     pytest.importorskip("pyarrow")
     done = perfci("export", "--table", "points", "--format", "parquet", "--out", "points.parquet", cwd=store_dir)
@@ -55,6 +57,7 @@ def test_points_export_as_parquet_round_trips_through_pandas(store_dir):
     pandas.testing.assert_frame_equal(frame, stored)
 
 
+@pytest.mark.integration  # starts perfci as a process
 def test_parquet_without_pyarrow_is_a_clear_usage_error(store_dir):
     code = ("import sys; sys.modules['pyarrow'] = None; from perfci.cli import cli; "
             "cli(['export', '--format', 'parquet', '--out', 'x.parquet'])")  # fmt: skip
@@ -64,6 +67,7 @@ def test_parquet_without_pyarrow_is_a_clear_usage_error(store_dir):
     assert not (store_dir / "x.parquet").exists()
 
 
+@pytest.mark.integration  # starts perfci as a process
 def test_jsonl_export_of_a_view_unpacks_json_columns(store_dir):
     done = perfci("export", "--table", "request_itl", "--format", "jsonl", cwd=store_dir)
     assert done.returncode == EXIT_OK, done.stderr
@@ -90,6 +94,7 @@ def test_views_unpack_hardware_telemetry_and_provenance(store_dir, record_dict):
     assert len(latest) == 3  # three suites
 
 
+@pytest.mark.integration  # starts perfci as a process
 def test_unknown_table_names_what_there_is(store_dir):
     done = perfci("export", "--table", "nope", cwd=store_dir)
     assert done.returncode == EXIT_USAGE

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.integration  # runs pytest as a process
 def test_every_hot_path_benchmark_runs_once(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "hot_paths.py"), "-q",
                            "--benchmark-disable", "-p", "no:cacheprovider", "--rootdir", str(ROOT)],

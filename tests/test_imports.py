@@ -114,6 +114,7 @@ def test_the_same_file_imports_to_the_same_run_id_and_another_build_to_another()
     assert imports.load(VLLM).run_id != imports.load(VLLM, build="vllm==0.31.0").run_id
 
 
+@pytest.mark.integration  # starts perfci as a process
 def test_ingest_imports_every_format_is_idempotent_and_db_rebuild_keeps_the_imports(tmp_path):
     done = perfci("ingest", "--db", "p.db", "--build", "vllm==0.32.0", "--hardware", "cpu-x", "--out", "runs",
                   str(VLLM), str(GUIDELLM), str(AIPERF), "--json", cwd=tmp_path)  # fmt: skip
@@ -134,6 +135,7 @@ def test_ingest_imports_every_format_is_idempotent_and_db_rebuild_keeps_the_impo
     assert guide["itl_ms_p50"] is None or guide["itl_ms_p50"] != guide["itl_ms_p50"]  # absent, never invented
 
 
+@pytest.mark.integration  # starts perfci as a process
 def test_ingest_refuses_an_unknown_file_naming_the_formats_it_knows(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
     done = perfci("ingest", "--db", "p.db", "x.json", cwd=tmp_path)
@@ -142,6 +144,7 @@ def test_ingest_refuses_an_unknown_file_naming_the_formats_it_knows(tmp_path):
     assert "vllm-bench, guidellm, aiperf" in done.stderr + done.stdout
 
 
+@pytest.mark.integration  # starts perfci as a process
 def test_ingest_with_a_named_format_refuses_another_tool_s_file_by_key(tmp_path):
     done = perfci("ingest", "--db", "p.db", "--format", "guidellm", str(VLLM), cwd=tmp_path)
     assert done.returncode == EXIT_USAGE

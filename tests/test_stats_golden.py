@@ -56,6 +56,7 @@ def test_detect_compare_matches():
         assert v.verdict == verdict
 
 
+@pytest.mark.integration  # starts perfci as a process
 def test_the_cli_starts_without_importing_scipy():
     """SciPy takes a noticeable time to load: it is imported where a distribution is first needed."""
     import subprocess
