@@ -4,7 +4,7 @@
     .venv/bin/pytest benchmarks/hot_paths.py --benchmark-compare   # against the last saved run
 
 Each benchmark measures one path on fixed, seeded inputs of a realistic size: the SSE parser on a stream of
-1,000 chunks cut into reads at odd places; `metrics.summarize` on a point of 2,000 streamed requests;
+1,000 chunks cut into reads at odd places; `aggregate.summarize` on a point of 2,000 streamed requests;
 `detect.change_points` on a 200-build series with one step; a bisect over 64 candidates (its posterior and
 expected-information steps, against a seeded noisy measure); `store.ingest` of a 2,000-request record into a
 fresh store; `perfci ingest` of a `vllm bench serve` result (the import path); and `dashboard.build_site` over
@@ -22,11 +22,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perfci import bisect, dashboard, detect, imports, metrics, store
+from perfci import metrics, store
+from perfci.bisect import core as bisect
 from perfci.config import Slo
-from perfci.loadgen.client import RequestSample
-from perfci.loadgen.sse import SSEParser
-from perfci.records import SCHEMA_VERSION, RunRecord
+from perfci.measure import aggregate
+from perfci.measure.loadgen.client import RequestSample
+from perfci.measure.loadgen.sse import SSEParser
+from perfci.report import dashboard
+from perfci.store import imports
+from perfci.store.records import SCHEMA_VERSION, RunRecord
+from perfci.verdicts import detect
 
 FOREIGN = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "foreign"
 
@@ -68,7 +73,7 @@ def _samples(n: int) -> list[RequestSample]:
 def test_metrics_summarize(benchmark):
     samples = _samples(2000)
     end = max(s.end_ns for s in samples)
-    m = benchmark(metrics.summarize, samples, started_ns=0, ended_ns=end, slo=Slo(ttft_ms=100))
+    m = benchmark(aggregate.summarize, samples, started_ns=0, ended_ns=end, slo=Slo(ttft_ms=100))
     assert m["completed"] == 2000
 
 

