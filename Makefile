@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check venv dist clean cli-docs
+.PHONY: demo test check venv dist clean cli-docs bench-hot
 
 $(BIN)/perfci: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ check: venv
 test: venv $(CHROMIUM)
 	$(BIN)/ruff check perfci tests benchmarks
 	PERFCI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
+
+# perfci's own hot paths (benchmarks/hot_paths.py, pytest-benchmark; ~1 minute): timings in bench-hot.json and
+# saved under .benchmarks/, which `.venv/bin/pytest benchmarks/hot_paths.py --benchmark-compare` compares against.
+bench-hot: venv
+	$(BIN)/pytest benchmarks/hot_paths.py -p no:cacheprovider --benchmark-json=bench-hot.json --benchmark-autosave
 
 # docs/cli.md's reference and exit-code table, from the command tree (tests/test_cli_docs.py checks them).
 cli-docs: venv

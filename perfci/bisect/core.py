@@ -209,6 +209,8 @@ def _posterior(ys: list[np.ndarray], worse: int, prior_noise: _NoisePrior,
                prior_none: float = PRIOR_NO_STEP) -> _Posterior:  # fmt: skip
     """Posterior over the first bad offset within a range whose first entry is good and last is bad (worse
     in the direction `worse`)."""
+    from scipy.special import stdtr  # Student's t CDF; loaded on first use: the CLI starts without SciPy
+
     n_cands = len(ys)
     counts = np.array([y.size for y in ys])
     measured = np.flatnonzero(counts)
@@ -236,7 +238,7 @@ def _posterior(ys: list[np.ndarray], worse: int, prior_noise: _NoisePrior,
     # The bad side is worse (`worse`: +1 when worse is higher): the step's prior is the half of the normal on
     # that side, which doubles the density there and multiplies by P(step on that side | data, split).
     shift = worse * s_zy / np.sqrt(q / dof * (s_zz + 1 / g))
-    log_m += math.log(2) + np.log(np.maximum([_one_sided(-float(t), dof) for t in shift], 1e-300))
+    log_m += math.log(2) + np.log(np.maximum(stdtr(dof, shift), 1e-300))  # P(T >= -shift), all splits at once
     log_none = -dof / 2 * math.log(max(s_yy, tiny) + prior_ss)
     # Offset k (first bad) falls after measured candidate j when measured[j-1] < k <= measured[j].
     split_of_k = np.searchsorted(measured, np.arange(1, n_cands), side="left") - 1
@@ -361,6 +363,8 @@ def _information(ys: list[np.ndarray], p_k: np.ndarray, prior_noise: _NoisePrior
 
 
 def _t_density(y: np.ndarray, mean: np.ndarray, scale: np.ndarray, dof: int) -> np.ndarray:
+    # Written out rather than scipy.stats.t.pdf, which computes the same values ~50 times slower on the
+    # (candidates x grid) arrays of `_information` (benchmarks/hot_paths.py).
     log_norm = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
     z = (y - mean) / scale
     return np.exp(log_norm - (dof + 1) / 2 * np.log1p(z * z / dof)) / scale

@@ -31,8 +31,8 @@ from perfci.errors import (
 )
 from perfci.interrupt import interruptible
 from perfci.measure import clocks, envs, hardware, runner
-from perfci.report import tables
-from perfci.store import records
+from perfci.report import browse, tables
+from perfci.store import export, imports, records
 from perfci.verdicts import detect
 
 
@@ -271,14 +271,48 @@ def ab(baseline, candidate, suite_name, blocks, min_effect, db_path, out, as_jso
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @db_option
+@click.option("--format", "fmt", type=click.Choice(imports.CHOICES), default=imports.AUTO, show_default=True,
+              help="What FILES are: perfci run records, or results of vllm bench serve (vllm-bench), guidellm or "
+                   "aiperf; auto tells them apart by content.")  # fmt: skip
+@click.option("--build", help="Imported results: the build that served them, ENGINE[==VERSION] (the files do "
+                              "not say which).")  # fmt: skip
+@click.option("--hardware", "hardware_label",
+              help="Imported results: the hardware label to file them under (default: unknown).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Imported results: also write their run records here (the folder `perfci db rebuild` reads).")
 @json_option()
-def ingest(files, db_path, as_json) -> None:
-    """Load run records into the store: FILES, and every *.json under a directory among them. Idempotent; a
-    corrupt or foreign file is refused, writing nothing (exit 2), and the others are loaded."""
-    report = store.ingest_files(store.open_db(db_path), files)
+def ingest(files, db_path, fmt, build, hardware_label, out_dir, as_json) -> None:
+    """Load run records into the store: FILES, and every *.json under a directory among them. Results of other
+    load generators are imported as run records (docs/import.md). Idempotent; a corrupt or unknown file is
+    refused, writing nothing (exit 2), and the others are loaded."""
+    report = imports.ingest_files(store.open_db(db_path), files, fmt=fmt, build=build, hardware=hardware_label,
+                                  out_dir=out_dir)  # fmt: skip
     _print_ingest(report, as_json)
     if report.refused:
         raise click.exceptions.Exit(EXIT_USAGE)
+
+
+@cli.command("export")
+@db_option
+@click.option("--table", default="points", show_default=True,
+              help="A table or view of the store: runs, points, requests, startups, run_hardware, … "
+                   "(docs/export.md).")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(export.FORMATS), default="csv", show_default=True,
+              help="parquet needs pyarrow (pip install 'perfci[parquet]').")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file (default: stdout).")
+def export_table(db_path, table, fmt, out) -> None:
+    """Export a table or view of the store as CSV, JSON lines or Parquet, values as stored."""
+    data = export.export(store.open_db(db_path, readonly=True), table=table, fmt=fmt, out=out)
+    if data is not None:
+        click.get_binary_stream("stdout").write(data)
+
+
+@cli.command("datasette-metadata")
+@db_option
+def datasette_metadata(db_path) -> None:
+    """Print Datasette metadata for the store (units, descriptions, facets, views):
+    `datasette perfci.db -m metadata.json` (docs/export.md)."""
+    click.echo(json.dumps(browse.metadata(db_path), indent=2))
 
 
 @cli.command()

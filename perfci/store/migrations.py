@@ -463,3 +463,52 @@ def refuse_unknown(db: Database) -> None:
 
 def _describe(db: Database) -> str:
     return db.execute("PRAGMA database_list").fetchone()[2] or "in-memory database"
+
+
+@_migration("0010_views")
+def _views(db: Database) -> None:
+    """Views that unpack the JSON text columns into columns, for SQL and Datasette (docs/export.md): the
+    hardware fingerprint, point telemetry, per-request ITL gaps, the provenance of imported runs, the latest run
+    of each suite, engine and hardware label, and open findings with their series."""
+    for name, sql in VIEWS.items():
+        db.create_view(name, sql)
+
+
+# Frozen with 0010: a changed view is a new migration that drops and recreates it.
+VIEWS = {
+    "run_hardware": """
+        SELECT run_id, hardware_label, json_extract(hardware, '$.cpu') AS cpu,
+               json_extract(hardware, '$.cpu_cores') AS cpu_cores, json_extract(hardware, '$.memory_gib') AS memory_gib,
+               json_extract(hardware, '$.platform') AS platform, json_extract(hardware, '$.driver') AS driver,
+               json_extract(hardware, '$.cuda') AS cuda, json_array_length(hardware, '$.gpus') AS gpus,
+               json_extract(hardware, '$.gpus[0].name') AS gpu_name
+        FROM runs""",
+    "point_telemetry": """
+        SELECT p.point_id, p.run_id, t.key AS name,
+               CASE WHEN t.type = 'object' THEN NULL ELSE t.value END AS value,
+               json_extract(t.value, '$.min') AS min, json_extract(t.value, '$.mean') AS mean,
+               json_extract(t.value, '$.max') AS max
+        FROM points p, json_each(p.telemetry) t""",
+    "request_itl": """
+        SELECT r.point_id, r.run_id, r.idx AS request_idx, g.key AS gap_idx, g.value AS itl_ms
+        FROM requests r, json_each(r.itl_ms) g""",
+    "imported_runs": """
+        SELECT run_id, json_extract(environment, '$.imported.tool') AS tool,
+               json_extract(environment, '$.imported.tool_version') AS tool_version,
+               json_extract(environment, '$.imported.format') AS format,
+               json_extract(environment, '$.imported.file') AS file,
+               json_extract(environment, '$.imported.sha256') AS sha256,
+               json_extract(environment, '$.imported.definitions') AS definitions
+        FROM runs WHERE json_extract(environment, '$.imported') IS NOT NULL""",
+    "latest_runs": """
+        SELECT r.run_id, r.created, r.suite, r.engine, r.version, r."commit", r.hardware_label, r.status
+        FROM runs r
+        WHERE r.created = (SELECT MAX(o.created) FROM runs o WHERE o.suite = r.suite AND o.engine = r.engine
+                           AND o.hardware_label = r.hardware_label)""",
+    "open_findings": """
+        SELECT f.id AS regression_id, f.engine, f.hardware_label, f.suite, s.last_good, f.first_bad, s.model,
+               s.workload, s.load_label, s.metric, s.method, s.rel_change, s.ci_low, s.ci_high, s.pvalue,
+               s.pending, f.first_seen, f.last_seen
+        FROM regressions f JOIN regression_series s ON s.regression_id = f.id
+        WHERE f.status = 'open'""",
+}

@@ -222,8 +222,10 @@ def change_points(values: Sequence[float], *, higher_is_better: bool, alpha: flo
 
 def benjamini_hochberg(pvalues: Sequence[float], *, q: float = 0.05) -> list[bool]:
     """Which hypotheses are rejected with the false discovery rate held at `q` (the step-up procedure:
-    reject the k smallest p-values, k the largest with p_(k) <= k q / m). NaN counts as a test never
-    rejected."""
+    reject the k smallest p-values, k the largest with p_(k) <= k q / m; equivalently, those whose
+    Benjamini-Hochberg adjusted p-value is at most q). NaN counts as a test never rejected."""
+    from scipy.stats import false_discovery_control
+
     _check_level(q, "q")
     p = np.asarray(_numbers(pvalues, "pvalues"), dtype=float)
     if p.size == 0:
@@ -231,12 +233,7 @@ def benjamini_hochberg(pvalues: Sequence[float], *, q: float = 0.05) -> list[boo
     if ((p < 0) | (p > 1)).any():
         raise ConfigError(f"p-values must lie in [0, 1], got {p[(p < 0) | (p > 1)][:3].tolist()}")
     p = np.where(np.isnan(p), 1.0, p)
-    order = np.argsort(p, kind="stable")
-    passing = np.flatnonzero(p[order] <= q * np.arange(1, p.size + 1) / p.size)
-    rejected = np.zeros(p.size, dtype=bool)
-    if passing.size:
-        rejected[order[: passing[-1] + 1]] = True
-    return rejected.tolist()
+    return (false_discovery_control(p) <= q).tolist()
 
 
 # --- compare: Mann-Whitney and Hodges-Lehmann ------------------------------------------------------------------
@@ -519,24 +516,10 @@ def _overshoot(x: np.ndarray) -> np.ndarray:
 
 
 def t_two_sided(t: float, dof: int) -> float:
-    """P(|T| >= t) for Student's t with an integer number of degrees of freedom: the exact finite sums of
-    Abramowitz and Stegun 26.7.3 (odd) and 26.7.4 (even)."""
-    if math.isinf(t):
-        return 0.0
-    theta = math.atan(abs(t) / math.sqrt(dof))
-    sin, cos2 = math.sin(theta), math.cos(theta) ** 2
-    term = total = 1.0
-    if dof % 2 == 0:
-        for j in range(1, dof // 2):
-            term *= cos2 * (2 * j - 1) / (2 * j)
-            total += term
-        inside = sin * total
-    else:
-        for j in range(1, (dof - 1) // 2):
-            term *= cos2 * (2 * j) / (2 * j + 1)
-            total += term
-        inside = 2 / math.pi * (theta + (sin * math.sqrt(cos2) * total if dof > 1 else 0.0))
-    return max(0.0, 1.0 - inside)
+    """P(|T| >= t) for Student's t with `dof` degrees of freedom."""
+    from scipy.special import stdtr  # loaded on first use: the CLI starts without SciPy
+
+    return float(2 * stdtr(dof, -abs(t)))
 
 
 # --- shared ------------------------------------------------------------------------------------------------------
