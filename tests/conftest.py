@@ -9,6 +9,7 @@ import copy
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from perfci.store import open_db
 from perfci.store.records import SCHEMA_VERSION, new_run_id
@@ -22,6 +23,10 @@ INTEGRATION_MODULES = {
     "test_workflows",
 }  # fmt: skip
 KINDS = ("integration", "vllm", "browser")
+
+# Hypothesis's per-example deadline is a timed assertion; on a shared 2-core machine it fails on load, not on bugs.
+settings.register_profile("perfci", deadline=None)
+settings.load_profile("perfci")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
