@@ -41,7 +41,7 @@ _RECORD = {
     "created": "2026-11-26T23:40:00.123Z",
     "perfci_version": "0.1.0",
     "suite": {"name": "smoke", "hash": "0123456789abcdef", "path": "suites/smoke.toml"},
-    "build": {"engine": "sim", "version": "0.1.0", "commit": None, "source": "builtin"},
+    "build": {"engine": "sim", "version": "0.1.0", "commit": None, "source": "builtin", "kernels": None},
     "hardware": {"label": "cpu-2c", "fingerprint": {"cpu": "test cpu", "cores": 2, "memory_gb": 8.0}},
     "engine_argv": ["python", "-m", "perfci.engines.sim", "--port", "8000"],
     "environment": {"python": "3.11.9", "platform": "linux", "argv": ["perfci", "run"]},
