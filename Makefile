@@ -38,8 +38,10 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-# Lint, then every test: the real-vLLM ones (marked `vllm`) take ~10 minutes on 2 cores; tests/test_wheel.py
-# builds the wheel, installs it into a fresh venv and runs it from an empty directory.
+# Lint, then every test: the real-vLLM ones (marked `vllm`) take ~10 minutes on 2 cores, the real-SGLang ones
+# (marked `sglang`: three starts of its CPU engine) ~5 on an idle 2-core machine, after a one-time install of
+# 9.5 GB (docs/engines.md); tests/test_wheel.py builds the wheel, installs it into a fresh venv and runs it from
+# an empty directory.
 test: venv $(CHROMIUM)
 	$(BIN)/ruff check perfci tests benchmarks
 	PERFCI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
