@@ -1,4 +1,4 @@
-"""The exit-code contract (perfci.cli.EXIT_CODES, docs/cli.md): each command driven into each outcome it can
+"""The exit-code contract (perfci.cli.main.EXIT_CODES, docs/cli.md): each command driven into each outcome it can
 reach, on real stores, real record files, real sim engines and real closed ports; and the checks `perfci run`
 makes on --out and --db before it measures anything."""
 
@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfci import bisector, hardware, store
-from perfci.cli import cli
-from perfci.records import RunRecord, iso_utc, write_record
+from perfci import store
+from perfci.bisect import drivers as bisector
+from perfci.cli.main import cli
+from perfci.measure import hardware
+from perfci.store.records import RunRecord, write_record
+from perfci.utc import stamp
 from tests.conftest import _RECORD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +57,7 @@ def _closed_port() -> int:
 def _record(version: str, *, slowdown: float, minute: int, repeat_noise: list[float]) -> RunRecord:
     """A run of build sim==`version`: one point per repeat, latencies `slowdown` times a base, throughput divided."""
     data = copy.deepcopy(_RECORD) | {"run_id": f"00000000-0000-4000-8000-{minute:012d}", "status": "ok",
-                                     "created": iso_utc(datetime(2026, 11, 1, 0, minute, tzinfo=UTC))}  # fmt: skip
+                                     "created": stamp(datetime(2026, 11, 1, 0, minute, tzinfo=UTC))}  # fmt: skip
     data["build"] = {"engine": "sim", "version": version, "commit": None, "source": "builtin"}
     template = data["points"][0]
     data["points"] = []

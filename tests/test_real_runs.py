@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from perfci.cli import cli
+from perfci.cli.main import cli
 
 RECORDS = Path(__file__).parent / "fixtures" / "real-vllm"
 
@@ -62,7 +62,7 @@ def test_engine_pages_from_real_vllm_and_sglang_runs_of_engines_cpu(tmp_path):
     """The dashboard built from the two real engines-cpu runs: the engine-vs-engine page pairs the series both
     measured (synchronous, throughput, 4 and 16 streams) with SGLang's stand-in named, and the startup page
     stacks each engine's own phases for its cold and warm start."""
-    from perfci import dashboard
+    from perfci.report import dashboard
     from perfci.store import open_db
 
     records = tmp_path / "records"

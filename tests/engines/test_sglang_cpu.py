@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from perfci import engines, startup
 from perfci.config import Model, Suite, load_suite
-from perfci.engines import sglang
-from perfci.engines.base import LaunchContext
+from perfci.measure import engines, startup
+from perfci.measure.engines import sglang
+from perfci.measure.engines.base import LaunchContext
 
 LOG = Path(__file__).parents[1] / "fixtures" / "startup-logs" / "sglang-0.5.23-cpu.log"
 
@@ -69,6 +69,7 @@ def test_kv_cache_bound_fits_a_full_context_and_unbounded_lengths():
     assert sglang.kv_tokens(drawn, drawn.models[0]) == sglang.MIN_KV_TOKENS * 8  # no max, no context length
 
 
+@pytest.mark.integration  # runs the probe in another interpreter
 def test_an_interpreter_without_the_kernel_package_gets_the_stand_in():
     assert sglang.cpu_kernels_importable(sys.executable) is False  # perfci's own venv has neither torch nor it
     assert sglang.cpu_kernels_importable("/no/such/python") is False

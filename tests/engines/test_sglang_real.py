@@ -11,10 +11,11 @@ import textwrap
 import psutil
 import pytest
 
-from perfci import dashboard, engines, envs, runner
 from perfci.config import Model, load_suite
-from perfci.engines import sglang
-from perfci.engines.base import LaunchContext
+from perfci.measure import engines, envs, runner
+from perfci.measure.engines import sglang
+from perfci.measure.engines.base import LaunchContext
+from perfci.report import dashboard
 from perfci.store import ingest, open_db, points_frame, row_counts
 
 # The startup suite's two starts took 18 minutes on 2 cores at a load average of 20 (~2 idle).
