@@ -43,8 +43,10 @@ check: venv
 	$(BIN)/ruff check perfci tests benchmarks
 	$(BIN)/pytest -q -m unit -p no:cacheprovider
 
-# Lint, then every test (unit, integration, vllm, browser): the real-vLLM ones take ~10 minutes on 2 cores; tests/test_wheel.py
-# builds the wheel, installs it into a fresh venv and runs it from an empty directory.
+# Lint, then every test (unit, integration, vllm, sglang, browser): the real-vLLM ones take ~10 minutes on 2 cores,
+# the real-SGLang ones (three starts of its CPU engine) ~5 on an idle 2-core machine after a one-time install of
+# 9.5 GB (docs/engines.md); tests/test_wheel.py builds the wheel, installs it into a fresh venv and runs it from
+# an empty directory.
 test: venv $(CHROMIUM)
 	$(BIN)/ruff check perfci tests benchmarks
 	PERFCI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest

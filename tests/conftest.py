@@ -1,7 +1,7 @@
 """Shared fixtures: a valid run record (as the JSON dict a runner writes) and a migrated store on disk; and the
 test kinds. Every test is `unit` (in-process, fast: what `make check` runs) unless it is `integration` (it starts
-perfci, an engine or a server as a process: the modules below, or a test marked so), `vllm` (a real vLLM) or
-`browser` (tests/browser/). `make test` runs them all."""
+perfci, an engine or a server as a process: the modules below, or a test marked so), `vllm` (a real vLLM),
+`sglang` (a real SGLang) or `browser` (tests/browser/). `make test` runs them all."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ INTEGRATION_MODULES = {
     "test_silence_report", "test_simulator", "test_store_safety", "test_watch", "test_workflow_replay",
     "test_workflows",
 }  # fmt: skip
-KINDS = ("integration", "vllm", "browser")
+KINDS = ("integration", "vllm", "sglang", "browser")
 
 # Hypothesis's per-example deadline is a timed assertion; on a shared 2-core machine it fails on load, not on bugs.
 settings.register_profile("perfci", deadline=None)
@@ -71,7 +71,7 @@ _RECORD = {
     "created": "2026-11-26T23:40:00.123Z",
     "perfci_version": "0.1.0",
     "suite": {"name": "smoke", "hash": "0123456789abcdef", "path": "suites/smoke.toml"},
-    "build": {"engine": "sim", "version": "0.1.0", "commit": None, "source": "builtin"},
+    "build": {"engine": "sim", "version": "0.1.0", "commit": None, "source": "builtin", "kernels": None},
     "hardware": {"label": "cpu-2c", "fingerprint": {"cpu": "test cpu", "cores": 2, "memory_gb": 8.0}},
     "engine_argv": ["python", "-m", "perfci.measure.engines.sim", "--port", "8000"],
     "environment": {"python": "3.11.9", "platform": "linux", "argv": ["perfci", "run"]},

@@ -96,6 +96,7 @@ class _RunState:
     startups: list[dict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)
+    kernels: str | None = None  # Launch.kernels of the starts, when one was not the engine's own build
     log_tail: str = ""
     deadline_ns: int | None = None  # perf_counter_ns of the run's deadline (run.max_duration_s)
     cut_by_deadline: bool = False  # the deadline stopped a point or skipped some
@@ -191,7 +192,8 @@ def run_suite(*, suite: Suite, target: Target, reporter: Reporter | None = None,
         "suite": {"name": suite.name, "hash": suite.content_hash,
                   "path": None if config.is_shipped(suite.path) else suite.path},
         "build": {"engine": target.engine.name, "version": version, "commit": commit,
-                  "source": target.build_source if target.endpoint is None else f"endpoint:{target.endpoint}"},
+                  "source": target.build_source if target.endpoint is None else f"endpoint:{target.endpoint}",
+                  "kernels": state.kernels},
         "hardware": {"label": fp["label"], "fingerprint": fp},
         "engine_argv": state.argv,
         "environment": environment(),
@@ -426,6 +428,7 @@ def _launch(suite: Suite, target: Target, ctx: LaunchContext, declared: list[cac
                              "ready": False, "phases": {}, "lines": [], "error": None}  # fmt: skip
     launch = target.engine.launch(ctx)
     state.argv = launch.argv
+    state.kernels = launch.kernels or state.kernels
     server = EngineProcess(launch.argv, port=ctx.port, env=launch.env, log_path=ctx.workdir / "engine.log")
     state.startups.append(entry)
     try:

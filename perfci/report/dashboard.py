@@ -176,8 +176,9 @@ def _write_site(db: Database, root: Path, costs: Costs, suite_loader: Callable[[
     for name, shard in shards.items():
         data_file(name, shard)
     page("load.html", "load.html", data=manifest)
-    page("engines.html", "engines.html", data=engine_vs_engine(obs))
-    page("startup.html", "startup.html", data=startup(obs))
+    kernels = kernels_by_build(runs)
+    page("engines.html", "engines.html", data=engine_vs_engine(obs), kernels=kernels)
+    page("startup.html", "startup.html", data=startup(obs), kernels=kernels)
     page("cost.html", "cost.html", data=cost(levels, runs, costs))
     page("ab.html", "ab.html", sessions=ab_sessions(db))
     by_run = dict(list(points.groupby("run_id", sort=False)))
@@ -282,8 +283,8 @@ def overview(db: Database, runs: pd.DataFrame, points: pd.DataFrame) -> dict[str
     return {"models": sorted({c["model"] for c in cells}),
             "rows": [{"engine": e, "hardware": h, "cells": row} for (e, h), row in rows.items()],
             "regressions": regressions, "bisects": _records(bisects), "runs": len(runs),
-            "newest_runs": _records(runs.tail(10).iloc[::-1][["run_id", "created", "build", "hardware_label",
-                                                               "suite", "status"]])}  # fmt: skip
+            "newest_runs": _records(runs.tail(10).iloc[::-1][["run_id", "created", "build", "kernels",
+                                                               "hardware_label", "suite", "status"]])}  # fmt: skip
 
 
 def _finding(f: findings.Finding) -> dict[str, Any]:
@@ -438,6 +439,15 @@ def engine_vs_engine(obs: pd.DataFrame) -> dict[str, Any]:
     return {"scopes": scopes}
 
 
+def kernels_by_build(runs: pd.DataFrame) -> dict[str, str]:
+    """Builds whose runs ran with something in place of the engine's own kernels (`build.kernels`), and what:
+    the pages that compare builds say it beside them."""
+    if "kernels" not in runs.columns:
+        return {}
+    marked = runs[runs["kernels"].notna()]
+    return {b: ", ".join(sorted(set(g["kernels"]))) for b, g in marked.groupby("build", sort=True)}
+
+
 def startup(obs: pd.DataFrame) -> dict[str, Any]:
     """Per (engine, hardware): for each cache state, each build's start as stacked phases (medians over its
     starts): the engine's own non-overlapping phases, the time no log line reports (imports, spawning), and the
@@ -529,7 +539,8 @@ def run_page(run: Any, points: pd.DataFrame, download: bool) -> dict[str, Any]:
                  for i, w, load, t in zip(mine["idx"], mine["workload"], mine["load_label"], mine["telemetry"],
                                           strict=True)]  # fmt: skip
     return {"run_id": run.run_id, "build": run.build, "engine": run.engine, "version": _text(run.version),
-            "commit": _text(run.commit), "source": run.source, "suite": run.suite, "suite_hash": run.suite_hash,
+            "commit": _text(run.commit), "source": run.source, "kernels": _text(getattr(run, "kernels", None)),
+            "suite": run.suite, "suite_hash": run.suite_hash,
             "hardware_label": run.hardware_label, "created": run.created, "status": run.status,
             "error": _text(run.error), "fingerprint": json.dumps(_json(run.hardware), indent=2),
             "argv": shlex.join(_json(run.engine_argv) or []),

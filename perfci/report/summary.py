@@ -104,15 +104,18 @@ def of_latest_detect(db: Database) -> Summary:
                      for row in judged.itertuples()}  # fmt: skip
     obs = series.observations(db, run_ids=dict.fromkeys([*judged["run_id"], *sum(baseline_runs.values(), ())]))
     values = _values(obs)
+    kernels = store.read_frame(db, "SELECT run_id, kernels FROM runs").set_index("run_id")["kernels"]
     sections = []
     for run in judged.itertuples(index=False):
         build = series.build_label(run.engine, _text(run.version), _text(run.commit))
-        candidate = Selection(f"run {run.run_id[:8]} ({build})", build, (run.run_id,))
+        candidate = Selection(f"run {run.run_id[:8]} ({build})", build, (run.run_id,),
+                              series.kernels_of(kernels.loc[[run.run_id]].to_frame()))
         base_ids = baseline_runs[run.run_id]
         baseline = None
         if label := _text(run.baseline):
             base_builds = obs.loc[obs["run_id"].isin(base_ids), "build"].unique()
-            baseline = Selection(label, base_builds[0] if len(base_builds) == 1 else label, base_ids)
+            baseline = Selection(label, base_builds[0] if len(base_builds) == 1 else label, base_ids,
+                                 series.kernels_of(kernels.loc[list(base_ids)].to_frame()))
         verdicts = tuple(_verdict(row, run, values, base_ids) for row in stored[stored["run_id"] == run.run_id]
                          .itertuples(index=False))  # fmt: skip
         sections.append(Section(candidate, baseline, verdicts))

@@ -50,6 +50,8 @@ def points_table(record: RunRecord) -> Table:
     title = Text(f"{record.suite.name} on {record.build.engine} {record.build.version or ''}")
     if record.build.engine == "sim":
         title.append("  (sim engine: a SIMULATOR, not a real engine)", style="bold magenta")
+    if record.build.kernels:
+        title.append(f"  (kernels: {record.build.kernels})", style="bold yellow")
     t = _table(title, caption=f"latencies in ms · run {record.run_id} · {record.hardware.label} · "
                               f"status {record.status}")  # fmt: skip
     columns = ("workload", "load", "rep", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99",
@@ -119,7 +121,7 @@ def _resident(s: Startup) -> str:
 
 def runs_table(frame: pd.DataFrame) -> Table:
     t = _table("stored runs")
-    cols = ("run_id", "created", "suite", "engine", "version", "hardware_label", "status")
+    cols = ("run_id", "created", "suite", "engine", "version", "kernels", "hardware_label", "status")
     _columns(t, *cols, "points ok")
     for row in frame.itertuples(index=False):
         _row(t, *[_cell(getattr(row, c, None)) for c in cols], f"{row.points_ok}/{row.points}")
@@ -188,6 +190,9 @@ def comparison_table(comparison) -> Table:
     moved = sum(v.verdict in ("regression", "improvement") for v in comparison.verdicts)
     caption = (f"{len(comparison.verdicts)} series · {moved} moved (Benjamini–Hochberg over all of them) · "
                "values: medians of the repeats · change: candidate vs baseline")  # fmt: skip
+    for side in (a, b):
+        if side.kernels:
+            caption += f" · {side.label} ran with kernels: {side.kernels}"
     if all(v.verdict in ("no-baseline", "failed") for v in comparison.verdicts):
         caption += " · no series in common: series match on model, hardware label, suite, workload and load"
     t = _table(f"{b.label} vs {a.label}", caption=caption)

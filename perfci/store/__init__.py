@@ -684,6 +684,7 @@ def _rows(record: RunRecord, record_path: str | None) -> dict[str, list[dict[str
         "version": record.build.version,
         "commit": record.build.commit,
         "source": record.build.source,
+        "kernels": record.build.kernels,
         "hardware_label": record.hardware.label,
         "hardware": json.dumps(record.hardware.fingerprint),
         "engine_argv": json.dumps(record.engine_argv),

@@ -435,6 +435,12 @@ def _startup_caches(db: Database) -> None:
     db["startups"].add_column("weights_resident_bytes", int)
 
 
+@_migration("0010_kernels")
+def _kernels(db: Database) -> None:
+    """Run records v3: `build.kernels`, what ran in place of the engine's own kernels (null: its own)."""
+    db["runs"].add_column("kernels", str)
+
+
 def apply(db: Database) -> None:
     """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
     refuse_unknown(db)

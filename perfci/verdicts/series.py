@@ -138,9 +138,19 @@ class Selection:
     label: str  # what to show: "vllm==0.31.0", "run 1a2b3c4d (vllm==0.31.0)"
     build: str  # the build label of its runs
     run_ids: tuple[str, ...]
+    # What ran in place of the engine's own kernels in these runs (records' `build.kernels`); None: its own.
+    kernels: str | None = None
 
     def without(self, *run_ids: str) -> Selection:
-        return Selection(self.label, self.build, tuple(r for r in self.run_ids if r not in run_ids))
+        return Selection(self.label, self.build, tuple(r for r in self.run_ids if r not in run_ids), self.kernels)
+
+
+def kernels_of(rows: pd.DataFrame) -> str | None:
+    """The distinct `kernels` of these runs, joined; None when all ran the engine's own."""
+    if "kernels" not in rows.columns:
+        return None
+    found = sorted({k for k in rows["kernels"] if isinstance(k, str)})
+    return ", ".join(found) or None
 
 
 _RUN_ID_PREFIX = re.compile(r"[0-9a-f]{8}[0-9a-f-]{0,28}")
@@ -160,14 +170,14 @@ def resolve(runs: pd.DataFrame, spec: str) -> Selection:
             raise ConfigError(f"run id prefix {spec!r} is ambiguous: {', '.join(hits['run_id'])}")
         if len(hits) == 1:
             run = hits.iloc[0]
-            return Selection(f"run {run.run_id[:8]} ({run.build})", run.build, (run.run_id,))
+            return Selection(f"run {run.run_id[:8]} ({run.build})", run.build, (run.run_id,), kernels_of(hits))
     hits = runs[_build_mask(runs, spec)]
     if hits.empty:
         raise ConfigError(f"no stored run matches {spec!r} ({SPEC_HELP})")
     builds = sorted(hits["build"].unique())
     if len(builds) > 1:
         raise ConfigError(f"{spec!r} matches several builds ({', '.join(builds)}); name one")
-    return Selection(builds[0], builds[0], tuple(hits["run_id"]))
+    return Selection(builds[0], builds[0], tuple(hits["run_id"]), kernels_of(hits))
 
 
 def _build_mask(runs: pd.DataFrame, spec: str) -> pd.Series:
@@ -209,4 +219,5 @@ def previous_release(runs: pd.DataFrame, run_id: str) -> Selection | None:
     if not older:
         return None
     build = max(older)[2]
-    return Selection(build, build, tuple(usable.loc[usable["build"] == build, "run_id"]))
+    chosen = usable[usable["build"] == build]
+    return Selection(build, build, tuple(chosen["run_id"]), kernels_of(chosen))

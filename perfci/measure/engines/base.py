@@ -21,6 +21,9 @@ class Launch:
     served_model: str  # the `model` field clients must send
     env: dict[str, str] = field(default_factory=dict)
     health_path: str = "/health"
+    # What runs in place of the engine's own compiled kernels, when not its own build (e.g. perfci's CPU
+    # stand-in for SGLang's kernel package); stored in the run record as `build.kernels`.
+    kernels: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
