@@ -435,12 +435,6 @@ def _startup_caches(db: Database) -> None:
     db["startups"].add_column("weights_resident_bytes", int)
 
 
-@_migration("0010_kernels")
-def _kernels(db: Database) -> None:
-    """Run records v3: `build.kernels`, what ran in place of the engine's own kernels (null: its own)."""
-    db["runs"].add_column("kernels", str)
-
-
 def apply(db: Database) -> None:
     """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
     refuse_unknown(db)
@@ -518,3 +512,9 @@ VIEWS = {
         FROM regressions f JOIN regression_series s ON s.regression_id = f.id
         WHERE f.status = 'open'""",
 }
+
+
+@_migration("0011_kernels")
+def _kernels(db: Database) -> None:
+    """Run records v3: `build.kernels`, what ran in place of the engine's own kernels (null: its own)."""
+    db["runs"].add_column("kernels", str)
