@@ -26,7 +26,7 @@ from perfci.errors import ConfigError, Interrupted
 from perfci.records import RunRecord
 from perfci.series import POINT_METRICS, STARTUP_PREFIX, STARTUP_WORKLOAD, build_label, higher_is_better
 
-DEFAULT_BLOCKS = 8  # ABBAABBA: balanced against a linear drift, 4 starts per build
+DEFAULT_BLOCKS = 12  # ABBAABBAABBA: balanced against a linear drift, 6 starts per build (docs/benchmarks.md, A/B power)
 MIN_BLOCKS = 4
 BASELINE, CANDIDATE = "A", "B"
 # The fingerprint keys that must not change between blocks (clocks: where the machine reports them).

