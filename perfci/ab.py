@@ -114,6 +114,22 @@ def run_ab(*, baseline: str, candidate: str, suite: Suite, db: Database, out: Pa
     return session
 
 
+def record_session(*, db: Database, blocks: Blocks, baseline: str, candidate: str, suite: str,
+                   alpha: float = abstats.ALPHA, min_effect: float = abstats.MIN_EFFECT) -> Session:  # fmt: skip
+    """Store a session measured on another machine from its blocks' run records (already in the store) and
+    judge it here, from the same records: a runner measures, and the one job that writes the data location
+    records what it measured (`perfci confirm --from-records`)."""
+    check_blocks(len(blocks))
+    session_id = _create(db, baseline=baseline, candidate=candidate, suite=suite, blocks=len(blocks), alpha=alpha,
+                         min_effect=min_effect)  # fmt: skip
+    for i, arm, record in blocks:
+        _add_block(db, session_id, i, arm, record)
+    session = judge_blocks(blocks, session_id=session_id, baseline=baseline, candidate=candidate, suite=suite,
+                           alpha=alpha, min_effect=min_effect)  # fmt: skip
+    _save(db, session)
+    return session
+
+
 def check_blocks(blocks: int) -> None:
     if blocks < MIN_BLOCKS:
         raise ConfigError(f"--blocks {blocks}: need at least {MIN_BLOCKS} (two starts of each build)")
