@@ -488,7 +488,7 @@ caches = ["warm"]
 def test_ingest_files_an_issue_only_for_the_finding_an_ab_session_on_its_hardware_confirms(tmp_path, github, origin):
     """The release stream through ingest.yml: detect finds two regressions against build a; for each, the confirm
     job measures it again with `perfci ab` on a runner of its hardware label (4 blocks), and the record job
-    stores the outcomes and files issues. Build b decodes twice as slowly: confirmed, filed. Build c is as fast
+    stores the outcomes and files issues. Build b decodes four times as slowly: confirmed, filed. Build c is as fast
     as a, but its benchmark ran while the suite file asked for longer outputs under the same name: the trend
     shows an end-to-end "regression" that the A/B session, one suite on one machine, does not reproduce. It is
     marked so in the job summary and gets no issue."""
@@ -496,9 +496,10 @@ def test_ingest_files_an_issue_only_for_the_finding_an_ab_session_on_its_hardwar
 
     here = hardware.label(hardware.fingerprint())
     suite = {"suites/confirm-demo.toml": CONFIRM_SUITE.format(output_tokens=8)}
-    models = {"models/a.toml": "decode_ms_per_token = 2.0\nstartup_s = 0.1\n",
-              "models/b.toml": "decode_ms_per_token = 4.0\nstartup_s = 0.1\n",
-              "models/c.toml": "decode_ms_per_token = 2.0\nstartup_s = 0.1\nseed = 7\n"}  # fmt: skip
+    # Decode steps long against a busy machine's scheduling jitter, so that 4 blocks settle it.
+    models = {"models/a.toml": "decode_ms_per_token = 5.0\nstartup_s = 0.1\n",
+              "models/b.toml": "decode_ms_per_token = 20.0\nstartup_s = 0.1\n",
+              "models/c.toml": "decode_ms_per_token = 5.0\nstartup_s = 0.1\nseed = 7\n"}  # fmt: skip
     replay = make_replay(tmp_path, github, origin, files=suite | models,
                          vars={"PERFCI_CONFIRM_LABELS": json.dumps([here]), "PERFCI_CONFIRM_BLOCKS": "4"})  # fmt: skip
 
