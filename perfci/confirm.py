@@ -12,7 +12,9 @@ A/B session on one machine, with its A/A guard, cannot be fooled by those. The o
   measured): measure again, with more blocks.
 
 Only a `confirmed` finding gets an issue; the others are shown as such, and a `not-reproduced` one no longer
-fails `perfci detect`. `decide` is pure; `confirm` runs the session. docs/findings.md describes it.
+fails `perfci detect`. `decide` is pure; `confirm` runs the session; `record` stores one that a runner
+measured, judged again from its blocks' run records (in CI the runner never writes the data location).
+docs/findings.md describes it.
 """
 
 from __future__ import annotations
