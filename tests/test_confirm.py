@@ -157,8 +157,9 @@ def test_a_stored_build_source_names_the_build_to_install_again():
     assert spec_of_source("wheels:vllm@" + "a" * 40) == "vllm@" + "a" * 40
     assert spec_of_source("git:sglang@https://github.com/sgl-project/sglang#v0.5.23") == \
         "sglang@git:https://github.com/sgl-project/sglang#v0.5.23"  # fmt: skip
+    assert spec_of_source("sim:models/a.toml") == "sim:models/a.toml"  # the file the runs named
     with pytest.raises(ConfigError, match="sim:PATH"):
-        spec_of_source("sim:0123456789abcdef")
+        spec_of_source("sim:0123456789abcdef")  # a bisect trial's model, known by its hash only
 
 
 def test_a_session_a_runner_measured_is_recorded_from_its_blocks_run_records_once(detected, tmp_path):
