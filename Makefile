@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv dist clean cli-docs
+.PHONY: demo test check venv dist clean cli-docs
 
 $(BIN)/perfci: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,12 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-# Lint, then every test: the real-vLLM ones (marked `vllm`) take ~10 minutes on 2 cores; tests/test_wheel.py
+# While working: lint and the unit tests (in-process, no engines or servers), well under a minute.
+check: venv
+	$(BIN)/ruff check perfci tests benchmarks
+	$(BIN)/pytest -q -m unit -p no:cacheprovider
+
+# Lint, then every test (unit, integration, vllm, browser): the real-vLLM ones take ~10 minutes on 2 cores; tests/test_wheel.py
 # builds the wheel, installs it into a fresh venv and runs it from an empty directory.
 test: venv $(CHROMIUM)
 	$(BIN)/ruff check perfci tests benchmarks
@@ -46,7 +51,7 @@ test: venv $(CHROMIUM)
 
 # docs/cli.md's reference and exit-code table, from the command tree (tests/test_cli_docs.py checks them).
 cli-docs: venv
-	$(BIN)/python -m perfci.cli_docs
+	$(BIN)/python -m perfci.cli.docs
 
 clean:
 	rm -rf $(VENV) dist perfci.db runs/ site/ .pytest_cache tests/artifacts

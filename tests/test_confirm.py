@@ -16,12 +16,12 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from perfci import abstats
-from perfci.cli import cli
-from perfci.confirm import CONFIRMED, INCONCLUSIVE, NOT_REPRODUCED, decide, series_name, spec_of_source
+from perfci.cli.main import cli
 from perfci.errors import ConfigError
-from perfci.findings import Finding, Member
-from perfci.series import SeriesKey
+from perfci.verdicts import abstats
+from perfci.verdicts.confirm import CONFIRMED, INCONCLUSIVE, NOT_REPRODUCED, decide, series_name, spec_of_source
+from perfci.verdicts.findings import Finding, Member
+from perfci.verdicts.series import SeriesKey
 from tests.github_fake import INSTALLATION_TOKEN, NAME, OWNER, install
 
 SUITE = """
@@ -112,7 +112,8 @@ def test_confirm_refuses_builds_that_are_not_the_findings(detected, tmp_path):
 
 
 def test_a_sim_finding_is_named_again_from_the_model_files_its_runs_were_made_with(detected, monkeypatch):
-    from perfci import confirm, findings, store
+    from perfci import store
+    from perfci.verdicts import confirm, findings
 
     d, labels, found = detected
     monkeypatch.chdir(d)

@@ -492,7 +492,7 @@ def test_ingest_files_an_issue_only_for_the_finding_an_ab_session_on_its_hardwar
     as a, but its benchmark ran while the suite file asked for longer outputs under the same name: the trend
     shows an end-to-end "regression" that the A/B session, one suite on one machine, does not reproduce. It is
     marked so in the job summary and gets no issue."""
-    from perfci import hardware
+    from perfci.measure import hardware
 
     here = hardware.label(hardware.fingerprint())
     suite = {"suites/confirm-demo.toml": CONFIRM_SUITE.format(output_tokens=8)}

@@ -11,7 +11,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from perfci.cli import cli
+from perfci.cli.main import cli
 from perfci.report import summary
 from perfci.store import open_db
 from tests.github_fake import BOT, INSTALLATION_TOKEN, NAME, OWNER, USER_TOKEN, install
