@@ -166,3 +166,11 @@ def test_a_session_stopped_by_a_signal_keeps_its_blocks_and_is_marked_interrupte
     assert list(sessions.blocks_frame(db, 1)["arm"]) == ["A", "B"]
     with pytest.raises(ConfigError, match="session 1 is interrupted"):
         ab.load_session(db, 1)
+
+
+def test_ab_and_confirm_default_to_the_sessions_number_of_blocks():
+    from perfci.cli import cli
+
+    for command in ("ab", "confirm"):
+        (blocks,) = [p for p in cli.commands[command].params if p.name == "blocks"]
+        assert blocks.default == ab.DEFAULT_BLOCKS, command

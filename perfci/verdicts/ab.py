@@ -29,7 +29,7 @@ from perfci.verdicts import abstats
 from perfci.verdicts.abstats import Judgement, SeriesValues
 from perfci.verdicts.series import build_label
 
-DEFAULT_BLOCKS = 8  # ABBAABBA: balanced against a linear drift, 4 starts per build
+DEFAULT_BLOCKS = 12  # ABBAABBAABBA: balanced against a linear drift, 6 starts per build (docs/benchmarks.md, A/B power)
 MIN_BLOCKS = 4
 BASELINE, CANDIDATE = "A", "B"
 # The fingerprint keys that must not change between blocks (clocks: where the machine reports them).
@@ -112,6 +112,22 @@ def run_ab(*, baseline: str, candidate: str, suite: Suite, db: Database, out: Pa
                 reason=f"stopped in block {len(done) + 1}" + ("" if stopped else f": {e}"))  # fmt: skip
         raise
     session = judge_blocks(done, session_id=session_id, baseline=baseline, candidate=candidate, suite=suite.name,
+                           alpha=alpha, min_effect=min_effect)  # fmt: skip
+    _save(db, session)
+    return session
+
+
+def record_session(*, db: Database, blocks: Blocks, baseline: str, candidate: str, suite: str,
+                   alpha: float = abstats.ALPHA, min_effect: float = abstats.MIN_EFFECT) -> Session:  # fmt: skip
+    """Store a session measured on another machine from its blocks' run records (already in the store) and
+    judge it here, from the same records: a runner measures, and the one job that writes the data location
+    records what it measured (`perfci confirm --from-records`)."""
+    check_blocks(len(blocks))
+    session_id = _create(db, baseline=baseline, candidate=candidate, suite=suite, blocks=len(blocks), alpha=alpha,
+                         min_effect=min_effect)  # fmt: skip
+    for i, arm, record in blocks:
+        _add_block(db, session_id, i, arm, record)
+    session = judge_blocks(blocks, session_id=session_id, baseline=baseline, candidate=candidate, suite=suite,
                            alpha=alpha, min_effect=min_effect)  # fmt: skip
     _save(db, session)
     return session

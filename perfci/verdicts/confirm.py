@@ -12,11 +12,14 @@ A/B session on one machine, with its A/A guard, cannot be fooled by those. The o
   measured): measure again, with more blocks.
 
 Only a `confirmed` finding gets an issue; the others are shown as such, and a `not-reproduced` one no longer
-fails `perfci detect`. `decide` is pure; `confirm` runs the session. docs/findings.md describes it.
+fails `perfci detect`. `decide` is pure; `confirm` runs the session; `record` stores one that a runner
+measured, judged again from its blocks' run records (in CI the runner never writes the data location).
+docs/findings.md describes it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,11 +30,13 @@ from sqlite_utils import Database
 from perfci import store
 from perfci.errors import ConfigError
 from perfci.store import sessions
+from perfci.store.records import RunRecord, read_record
 from perfci.verdicts import abstats
 from perfci.verdicts.findings import Finding, Member
 from perfci.verdicts.series import SeriesKey
 
 CONFIRMED, NOT_REPRODUCED, INCONCLUSIVE = "confirmed", "not-reproduced", "inconclusive"
+_SIM_DIGEST = re.compile(r"[0-9a-f]{16}")  # a sim model known only by its hash (a bisect trial's)
 OUTCOMES = (CONFIRMED, NOT_REPRODUCED, INCONCLUSIVE)
 
 
@@ -91,8 +96,10 @@ def spec_of_source(source: str) -> str:
     if kind == "git":
         package, _, url_ref = rest.partition("@")
         return f"{package}@git:{url_ref}"
+    if kind == "sim" and not _SIM_DIGEST.fullmatch(rest):
+        return source  # sim:PATH, named again from the same file (the session checks its version)
     raise ConfigError(f"build source {source!r} cannot be installed again: name the build with "
-                      "--baseline-build / --candidate-build (a sim model: sim:PATH)")  # fmt: skip
+                      "--baseline-build / --candidate-build (a sim model known by its hash: sim:PATH)")  # fmt: skip
 
 
 def _source_of(db: Database, finding: Finding, build: str) -> str:
@@ -137,7 +144,65 @@ def confirm(db: Database, finding: Finding, *, session: Callable[..., Any], mach
     if loaded.name != finding.suite:
         raise ConfigError(f"suite {suite}: it is {loaded.name!r}, the finding's suite is {finding.suite!r}")
     a, b = builds(db, finding, baseline=baseline, candidate=candidate)
-    s = session(baseline=a, candidate=b, suite=loaded, blocks=blocks)
+    return _conclude(db, finding, session(baseline=a, candidate=b, suite=loaded, blocks=blocks), now=now)
+
+
+def record(db: Database, finding: Finding, *, paths: Sequence[Path], now: str) -> Confirmation:
+    """The outcome of an A/B session of `finding` that a runner of its hardware label measured (`perfci confirm
+    ID --from-records DIR`): its blocks' run records are stored if they are not yet, the session is judged
+    again here from them and stored, then its outcome as `confirm` would. A session already recorded from the
+    same runs is not recorded twice: its confirmation is returned."""
+    if finding.status != "open":
+        raise ConfigError(f"finding {finding.id} is {finding.status}: only an open finding is confirmed")
+    if finding.last_good is None:
+        raise ConfigError(f"finding {finding.id} has no last good build to compare with")
+    runs = [read_record(p) for p in paths]
+    if not runs:
+        raise ConfigError(f"finding {finding.id}: no run records given")
+    blocks = blocks_of(finding, runs)
+    ids = [r.run_id for r in runs]
+    done = sessions.session_of_runs(db, ids)
+    if done is not None:
+        before = [c for c in latest(db, [finding.id]).values() if c.session_id == done]
+        if not before:
+            raise ConfigError(f"runs {', '.join(ids)} already belong to A/B session {done}, not to finding "
+                              f"{finding.id}")  # fmt: skip
+        return before[0]
+    for path, run in zip(paths, runs, strict=True):
+        store.ingest(db, run, record_path=str(path))  # False (nothing written) when it is stored already
+    from perfci.verdicts import ab
+
+    session = ab.record_session(db=db, blocks=blocks, baseline=finding.last_good, candidate=finding.first_bad,
+                                suite=finding.suite)  # fmt: skip
+    return _conclude(db, finding, session, now=now)
+
+
+def blocks_of(finding: Finding, runs: Sequence[RunRecord]) -> list[tuple[int, str, RunRecord]]:
+    """An A/B session's blocks from its run records: in the order they were made, each the baseline (a run of
+    the finding's last good build) or the candidate (its first bad build), all of the finding's suite on its
+    hardware label."""
+    from perfci.verdicts import ab
+    from perfci.verdicts.series import build_label
+
+    arms = {finding.last_good: ab.BASELINE, finding.first_bad: ab.CANDIDATE}
+    blocks = []
+    for i, run in enumerate(sorted(runs, key=lambda r: r.created)):
+        label = build_label(run.build.engine, run.build.version, run.build.commit)
+        where = f"run {run.run_id}"
+        if label not in arms:
+            raise ConfigError(f"{where} is of {label}, neither of finding {finding.id}'s builds "
+                              f"({finding.last_good} → {finding.first_bad})")  # fmt: skip
+        if run.hardware.label != finding.hardware_label:
+            raise ConfigError(f"{where} ran on {run.hardware.label}; finding {finding.id} is on "
+                              f"{finding.hardware_label}")  # fmt: skip
+        if run.suite.name != finding.suite:
+            raise ConfigError(f"{where} is of suite {run.suite.name!r}; finding {finding.id}'s is {finding.suite!r}")
+        blocks.append((i, arms[label], run))
+    return blocks
+
+
+def _conclude(db: Database, finding: Finding, s: Any, *, now: str) -> Confirmation:
+    """Check that session `s` measured the finding's builds, then decide, store and return the outcome."""
     wanted = (finding.last_good, finding.first_bad)
     if finding.last_good is not None and (s.baseline_build, s.candidate_build) != wanted:
         raise ConfigError(f"A/B session {s.id} measured {s.baseline_build} → {s.candidate_build}, not the finding's "

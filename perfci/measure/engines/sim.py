@@ -7,6 +7,7 @@ model in two files (or reformatted) is one build."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class SimBuild:
 
     sim: Sim
     digest: str  # sha256 of the model's values (canonical JSON)
+    path: str | None = None  # the file it was named by (`sim:PATH`), so that it can be named again
 
     @property
     def version(self) -> str:
@@ -69,7 +71,9 @@ class SimBuild:
 
     @property
     def source(self) -> str:
-        return f"sim:{self.digest[:16]}"
+        """Where the build came from: `sim:PATH` as it was named (`perfci confirm` names it again from there and
+        checks the version still matches), else `sim:<hash16>` (a bisect trial's model, from a commit)."""
+        return f"sim:{self.path or self.digest[:16]}"
 
 
 def is_sim_build(text: str) -> bool:
@@ -85,7 +89,7 @@ def load_build(text: str) -> SimBuild:
         raise ConfigError(f"bad build {text!r}: give the latency model file, e.g. sim:models/a.toml")
     if not Path(path).is_file():
         raise ConfigError(f"bad build {text!r}: {path}: no such latency model file")
-    return build_of(load_config(config_file=Path(path)))
+    return dataclasses.replace(build_of(load_config(config_file=Path(path))), path=path)
 
 
 def build_of(sim: Sim) -> SimBuild:
