@@ -435,6 +435,24 @@ def _startup_caches(db: Database) -> None:
     db["startups"].add_column("weights_resident_bytes", int)
 
 
+@_migration("0010_profiles")
+def _profiles(db: Database) -> None:
+    """Profile records (perfci.profiles): diagnostic profiling runs, one row per record and one per sampled
+    process role of each fresh start, the collapsed stacks kept compressed as in the record."""
+    db["profiles"].create(
+        {"profile_id": str, "created": str, "engine": str, "version": str, "build_source": str,
+         "hardware_label": str, "suite_name": str, "suite_hash": str, "model": str, "workload": str,
+         "load_label": str, "tool": str, "rate_hz": float, "status": str, "record_path": str},
+        pk="profile_id", not_null=["created", "build_source", "hardware_label", "workload", "load_label"],
+    )  # fmt: skip
+    db["profile_samples"].create(
+        {"profile_id": str, "idx": int, "status": str, "requests": int, "duration_s": float, "role": str,
+         "samples": int, "stacks": str},
+        pk=("profile_id", "idx", "role"), foreign_keys=[("profile_id", "profiles", "profile_id")],
+    )  # fmt: skip
+    db["profiles"].create_index(["build_source", "hardware_label", "workload", "load_label"])
+
+
 def apply(db: Database) -> None:
     """Bring `db` to the newest schema. Refuses a DB that a newer perfci has migrated further."""
     refuse_unknown(db)

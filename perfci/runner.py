@@ -24,8 +24,8 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -569,4 +569,31 @@ def _skipped(plan: PointPlan, index: int, why: str) -> dict:
     point = _point_base(plan, index)
     point.update(status="skipped", error=why, started=utc_now(), metrics={}, telemetry={},
                  requests=metrics.compact_requests([], 0))  # fmt: skip
+    return point
+
+
+@contextmanager
+def serving(*, suite: Suite, target: Target, model: Model, workdir: Path,
+            reporter: Reporter | None = None) -> Iterator[tuple[EngineProcess, str]]:  # fmt: skip
+    """One start of the engine for `model` (at the suite's last cache state, as a run's points get), yielded as
+    (server, served model name) and stopped on the way out. For diagnostic runs (perfci.explain) that need the
+    engine up without a run record; an EngineError with the log tail if it never gets ready."""
+    state, gpu_baseline = _RunState(), hardware.gpu_memory_used_gib()
+    on_gpu = bool(hardware.fingerprint()["gpus"])
+    with stopping_leftovers():
+        started = _start(suite, target, model, suite.startup.caches[-1], workdir, on_gpu, state, gpu_baseline,
+                         reporter or SilentReporter())  # fmt: skip
+        if started is None:
+            raise EngineError("; ".join(state.errors) or "engine did not start", log_tail=state.log_tail)
+        try:
+            yield started
+        finally:
+            _stop(started[0], gpu_baseline)
+
+
+def measure_point(*, suite: Suite, target: Target, plan: PointPlan, server: EngineProcess, served: str,
+                  reporter: Reporter | None = None) -> dict:  # fmt: skip
+    """Serve one point's load (its warmup included) on a started engine; the point's record entry."""
+    point, _ = _measure(suite, target, plan, server.base_url, served, _prompts_for(target, plan.model), server,
+                        reporter or SilentReporter(), 0, 1, None, hardware.sample_now)  # fmt: skip
     return point

@@ -24,7 +24,7 @@ from pydantic_core import to_json
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
-from perfci import migrations
+from perfci import migrations, profiles
 from perfci.errors import RecordError, StoreError
 from perfci.metrics import VOCABULARY
 from perfci.records import Point, RunRecord, read_record
@@ -320,8 +320,10 @@ def ingest_files(db: Database, paths: Iterable[Path]) -> IngestReport:
     report = IngestReport()
     for path in (f for p in map(Path, paths) for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])):
         try:
-            record = read_record(path)
-            stored = ingest(db, record, record_path=str(path))
+            if profiles.is_profile_file(path):  # profile records live beside run records
+                stored = profiles.ingest_profile(db, profiles.read_profile(path), record_path=str(path))
+            else:
+                stored = ingest(db, read_record(path), record_path=str(path))
         except RecordError as e:
             report.refused.append((path, str(e)))
             continue

