@@ -558,12 +558,14 @@ def ack(regression_id, why, status, db_path) -> None:
 @click.option("--max-trials", type=int, default=100, show_default=True)
 @click.option("--noise", type=float, help="The metric's relative noise per trial, when known (0.02: 2%).")
 @click.option("--regression", "regression_id", type=int, help="The finding (perfci regressions) this explains.")
+@click.option("--explain", "explain_culprit", is_flag=True,
+              help="When a culprit is named, profile it and its parent and say which functions grew (perfci explain).")
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True, help="Trial run records.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, repo_url, sim_file, pre, index_url,
-           confidence, max_trials, noise, regression_id, db_path, out, as_json) -> None:  # fmt: skip
+           confidence, max_trials, noise, regression_id, explain_culprit, db_path, out, as_json) -> None:  # fmt: skip
     """Find the build that changed a metric between --good and --bad: releases, or commits with --repo.
     `perfci bisect status|resume|abort ID` for a stored bisect; `perfci bisect list`."""
     if ctx.invoked_subcommand is not None:
@@ -581,7 +583,13 @@ def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, rep
                                       max_trials=max_trials, noise=noise, regression_id=regression_id)  # fmt: skip
     with interruptible():  # stopped: the trial under way is stored as interrupted, the bisect stays resumable
         view = bisector.start(store.open_db(db_path), spec, out=out, reporter=StageLog(), on_trial=_trial_logger())
-    _print_bisect(view, as_json)
+        explained = None
+        if explain_culprit and view.row["outcome"] == "culprit":
+            from perfci import explain as explaining
+
+            explained = explaining.explain_bisect(db=store.open_db(db_path), bisect_id=view.row["id"], out=out,
+                                                  say=lambda t: console.log(t, markup=False))  # fmt: skip
+    _print_bisect(view, as_json, explained)
 
 
 class StageLog(runner.SilentReporter):
@@ -600,11 +608,15 @@ def _trial_logger():
     )  # fmt: skip
 
 
-def _print_bisect(view, as_json: bool) -> None:
+def _print_bisect(view, as_json: bool, explained=None) -> None:  # noqa: ANN001
     if as_json:
-        click.echo(json.dumps(view.as_dict()))
-    else:
-        stdout.print(tables.bisect_table(view))
+        click.echo(json.dumps({**view.as_dict(), **({"explain": explained.as_dict()} if explained else {})}))
+        return
+    stdout.print(tables.bisect_table(view))
+    if explained is not None:
+        from perfci import explain as explaining
+
+        stdout.print(explaining.markdown(explained), markup=False, highlight=False)
 
 
 @bisect.command("status")

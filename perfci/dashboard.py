@@ -176,6 +176,10 @@ def _write_site(db: Database, root: Path, costs: Costs, suite_loader: Callable[[
     page("startup.html", "startup.html", data=startup(obs))
     page("cost.html", "cost.html", data=cost(levels, runs, costs))
     page("ab.html", "ab.html", sessions=ab_sessions(db))
+    for explained in culprit_explanations(db):
+        (root / "explain").mkdir(exist_ok=True)
+        (root / "explain" / f"bisect-{explained['bisect_id']}.svg").write_text(explained.pop("flame_svg"))
+        page(f"explain/bisect-{explained['bisect_id']}.html", "culprit.html", x=explained)
     by_run = dict(list(points.groupby("run_id", sort=False)))
     for run in runs.itertuples(index=False):
         if not isinstance(run.run_id, str) or not re.fullmatch(RUN_ID_PATTERN, run.run_id):
@@ -513,6 +517,18 @@ def ab_sessions(db: Database) -> list[dict[str, Any]]:
                       "blocks": [b for b in s.blocks if re.fullmatch(RUN_ID_PATTERN, str(b["run_id"]))],
                       "series": rows})  # fmt: skip
     return shown
+
+
+def culprit_explanations(db: Database) -> list[dict[str, Any]]:
+    """Each explained bisect culprit (`perfci bisect --explain`): the bisect, the top grown and shrunk functions,
+    and the flame-graph diff's SVG text."""
+    if "bisect_explanations" not in db.table_names():
+        return []
+    rows = db.execute("SELECT e.bisect_id, e.baseline, e.candidate, e.point, e.result, e.flame_svg, b.metric, "
+                      "b.culprit_subject, b.culprit_url FROM bisect_explanations e JOIN bisects b ON b.id = "
+                      "e.bisect_id ORDER BY e.bisect_id").fetchall()  # fmt: skip
+    keys = ("bisect_id", "baseline", "candidate", "point", "result", "flame_svg", "metric", "subject", "url")
+    return [{**dict(zip(keys, r, strict=True)), "result": json.loads(r[4])} for r in rows]
 
 
 def run_page(run: Any, points: pd.DataFrame, download: bool) -> dict[str, Any]:

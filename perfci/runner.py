@@ -384,7 +384,7 @@ def compile_cache_root(target: Target, model: Model) -> Path:
 
 
 def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, on_gpu: bool, state: _RunState,
-           gpu_baseline: list[float], reporter: Reporter) -> tuple[EngineProcess, str] | None:  # fmt: skip
+           gpu_baseline: list[float], reporter: Reporter, prime: bool = True) -> tuple[EngineProcess, str] | None:  # fmt: skip
     """Start the engine once and measure its startup, labelled with the cache state measured just before it
     (perfci.caches). A cold start empties this build's caches first; a warm one whose caches are not all
     populated is preceded by an untimed priming start (recorded as `priming`, its own series). Returns the
@@ -393,7 +393,7 @@ def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, o
                         suite=suite, cache=cache, workdir=work, on_gpu=on_gpu,
                         compile_cache=compile_cache_root(target, model))  # fmt: skip
     declared = target.engine.caches(ctx)
-    if cache == "warm" and not all(m["populated"] for m in caches.inspect_all(declared).values() if m["decides"]):
+    if prime and cache == "warm" and not all(m["populated"] for m in caches.inspect_all(declared).values() if m["decides"]):
         reporter.stage(f"priming {target.engine.name}'s caches for {model.name} (untimed; they are empty for this "
                        "build)")  # fmt: skip
         primed = _launch(suite, target, replace(ctx, workdir=work / "priming"), declared, "priming", state)
@@ -578,11 +578,14 @@ def serving(*, suite: Suite, target: Target, model: Model, workdir: Path,
     """One start of the engine for `model` (at the suite's last cache state, as a run's points get), yielded as
     (server, served model name) and stopped on the way out. For diagnostic runs (perfci.explain) that need the
     engine up without a run record; an EngineError with the log tail if it never gets ready."""
+    if target.sim is not None:  # a sim build's latency model replaces the suite's, as in run_suite
+        suite = suite.model_copy(update={"sim": target.sim})
     state, gpu_baseline = _RunState(), hardware.gpu_memory_used_gib()
     on_gpu = bool(hardware.fingerprint()["gpus"])
     with stopping_leftovers():
+        # No priming start: a diagnostic run times no startup, so whatever the caches hold will do.
         started = _start(suite, target, model, suite.startup.caches[-1], workdir, on_gpu, state, gpu_baseline,
-                         reporter or SilentReporter())  # fmt: skip
+                         reporter or SilentReporter(), prime=False)  # fmt: skip
         if started is None:
             raise EngineError("; ".join(state.errors) or "engine did not start", log_tail=state.log_tail)
         try:

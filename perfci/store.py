@@ -334,7 +334,7 @@ def ingest_files(db: Database, paths: Iterable[Path]) -> IngestReport:
 # What run records do not hold, kept from the store a rebuild replaces: findings with the statuses people gave
 # them (and the ids issues and bisects refer to), bisects, and what the watcher has seen and planned.
 CARRIED_TABLES = ("regressions", "regression_series", "bisects", "bisect_candidates", "bisect_trials",
-                  "watched_builds", "planned_jobs")  # fmt: skip
+                  "bisect_explanations", "watched_builds", "planned_jobs")  # fmt: skip
 
 
 # The temp file a rebuild builds the new store in, next to it; SQLite may add -wal/-shm/-journal sidecars.

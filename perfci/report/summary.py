@@ -61,6 +61,7 @@ class Bisect:
     regression_id: int | None
     updated: str
     error: str | None
+    explanation: dict | None = None  # `perfci bisect --explain`: the culprit against its parent (perfci.explain)
 
 
 @dataclass(frozen=True)
@@ -162,16 +163,17 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None  # SQL NULL may arrive as None or NaN
 
 
-_BISECT_FIELDS = tuple(Bisect.__dataclass_fields__)
+_BISECT_FIELDS = tuple(f for f in Bisect.__dataclass_fields__ if f != "explanation")
 
 
 def bisects(db: Database, regression_ids: Iterable[int] | None = None) -> list[Bisect]:
     """Bisections, newest first: all, or those started from the given findings."""
-    sql = f"SELECT {', '.join(_BISECT_FIELDS)} FROM bisects"
+    sql = (f"SELECT {', '.join(_BISECT_FIELDS)}, (SELECT result FROM bisect_explanations e WHERE e.bisect_id = "
+           "bisects.id) FROM bisects")  # fmt: skip
     params: list[Any] = []
     if regression_ids is not None:
         ids = list(regression_ids)
         sql += f" WHERE regression_id IN ({', '.join('?' * len(ids))})"
         params = ids
     rows = db.execute(sql + " ORDER BY updated DESC, id DESC", params).fetchall()
-    return [Bisect(*row) for row in rows]
+    return [Bisect(*row[:-1], explanation=json.loads(row[-1]) if row[-1] else None) for row in rows]
