@@ -28,6 +28,7 @@ import perfci
 from perfci import hardware, profiles, runner
 from perfci.config import Suite
 from perfci.errors import ConfigError, EngineError, HardwareError
+from perfci.report.markdown import code
 from perfci.explainstats import FDR, Explanation, Profile, explain, frame_name
 from perfci.suites import PointPlan, expand
 
@@ -226,7 +227,7 @@ def markdown(result: Result, *, top: int = 10, flame_link: str | None = None) ->
                   "| function | process | ms/request before → after | change (95% CI) | share | q |",
                   "|---|---|---|---|---|---|"]  # fmt: skip
         for r in rows[:top]:
-            lines.append(f"| `{r.name}` | {r.role or '—'} | {_ms(r.before_ms)} → {_ms(r.after_ms)} | "
+            lines.append(f"| {code(r.name)} | {r.role or '—'} | {_ms(r.before_ms)} → {_ms(r.after_ms)} | "
                          f"{r.delta_ms:+.3f} ({r.ci_low:+.3f} … {r.ci_high:+.3f}) | "
                          f"{r.share_before:.1%} → {r.share_after:.1%} | {r.q:.2g} |")  # fmt: skip
     if flame_link:

@@ -217,3 +217,42 @@ def test_explain_on_the_sim_engine_names_its_slower_step_and_reuses_stored_profi
     bad = perfci("explain", "--baseline", "sim:a.toml", "--candidate", "sim:b.toml", "--suite", "s.toml",
                  "--point", "short/c=9", "--db", "e.db", cwd=tmp_path)  # fmt: skip
     assert bad.returncode == 2 and "--point 'short/c=9': no such point in suite 'ex' (points: short/c=2)" in bad.stderr
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_bisect_explain_names_the_culprit_and_stores_why_for_reports_and_the_dashboard(tmp_path):
+    """A sim engine history whose commit 4 makes every scheduler step spend 4 ms of CPU instead of 0.5."""
+    repo = tmp_path / "engine"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "dev@example.com")
+    git(repo, "config", "user.name", "dev")
+    for i in range(7):
+        (repo / "sim.toml").write_text(f"decode_ms_per_token = 4.0\nstartup_s = 0\nstep_cpu_ms = {4.0 if i >= 4 else 0.5}\n")
+        git(repo, "add", "sim.toml")
+        git(repo, "commit", "-q", "--allow-empty", "-m", f"change {i}" + (": busier scheduler" if i == 4 else ""))
+    shas = git(repo, "log", "--reverse", "--format=%H").split()
+    (tmp_path / "s.toml").write_text(SUITE)
+    done = perfci("bisect", "--engine", "sim", "--repo", "engine", "--good", shas[0], "--bad", shas[-1], "--suite",
+                  "s.toml", "--point", "short/c=2", "--metric", "tpot_p50", "--noise", "0.05", "--explain", "--db",
+                  "b.db", "--out", "runs", "--json", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["culprit"] == shas[4]
+    assert result["explain"]["baseline"] == shas[3] and result["explain"]["candidate"] == shas[4]
+    assert result["explain"]["grown"][0]["name"] == "perfci.simulator:step_overhead"
+
+    from perfci.dashboard import build_site, load_costs
+    from perfci.report import markdown, summary
+
+    db = store.open_db(tmp_path / "b.db")
+    (bisect,) = summary.bisects(db)
+    comment = markdown.bisect_comment(bisect)
+    assert "| `perfci.simulator:step_overhead` | api-server |" in comment
+    build_site(db, tmp_path / "site", costs=load_costs())
+    page = (tmp_path / "site" / "explain" / "bisect-1.html").read_text()
+    assert "perfci.simulator:step_overhead" in page and 'src="bisect-1.svg"' in page
+    assert (tmp_path / "site" / "explain" / "bisect-1.svg").read_text().startswith("<svg")

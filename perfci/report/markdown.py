@@ -206,6 +206,12 @@ def latest_culprit(bisects: list[Bisect] | tuple[Bisect, ...]) -> Bisect | None:
     return next((b for b in bisects if b.status == "done" and b.outcome == "culprit"), None)
 
 
+def code(text: str) -> str:
+    """Untrusted text as an inline code span in a table cell: no backtick can end it, no pipe split the row
+    (GitHub reads \\| as a pipe even inside code), no newline break it."""
+    return "`" + " ".join(str(text).replace("`", "'").replace("|", "\\|").split()) + "`"
+
+
 def explained(b: Bisect, link: str | None = None, *, top: int = 5) -> str:
     """The culprit's explanation against its parent: its top grown functions (ms per request, q), or that none
     differs beyond noise; `link` to the flame-graph diff when there is a dashboard."""
@@ -220,7 +226,7 @@ def explained(b: Bisect, link: str | None = None, *, top: int = 5) -> str:
         shrunk = len(x.get("shrunk", []))
         return f"{head}: no function grew beyond noise" + (f" ({shrunk} shrank)" if shrunk else "") + "." + tail
     lines = [f"{head}:", "", "| function grown | process | ms/request | q |", "|---|---|---|---|"]
-    lines += [f"| `{md(r['name'])}` | {r['role'] or '—'} | {r['before_ms']:.3f} → {r['after_ms']:.3f} "
+    lines += [f"| {code(r['name'])} | {md(r['role']) or '—'} | {r['before_ms']:.3f} → {r['after_ms']:.3f} "
               f"({r['delta_ms']:+.3f}) | {r['q']:.2g} |" for r in rows]  # fmt: skip
     return "\n".join(lines) + tail
 
