@@ -28,8 +28,8 @@ import perfci
 from perfci import hardware, profiles, runner
 from perfci.config import Suite
 from perfci.errors import ConfigError, EngineError, HardwareError
-from perfci.report.markdown import code
 from perfci.explainstats import FDR, Explanation, Profile, explain, frame_name
+from perfci.report.markdown import code
 from perfci.suites import PointPlan, expand
 
 DEFAULT_SAMPLES = 3
@@ -126,7 +126,8 @@ def _one_sample(suite: Suite, target: runner.Target, plan: PointPlan, work: Path
     except EngineError as e:
         return _failed(index, f"engine: {e.args[0]}")
     if not out.exists():
-        return _failed(index, f"the profiler wrote nothing (exit {spy.returncode}): {err.decode(errors='replace')[-400:]}")
+        why = err.decode(errors="replace")[-400:]
+        return _failed(index, f"the profiler wrote nothing (exit {spy.returncode}): {why}")
     m = point["metrics"]
     served_n = max(0, int(m.get("requests") or 0) - int(m.get("errors") or 0)) + suite.run.warmup_requests
     headline = {k: _flat(m.get(k)) for k in ("request_rate", "output_throughput", "ttft_ms", "tpot_ms", "e2e_ms")}
@@ -219,8 +220,9 @@ def markdown(result: Result, *, top: int = 10, flame_link: str | None = None) ->
              f"{_ms(e.total_before_ms)} → {_ms(e.total_after_ms)} sampled ms per request"]  # fmt: skip
     if not e.differs:
         lines += ["", f"No function differs beyond noise ({len(e.functions.rows)} functions tested)."]
-    for title, rows in (("Grown", e.functions.grown(e.fdr)), ("Shrunk", e.functions.shrunk(e.fdr)),
-                        ("Grown modules", e.modules.grown(e.fdr)), ("Shrunk modules", e.modules.shrunk(e.fdr))):  # fmt: skip
+    tables = (("Grown", e.functions.grown(e.fdr)), ("Shrunk", e.functions.shrunk(e.fdr)),
+              ("Grown modules", e.modules.grown(e.fdr)), ("Shrunk modules", e.modules.shrunk(e.fdr)))  # fmt: skip
+    for title, rows in tables:
         if not rows:
             continue
         lines += ["", f"{title}:", "",
@@ -317,7 +319,8 @@ def explain_bisect(*, db, bisect_id: int, out: Path, samples: int = DEFAULT_SAMP
     view = bisector.status(db, bisect_id)
     row = view.row
     if row["outcome"] != "culprit" or not row["culprit"]:
-        raise ConfigError(f"bisect {bisect_id} named no culprit ({row['outcome'] or row['status']}): nothing to explain")
+        outcome = row["outcome"] or row["status"]
+        raise ConfigError(f"bisect {bisect_id} named no culprit ({outcome}): nothing to explain")
     spec = bisector.Spec.model_validate_json(row["spec"])
     labels = [c.label for c in view.candidates]
     at = labels.index(row["culprit"])

@@ -219,7 +219,7 @@ def explain(baseline: Sequence[Profile], candidate: Sequence[Profile], *, fdr: f
     for c in (*bc, *cc):
         role_of.update(c.role_of)
     main_role: dict[str, str] = {}
-    for (name, role), n in sorted(role_of.items(), key=lambda kv: -kv[1]):
+    for (name, role), _ in sorted(role_of.items(), key=lambda kv: -kv[1]):
         main_role.setdefault(name, role)
 
     def table(kind: str, pick) -> Table:  # noqa: ANN001 (a field getter)
@@ -231,8 +231,8 @@ def explain(baseline: Sequence[Profile], candidate: Sequence[Profile], *, fdr: f
         for name, t in zip([n for n, k in zip(names, keep, strict=True) if k], tests, strict=True):
             module = name if kind == "module" else name.rsplit(":", 1)[0]
             rows.append(Row(name=name, module=module, role="" if kind == "module" else main_role.get(name, ""),
-                            share_before=t["before_ms"] / tb if tb else 0.0, share_after=t["after_ms"] / tc if tc else 0.0,
-                            **t))  # fmt: skip
+                            share_before=t["before_ms"] / tb if tb else 0.0,
+                            share_after=t["after_ms"] / tc if tc else 0.0, **t))  # fmt: skip
         for row, q in zip(rows, benjamini_hochberg([r.p for r in rows]), strict=True):
             row.q = q
         return Table(kind=kind, rows=rows, untested=int((~keep).sum()))

@@ -384,16 +384,19 @@ def compile_cache_root(target: Target, model: Model) -> Path:
 
 
 def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, on_gpu: bool, state: _RunState,
-           gpu_baseline: list[float], reporter: Reporter, prime: bool = True) -> tuple[EngineProcess, str] | None:  # fmt: skip
+           gpu_baseline: list[float], reporter: Reporter,
+           prime: bool = True) -> tuple[EngineProcess, str] | None:  # fmt: skip
     """Start the engine once and measure its startup, labelled with the cache state measured just before it
     (perfci.caches). A cold start empties this build's caches first; a warm one whose caches are not all
-    populated is preceded by an untimed priming start (recorded as `priming`, its own series). Returns the
+    populated is preceded by an untimed priming start (recorded as `priming`, its own series) unless
+    `prime` is false (diagnostic runs, which time no startup). Returns the
     server and the model name it serves; None (with the error recorded) if it never got ready."""
     ctx = LaunchContext(python=target.python, model=model, model_path=model_path(model), port=free_port(),
                         suite=suite, cache=cache, workdir=work, on_gpu=on_gpu,
                         compile_cache=compile_cache_root(target, model))  # fmt: skip
     declared = target.engine.caches(ctx)
-    if prime and cache == "warm" and not all(m["populated"] for m in caches.inspect_all(declared).values() if m["decides"]):
+    decided = [m["populated"] for m in caches.inspect_all(declared).values() if m["decides"]]
+    if prime and cache == "warm" and not all(decided):
         reporter.stage(f"priming {target.engine.name}'s caches for {model.name} (untimed; they are empty for this "
                        "build)")  # fmt: skip
         primed = _launch(suite, target, replace(ctx, workdir=work / "priming"), declared, "priming", state)
