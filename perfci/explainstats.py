@@ -99,6 +99,7 @@ class Explanation:
     modules: Table
     renamed: dict[str, str]  # candidate name -> baseline name it was matched to
     fdr: float = FDR
+    speed: list[float] = field(default_factory=list)  # per profile, baseline's first: `speed_factors`
 
     @property
     def differs(self) -> bool:
@@ -119,7 +120,7 @@ class Explanation:
             "grown_modules": rows(self.modules.grown(self.fdr)), "shrunk_modules": rows(self.modules.shrunk(self.fdr)),
             "tested": {t.kind: len(t.rows) for t in (self.functions, self.inclusive, self.modules)},
             "untested": {t.kind: t.untested for t in (self.functions, self.inclusive, self.modules)},
-            "renamed": self.renamed,
+            "renamed": self.renamed, "speed_factors": self.speed,
         }  # fmt: skip
 
 
@@ -206,11 +207,17 @@ def explain(baseline: Sequence[Profile], candidate: Sequence[Profile], *, fdr: f
         c.self_, c.incl = _rename(c.self_, renamed), _rename(c.incl, renamed)
         c.role_of = Counter({(renamed.get(k, k), r): n for (k, r), n in c.role_of.items()})
 
-    def per_request(p: Profile, n: float) -> float:
-        return n * p.interval_ms / p.requests
+    profiles = (*baseline, *candidate)
+    everyone = sorted(set().union(*(c.self_ for c in (*bc, *cc))))
+    speed = speed_factors(np.array([[c.self_[n] for c in (*bc, *cc)] for n in everyone], dtype=float).reshape(
+        len(everyone), -1), np.array([p.requests for p in profiles], dtype=float))  # fmt: skip
+    factor = dict(zip(map(id, profiles), speed, strict=True))
 
-    # Samples per ms of time per request: a function's count in a profile over this is its ms per request.
-    exposure = np.array([p.requests / p.interval_ms for p in (*baseline, *candidate)])
+    def per_request(p: Profile, n: float) -> float:
+        return n * p.interval_ms / p.requests / factor[id(p)]
+
+    # Samples per ms of time per request (at the profiles' common speed): a count over this is ms per request.
+    exposure = np.array([p.requests * factor[id(p)] / p.interval_ms for p in profiles])
 
     totals_b = [per_request(p, c.total) for p, c in zip(baseline, bc, strict=True)]
     totals_c = [per_request(p, c.total) for p, c in zip(candidate, cc, strict=True)]
@@ -245,8 +252,25 @@ def explain(baseline: Sequence[Profile], candidate: Sequence[Profile], *, fdr: f
         functions=table("function-self", lambda c: c.self_),
         inclusive=table("function-inclusive", lambda c: c.incl),
         modules=table("module", lambda c: c.module),
-        renamed=renamed, fdr=fdr,
+        renamed=renamed, fdr=fdr, speed=[float(f) for f in speed],
     )  # fmt: skip
+
+
+def speed_factors(counts: np.ndarray, requests: np.ndarray, *, min_functions: int = 5) -> np.ndarray:
+    """How much slower each profile's whole engine ran than the others, from functions x profiles self-sample
+    `counts`: per profile, the median over functions of its time per request relative to that function's
+    geometric mean over all profiles (the median-of-ratios size factors of DESeq), scaled to a geometric mean
+    of 1. A sampler sees wall time of threads that are not idle, so on a loaded machine every function of a
+    start looks slower by the same factor; dividing it out keeps that common factor from passing for a change.
+    A median over hundreds of functions, so the few a build really changed do not move it; only functions
+    sampled in every profile take part. Fewer than `min_functions` of those: all 1."""
+    per_request = counts / requests
+    usable = (counts > 0).all(axis=1) & (counts.sum(axis=1) >= COMMON_MIN_SAMPLES)
+    if usable.sum() < min_functions:
+        return np.ones(counts.shape[1])
+    logs = np.log(per_request[usable])
+    factors = np.median(logs - logs.mean(axis=1, keepdims=True), axis=0)
+    return np.exp(factors - factors.mean())
 
 
 def moderated_tests(counts: np.ndarray, exposure: np.ndarray, n_before: int, *, ci_level: float = CI_LEVEL,

@@ -17,10 +17,11 @@ from perfci.explainstats import Profile, explain, frame_name, match_names
 PLANTED = "plugin/burn.py"
 
 
-def synthetic(seed: int, *, functions: int = 1500, planted: float = 0.0, k: int = 3,
-              renamed: bool = False) -> list[Profile]:  # fmt: skip
+def synthetic(seed: int, *, functions: int = 1500, planted: float = 0.0, k: int = 3, renamed: bool = False,
+              load: float = 0.05) -> list[Profile]:  # fmt: skip
     """K profiles of an engine-like stack tree: per-function rates drawn once per seed of the *tree* (seed 0),
-    each profile with Poisson sampling, a per-start speed factor and per-function start-to-start jitter of 5%."""
+    each profile with Poisson sampling, a per-start speed factor (relative spread `load`: a busy machine slows a
+    whole start) and per-function start-to-start jitter of 5%."""
     tree = random.Random(0)
     parents = [None] + [tree.randrange(0, max(1, i // 3)) for i in range(1, functions)]
     weights = [tree.lognormvariate(0, 2) for _ in range(functions)]
@@ -40,7 +41,7 @@ def synthetic(seed: int, *, functions: int = 1500, planted: float = 0.0, k: int 
     rng = random.Random(seed)
     out = []
     for _ in range(k):
-        speed = rng.lognormvariate(0, 0.05)
+        speed = rng.lognormvariate(0, load)
         stacks = {}
         for p, w in zip(paths, weights, strict=True):
             lam = 20000 * w / total * speed * rng.lognormvariate(0, 0.05)
@@ -78,6 +79,17 @@ def test_the_same_engine_against_itself_flags_nothing(seed):
     e = explain(synthetic(10 + seed), synthetic(100 + seed))
     assert not e.differs, [(r.name, r.q) for t in (e.functions, e.inclusive, e.modules) for r in t.grown() + t.shrunk()]
     assert len(e.functions.rows) > 200 and e.functions.untested > 0  # thousands seen, the sparse ones not tested
+
+
+def test_a_loaded_machine_slowing_whole_starts_is_divided_out_not_taken_for_a_change():
+    """Starts 2x apart in speed (as seen profiling vLLM on a busy 2-core machine)."""
+    for seed in range(3):
+        same = explain(synthetic(20 + seed, load=0.4, k=2), synthetic(200 + seed, load=0.4, k=2))
+        assert not same.differs and max(same.speed) / min(same.speed) > 1.2
+        planted = explain(synthetic(30 + seed, load=0.4, k=2), synthetic(300 + seed, load=0.4, k=2, planted=300))
+        top = planted.functions.grown()[0]
+        assert top.name == "plugin.burn:perfci_planted_burn_2ms" and top.q < 0.01
+        assert len(planted.functions.grown()) + len(planted.functions.shrunk()) <= 3  # nothing else moved
 
 
 def test_a_function_moved_to_another_module_is_matched_by_name():
