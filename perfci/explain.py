@@ -174,7 +174,8 @@ def explain_builds(*, baseline: str, candidate: str, suite: Suite, point: str, d
 
     def stored(build: str) -> list[Profile]:
         return profiles.stored_profiles(db, build_source=targets[build].build_source, hardware_label=label,
-                                        suite_name=suite.name, workload=plan.workload.name,
+                                        suite_name=suite.name, suite_hash=suite.content_hash,
+                                        workload=plan.workload.name,
                                         load_label=plan.load.label, rate_hz=float(RATE_HZ))[:samples]  # fmt: skip
 
     def fresh(build: str) -> list[Profile]:

