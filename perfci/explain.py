@@ -28,7 +28,7 @@ import perfci
 from perfci import hardware, profiles, runner
 from perfci.config import Suite
 from perfci.errors import ConfigError, EngineError, HardwareError
-from perfci.explainstats import FDR, Explanation, Profile, explain, frame_name
+from perfci.explainstats import FDR, Explanation, Profile, Row, explain, frame_name
 from perfci.report.markdown import code
 from perfci.suites import PointPlan, expand
 
@@ -202,7 +202,7 @@ def explain_builds(*, baseline: str, candidate: str, suite: Suite, point: str, d
                           f"{candidate}; 2 each needed): see the profile record's errors in {out}")  # fmt: skip
     explanation = explain(base, cand, fdr=fdr)
     return Result(baseline=baseline, candidate=candidate, point=point, explanation=explanation,
-                  flame_svg=flame_diff_svg(base, cand, title=f"{baseline} → {candidate} · {point}"),
+                  flame_svg=flame_diff_svg(cand, explanation, title=f"{baseline} → {candidate} · {point}"),
                   reused=reused)  # fmt: skip
 
 
@@ -227,7 +227,8 @@ def markdown(result: Result, *, top: int = 10, flame_link: str | None = None) ->
         if not rows:
             continue
         lines += ["", f"{title}:", "",
-                  "| function | process | ms/request before → after | change (95% CI) | share | q |",
+                  f"| {'module' if 'modules' in title else 'function'} | process | ms/request before → after | "
+                  "change (95% CI) | share | q |",
                   "|---|---|---|---|---|---|"]  # fmt: skip
         for r in rows[:top]:
             lines.append(f"| {code(r.name)} | {r.role or '—'} | {_ms(r.before_ms)} → {_ms(r.after_ms)} | "
@@ -238,57 +239,60 @@ def markdown(result: Result, *, top: int = 10, flame_link: str | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-def flame_diff_svg(baseline: list[Profile], candidate: list[Profile], *, title: str, width: int = 1200) -> str:
-    """A self-contained differential flame graph: the candidate's stacks (ms per request, averaged over its
-    profiles), each frame coloured by how its time per request changed from the baseline (red grew, blue
-    shrank, white unchanged); hover a frame for its numbers. No script, no external file: opens offline."""
-    def tree(ps: list[Profile]) -> dict:
-        root: dict = {"n": 0.0, "c": {}}
-        for p in ps:
-            for stacks in p.roles.values():
-                for stack, n in stacks.items():
-                    v = n * p.interval_ms / p.requests / len(ps)
-                    node = root
+def flame_diff_svg(candidate: list[Profile], explanation: Explanation, *, title: str, width: int = 1200) -> str:
+    """A self-contained differential flame graph: the candidate's stacks (width: ms per request, averaged over
+    its profiles), each frame coloured by the test of its function's self time (red: grew, blue: shrank, with
+    q at most the FDR; the stronger the colour, the larger the change relative to its time; grey: no change
+    beyond noise). Colouring by function rather than by stack path keeps an inserted wrapper frame from painting
+    everything under it as new. Hover a frame for its numbers. No script, no external file: opens offline."""
+    rows = {r.name: r for r in explanation.functions.rows}
+    fdr = explanation.fdr
+    root: dict = {"n": 0.0, "c": {}}
+    for p in candidate:
+        for role, stacks in p.roles.items():
+            for stack, n in stacks.items():
+                v = n * p.interval_ms / p.requests / len(candidate)
+                node = root
+                node["n"] += v
+                for frame in [f"[{role}]", *stack.split(";")]:  # one tower per process role
+                    node = node["c"].setdefault(frame_name(frame)[0], {"n": 0.0, "c": {}})
                     node["n"] += v
-                    for frame in stack.split(";"):
-                        name = frame_name(frame)[0]
-                        node = node["c"].setdefault(name, {"n": 0.0, "c": {}})
-                        node["n"] += v
-        return root
-
-    after, before = tree(candidate), tree(baseline)
     row_h, rects = 16, []
-    scale = width / after["n"] if after["n"] else 0.0
+    scale = width / root["n"] if root["n"] else 0.0
     depth_max = 0
 
-    def walk(a: dict, b: dict | None, x: float, depth: int, name: str) -> None:
+    def colour(row: Row | None) -> tuple[str, str]:
+        if row is None or row.q is None:
+            return "rgb(225,225,225)", ""
+        said = f"; self {row.before_ms:.3f} → {row.after_ms:.3f} ms/request, q {row.q:.2g}"
+        if row.q > fdr:
+            return "rgb(225,225,225)", said
+        k = min(1.0, abs(row.delta_ms) / max(row.before_ms, row.after_ms, 1e-9))
+        shade = int(235 - 180 * k)
+        return (f"rgb(255,{shade},{shade})" if row.delta_ms > 0 else f"rgb({shade},{shade},255)"), said
+
+    def walk(node: dict, x: float, depth: int, name: str) -> None:
         nonlocal depth_max
-        w = a["n"] * scale
+        w = node["n"] * scale
         if w < 0.3:
             return
         depth_max = max(depth_max, depth)
-        was = b["n"] if b else 0.0
-        change = (a["n"] - was) / max(a["n"], was, 1e-9)
-        red = change > 0
-        k = min(1.0, abs(change))
-        shade = int(255 - 200 * k)
-        fill = f"rgb(255,{shade},{shade})" if red else f"rgb({shade},{shade},255)"
+        fill, said = colour(rows.get(name))
         label = html.escape(name.rsplit(":", 1)[-1]) if w > 40 else ""
-        tip = html.escape(f"{name}: {was:.3f} → {a['n']:.3f} ms/request ({a['n'] - was:+.3f})")
-        rects.append((x, depth, w, fill, label, tip))
+        rects.append((x, depth, w, fill, label, html.escape(f"{name}: {node['n']:.3f} ms/request here{said}")))
         cx = x
-        for child, node in sorted(a["c"].items(), key=lambda kv: -kv[1]["n"]):
-            walk(node, (b or {"c": {}})["c"].get(child), cx, depth + 1, child)
-            cx += node["n"] * scale
+        for child, sub in sorted(node["c"].items(), key=lambda kv: -kv[1]["n"]):
+            walk(sub, cx, depth + 1, child)
+            cx += sub["n"] * scale
 
-    walk(after, before, 0.0, 0, "all")
+    walk(root, 0.0, 0, "all")
     height = (depth_max + 3) * row_h
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" '
            f'font-size="11"><text x="4" y="12">{html.escape(title)}</text>']  # fmt: skip
     for x, depth, w, fill, label, tip in rects:
         y = height - (depth + 1) * row_h
         out.append(f'<g><title>{tip}</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 1}" '
-                   f'fill="{fill}" stroke="#ccc" stroke-width="0.3"/>'
+                   f'fill="{fill}" stroke="#fff" stroke-width="0.5"/>'
                    + (f'<text x="{x + 2:.1f}" y="{y + 11}">{label[: int(w / 7)]}</text>' if label else "")
                    + "</g>")  # fmt: skip
     out.append("</svg>")

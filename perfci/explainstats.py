@@ -246,9 +246,11 @@ def explain(baseline: Sequence[Profile], candidate: Sequence[Profile], *, fdr: f
 
     roles = sorted(set().union(*(c.roles for c in (*bc, *cc))))
     return Explanation(
-        baseline_profiles=len(baseline), candidate_profiles=len(candidate), total_before_ms=tb, total_after_ms=tc,
-        roles={r: (_mean([per_request(p, c.roles[r]) for p, c in zip(baseline, bc, strict=True)]),
-                   _mean([per_request(p, c.roles[r]) for p, c in zip(candidate, cc, strict=True)])) for r in roles},
+        baseline_profiles=len(baseline), candidate_profiles=len(candidate), total_before_ms=float(tb),
+        total_after_ms=float(tc),
+        roles={r: (float(_mean([per_request(p, c.roles[r]) for p, c in zip(baseline, bc, strict=True)])),
+                   float(_mean([per_request(p, c.roles[r]) for p, c in zip(candidate, cc, strict=True)])))
+               for r in roles},
         functions=table("function-self", lambda c: c.self_),
         inclusive=table("function-inclusive", lambda c: c.incl),
         modules=table("module", lambda c: c.module),
