@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import perfci
-from perfci import hardware, profiles, runner
+from perfci import hardware, profiles, redact, runner
 from perfci.config import Suite
 from perfci.errors import ConfigError, EngineError, HardwareError
 from perfci.explainstats import FDR, Explanation, Profile, Row, explain, frame_name
@@ -95,7 +95,7 @@ def profile_build(*, suite: Suite, target: runner.Target, plan: PointPlan, sampl
         schema_version=profiles.SCHEMA_VERSION, kind=profiles.KIND, profile_id=profiles.new_profile_id(),
         created=created, perfci_version=perfci.__version__, suite={"name": suite.name, "hash": suite.content_hash},
         build={"engine": target.engine.name, "version": target.version or version, "commit": commit,
-               "source": target.build_source},
+               "source": stored_source(target)},
         hardware={"label": hardware.fingerprint()["label"]},
         point={"model": plan.model.name, "workload": plan.workload.name, "load_label": plan.load.label},
         profiler={"tool": sampler.tool, "version": sampler.version, "rate_hz": float(rate_hz)},
@@ -124,17 +124,28 @@ def _one_sample(suite: Suite, target: runner.Target, plan: PointPlan, work: Path
                     spy.kill()
                     _, err = spy.communicate()
     except EngineError as e:
-        return _failed(index, f"engine: {e.args[0]}")
+        return _failed(index, _redacted(f"engine: {e.args[0]}"))
     if not out.exists():
         why = err.decode(errors="replace")[-400:]
-        return _failed(index, f"the profiler wrote nothing (exit {spy.returncode}): {why}")
+        return _failed(index, _redacted(f"the profiler wrote nothing (exit {spy.returncode}): {why}"))
     m = point["metrics"]
     served_n = max(0, int(m.get("requests") or 0) - int(m.get("errors") or 0)) + suite.run.warmup_requests
     headline = {k: _flat(m.get(k)) for k in ("request_rate", "output_throughput", "ttft_ms", "tpot_ms", "e2e_ms")}
     status = "ok" if point["status"] in ("ok", "degraded") and served_n > 0 else "failed"
-    return profiles.Sample(index=index, status=status, error=point["error"], requests=served_n,
+    return profiles.Sample(index=index, status=status, error=_redacted(point["error"]), requests=served_n,
                            duration_s=round(duration, 3), metrics=headline,
-                           roles=profiles.roles_from_raw(out.read_text(errors="replace")))  # fmt: skip
+                           roles=profiles.roles_from_raw(_redacted(out.read_text(errors="replace"))))  # fmt: skip
+
+
+def stored_source(target: runner.Target) -> str:
+    """A build's source as records keep it (redacted as run records are: a home directory becomes ~), so
+    profiles and runs of one build carry the same source."""
+    return redact.redact_source(target.build_source, home=os.path.expanduser("~"), cwd=os.getcwd())
+
+
+def _redacted(text: str | None) -> str | None:
+    """Engine errors and stacks as records keep them: no home or working directory of this machine."""
+    return None if text is None else redact.redact_text(text, home=os.path.expanduser("~"), cwd=os.getcwd())
 
 
 def _flat(value: object) -> float | None:
@@ -173,7 +184,7 @@ def explain_builds(*, baseline: str, candidate: str, suite: Suite, point: str, d
     targets = {b: resolve(engine=b) for b in dict.fromkeys((baseline, candidate))}
 
     def stored(build: str) -> list[Profile]:
-        return profiles.stored_profiles(db, build_source=targets[build].build_source, hardware_label=label,
+        return profiles.stored_profiles(db, build_source=stored_source(targets[build]), hardware_label=label,
                                         suite_name=suite.name, suite_hash=suite.content_hash,
                                         workload=plan.workload.name,
                                         load_label=plan.load.label, rate_hz=float(RATE_HZ))[:samples]  # fmt: skip

