@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv dist clean cli-docs
+.PHONY: demo test check venv dist clean cli-docs bench-hot
 
 $(BIN)/perfci: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,15 +38,25 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-# Lint, then every test: the real-vLLM ones (marked `vllm`) take ~10 minutes on 2 cores; tests/test_wheel.py
+# While working: lint and the unit tests (in-process, no engines or servers), well under a minute.
+check: venv
+	$(BIN)/ruff check perfci tests benchmarks
+	$(BIN)/pytest -q -m unit -p no:cacheprovider
+
+# Lint, then every test (unit, integration, vllm, browser): the real-vLLM ones take ~10 minutes on 2 cores; tests/test_wheel.py
 # builds the wheel, installs it into a fresh venv and runs it from an empty directory.
 test: venv $(CHROMIUM)
 	$(BIN)/ruff check perfci tests benchmarks
 	PERFCI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 
+# perfci's own hot paths (benchmarks/hot_paths.py, pytest-benchmark; ~1 minute): timings in bench-hot.json and
+# saved under .benchmarks/, which `.venv/bin/pytest benchmarks/hot_paths.py --benchmark-compare` compares against.
+bench-hot: venv
+	$(BIN)/pytest benchmarks/hot_paths.py -p no:cacheprovider --benchmark-json=bench-hot.json --benchmark-autosave
+
 # docs/cli.md's reference and exit-code table, from the command tree (tests/test_cli_docs.py checks them).
 cli-docs: venv
-	$(BIN)/python -m perfci.cli_docs
+	$(BIN)/python -m perfci.cli.docs
 
 clean:
 	rm -rf $(VENV) dist perfci.db runs/ site/ .pytest_cache tests/artifacts

@@ -30,7 +30,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from perfci import ab, config, store
+from perfci import config, store
+from perfci.verdicts import ab
 
 MODEL = "decode_ms_per_token = {decode}\nstart_noise = 0.01\nstartup_s = 0.1\n"
 SUITE = """\

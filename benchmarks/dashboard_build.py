@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perfci import dashboard, store
-from perfci.records import SCHEMA_VERSION, RunRecord
+from perfci import store
+from perfci.report import dashboard
+from perfci.store.records import SCHEMA_VERSION, RunRecord
 
 ENGINES = ("vllm", "sglang")
 HARDWARE = ("h100", "h200")

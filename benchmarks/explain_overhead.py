@@ -20,8 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from perfci import config, explain, runner
-from perfci.engines import sim
+from perfci import config
+from perfci.measure import runner
+from perfci.measure.engines import sim
+from perfci.verdicts import explain
 
 SUITE = """
 name = "overhead"

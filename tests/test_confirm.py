@@ -16,12 +16,12 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from perfci import abstats
-from perfci.cli import cli
-from perfci.confirm import CONFIRMED, INCONCLUSIVE, NOT_REPRODUCED, decide, series_name, spec_of_source
+from perfci.cli.main import cli
 from perfci.errors import ConfigError
-from perfci.findings import Finding, Member
-from perfci.series import SeriesKey
+from perfci.verdicts import abstats
+from perfci.verdicts.confirm import CONFIRMED, INCONCLUSIVE, NOT_REPRODUCED, decide, series_name, spec_of_source
+from perfci.verdicts.findings import Finding, Member
+from perfci.verdicts.series import SeriesKey
 from tests.github_fake import INSTALLATION_TOKEN, NAME, OWNER, install
 
 SUITE = """

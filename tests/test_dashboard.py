@@ -1,4 +1,4 @@
-"""`perfci dashboard` and perfci.dashboard over real SQLite stores of synthesised records: page data, escaping of
+"""`perfci dashboard` and perfci.report.dashboard over real SQLite stores of synthesised records: page data, escaping of
 untrusted text, the cost table, replacing a site, serving it over HTTP. tests/browser/ opens the site in Chromium."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import urllib.request
 import pytest
 from click.testing import CliRunner
 
-from perfci import dashboard, findings
-from perfci.cli import cli
+from perfci.cli.main import cli
 from perfci.errors import ConfigError
-from perfci.records import RunRecord
+from perfci.report import dashboard
 from perfci.store import ingest
+from perfci.store.records import RunRecord
+from perfci.verdicts import findings
 
 HOSTILE = '</script><script>alert("x")</script><img src=x onerror=alert(1)>'
 PAGE_DATA = re.compile(r'<script type="application/json" id="page-data">(.*?)</script>', re.S)
@@ -102,7 +103,7 @@ def test_overview_startup_and_cost_data(tmp_db, add_run, tmp_path):
     (row,) = page_data(tmp_path / "site/index.html")["rows"]
     cell = row["cells"]["tiny"]
     assert (cell["run_id"], cell["build"], cell["baseline"]) == (newest, "sim==0.2.0", "sim==0.1.0")
-    assert cell["verdict"] in findings.RUN_VERDICTS
+    assert cell["verdict"] in findings.VERDICTS
     (stack,) = page_data(tmp_path / "site/startup.html")["stacks"]
     # The conftest record's phases are not the sim adapter's: only the parts every engine has are stacked.
     assert stack["phases"] == [] and [c["cache"] for c in stack["caches"]] == ["cold", "warm"]

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from perfci import profiles, store
+from perfci import store
 from perfci.errors import RecordError
-from perfci.explainstats import Profile, explain, frame_name, match_names
+from perfci.store import profiles
+from perfci.verdicts.explainstats import Profile, explain, frame_name, match_names
 
 PLANTED = "plugin/burn.py"
 
@@ -258,8 +259,8 @@ def test_bisect_explain_names_the_culprit_and_stores_why_for_reports_and_the_das
     assert result["explain"]["baseline"] == shas[3] and result["explain"]["candidate"] == shas[4]
     assert result["explain"]["grown"][0]["name"] == "perfci.simulator:step_overhead"
 
-    from perfci.dashboard import build_site, load_costs
     from perfci.report import markdown, summary
+    from perfci.report.dashboard import build_site, load_costs
 
     db = store.open_db(tmp_path / "b.db")
     (bisect,) = summary.bisects(db)

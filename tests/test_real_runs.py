@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from perfci.cli import cli
+from perfci.cli.main import cli
 
 RECORDS = Path(__file__).parent / "fixtures" / "real-vllm"
 

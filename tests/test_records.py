@@ -13,19 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from perfci import records
 from perfci.errors import RecordError
-from perfci.loadgen.client import ERROR_KINDS
-from perfci.records import (
+from perfci.measure.loadgen.client import ERROR_KINDS
+from perfci.store import records
+from perfci.store.records import (
     RUN_ID_PATTERN,
     SCHEMA_VERSION,
     RunRecord,
-    iso_utc,
     migrate,
     new_run_id,
     read_record,
     write_record,
 )
+from perfci.utc import stamp
 
 
 def write_json(path: Path, data) -> Path:
@@ -252,11 +252,11 @@ def test_run_ids_are_uuid4_text():
     assert all(re.match(RUN_ID_PATTERN, i) for i in ids)
 
 
-def test_iso_utc():
+def test_utc_stamp_is_milliseconds_in_utc_and_refuses_naive_datetimes():
     moment = datetime(2026, 11, 27, 1, 40, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
-    assert iso_utc(moment) == "2026-11-26T23:40:00.123Z"
+    assert stamp(moment) == "2026-11-26T23:40:00.123Z"
     with pytest.raises(ValueError, match="naive"):
-        iso_utc(datetime(2026, 1, 1))
+        stamp(datetime(2026, 1, 1))
 
 
 # Property: anything the models accept survives write -> read unchanged.
@@ -268,7 +268,7 @@ json_values = st.recursive(
     max_leaves=10,
 )
 timestamps = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)).map(
-    iso_utc
+    stamp
 )
 
 

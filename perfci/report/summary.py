@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
-from perfci import findings, series, store
+from perfci import store
 from perfci.errors import ConfigError
-from perfci.findings import Finding, SeriesVerdict
-from perfci.series import SCOPE, Selection, SeriesKey
-
-VERDICTS = ("regression", "failed", "improvement", "inconclusive", "no-baseline", "unchanged")  # by severity
+from perfci.store import bisects as stored_bisects
+from perfci.verdicts import findings, series
+from perfci.verdicts.findings import VERDICTS, Finding, SeriesVerdict
+from perfci.verdicts.series import SCOPE, Selection, SeriesKey
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Bisect:
     regression_id: int | None
     updated: str
     error: str | None
-    explanation: dict | None = None  # `perfci bisect --explain`: the culprit against its parent (perfci.explain)
+    explanation: dict | None = None  # `perfci bisect --explain`: the culprit against its parent
 
 
 @dataclass(frozen=True)
@@ -95,19 +95,12 @@ def of_comparison(db: Database, baseline: str, candidate: str, *, min_effect: fl
 def of_latest_detect(db: Database) -> Summary:
     """The runs the newest `perfci detect` pass judged, with the verdicts it stored (medians from the store), and
     the findings in their scopes that are open or that pass saw."""
-    judged = store.read_frame(
-        db, "SELECT j.*, r.engine, r.version, r.\"commit\", r.hardware_label, r.suite FROM judged_runs j "
-        "JOIN runs r USING (run_id) WHERE j.judged_at = (SELECT max(judged_at) FROM judged_runs) "
-        "ORDER BY r.created, j.run_id"
-    )
+    judged = store.latest_judged_frame(db)
     if judged.empty:
         raise ConfigError("nothing to report: no run has been judged (run `perfci detect`, or give --baseline and "
                           "--candidate)")  # fmt: skip
     stamp = judged["judged_at"].iloc[0]
-    stored = store.read_frame(
-        db, f"SELECT * FROM verdicts WHERE run_id IN ({', '.join('?' * len(judged))}) "
-        "ORDER BY run_id, model, workload, load_label, metric", list(judged["run_id"])
-    )
+    stored = store.verdicts_frame(db, judged["run_id"])
     baseline_runs = {row.run_id: tuple(json.loads(row.baseline_runs)) if _text(row.baseline_runs) else ()
                      for row in judged.itertuples()}  # fmt: skip
     obs = series.observations(db, run_ids=dict.fromkeys([*judged["run_id"], *sum(baseline_runs.values(), ())]))
@@ -168,12 +161,6 @@ _BISECT_FIELDS = tuple(f for f in Bisect.__dataclass_fields__ if f != "explanati
 
 def bisects(db: Database, regression_ids: Iterable[int] | None = None) -> list[Bisect]:
     """Bisections, newest first: all, or those started from the given findings."""
-    sql = (f"SELECT {', '.join(_BISECT_FIELDS)}, (SELECT result FROM bisect_explanations e WHERE e.bisect_id = "
-           "bisects.id) FROM bisects")  # fmt: skip
-    params: list[Any] = []
-    if regression_ids is not None:
-        ids = list(regression_ids)
-        sql += f" WHERE regression_id IN ({', '.join('?' * len(ids))})"
-        params = ids
-    rows = db.execute(sql + " ORDER BY updated DESC, id DESC", params).fetchall()
-    return [Bisect(*row[:-1], explanation=json.loads(row[-1]) if row[-1] else None) for row in rows]
+    explained = stored_bisects.explanations(db)
+    return [Bisect(*row, explanation=explained.get(row[0])) for row in stored_bisects.rows(db, _BISECT_FIELDS,
+                                                                                           regression_ids)]

