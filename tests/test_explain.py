@@ -223,7 +223,7 @@ def test_explain_on_the_sim_engine_names_its_slower_step_and_reuses_stored_profi
     result = json.loads(done.stdout)
     assert result["reused_profiles"] == {"sim:a.toml": 3, "sim:b.toml": 0}  # a's from `perfci profile`
     top = result["grown"][0]
-    assert top["name"] == "perfci.simulator:step_overhead" and top["q"] < 0.01 and top["role"] == "api-server"
+    assert top["name"] == "perfci.measure.simulator:step_overhead" and top["q"] < 0.01 and top["role"] == "api-server"
     svg = (tmp_path / result["flame_graph"]).read_text()
     assert svg.startswith("<svg") and "step_overhead" in svg and "<script" not in svg
     assert len(list((tmp_path / "runs").glob("profile-*.json"))) == 2
@@ -257,7 +257,7 @@ def test_bisect_explain_names_the_culprit_and_stores_why_for_reports_and_the_das
     result = json.loads(done.stdout)
     assert result["culprit"] == shas[4]
     assert result["explain"]["baseline"] == shas[3] and result["explain"]["candidate"] == shas[4]
-    assert result["explain"]["grown"][0]["name"] == "perfci.simulator:step_overhead"
+    assert result["explain"]["grown"][0]["name"] == "perfci.measure.simulator:step_overhead"
 
     from perfci.report import markdown, summary
     from perfci.report.dashboard import build_site, load_costs
@@ -265,10 +265,10 @@ def test_bisect_explain_names_the_culprit_and_stores_why_for_reports_and_the_das
     db = store.open_db(tmp_path / "b.db")
     (bisect,) = summary.bisects(db)
     comment = markdown.bisect_comment(bisect)
-    assert "| `perfci.simulator:step_overhead` | api-server |" in comment
+    assert "| `perfci.measure.simulator:step_overhead` | api-server |" in comment
     build_site(db, tmp_path / "site", costs=load_costs())
     page = (tmp_path / "site" / "explain" / "bisect-1.html").read_text()
-    assert "perfci.simulator:step_overhead" in page and 'src="bisect-1.svg"' in page
+    assert "perfci.measure.simulator:step_overhead" in page and 'src="bisect-1.svg"' in page
     assert (tmp_path / "site" / "explain" / "bisect-1.svg").read_text().startswith("<svg")
 
 
