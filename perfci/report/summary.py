@@ -61,6 +61,7 @@ class Bisect:
     regression_id: int | None
     updated: str
     error: str | None
+    explanation: dict | None = None  # `perfci bisect --explain`: the culprit against its parent
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,11 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None  # SQL NULL may arrive as None or NaN
 
 
-_BISECT_FIELDS = tuple(Bisect.__dataclass_fields__)
+_BISECT_FIELDS = tuple(f for f in Bisect.__dataclass_fields__ if f != "explanation")
 
 
 def bisects(db: Database, regression_ids: Iterable[int] | None = None) -> list[Bisect]:
     """Bisections, newest first: all, or those started from the given findings."""
-    return [Bisect(*row) for row in stored_bisects.rows(db, _BISECT_FIELDS, regression_ids)]
+    explained = stored_bisects.explanations(db)
+    return [Bisect(*row, explanation=explained.get(row[0])) for row in stored_bisects.rows(db, _BISECT_FIELDS,
+                                                                                           regression_ids)]

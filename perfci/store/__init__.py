@@ -316,8 +316,12 @@ def ingest_files(db: Database, paths: Iterable[Path]) -> IngestReport:
     report = IngestReport()
     for path in (f for p in map(Path, paths) for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])):
         try:
-            record = read_record(path)
-            stored = ingest(db, record, record_path=str(path))
+            from perfci.store import profiles  # it reads the statistics' types: imported when used
+
+            if profiles.is_profile_file(path):  # profile records live beside run records
+                stored = profiles.ingest_profile(db, profiles.read_profile(path), record_path=str(path))
+            else:
+                stored = ingest(db, read_record(path), record_path=str(path))
         except RecordError as e:
             report.refused.append((path, str(e)))
             continue
@@ -328,7 +332,7 @@ def ingest_files(db: Database, paths: Iterable[Path]) -> IngestReport:
 # What run records do not hold, kept from the store a rebuild replaces: findings with the statuses people gave
 # them (and the ids issues and bisects refer to), bisects, and what the watcher has seen and planned.
 CARRIED_TABLES = ("regressions", "regression_series", "bisects", "bisect_candidates", "bisect_trials",
-                  "watched_builds", "planned_jobs")  # fmt: skip
+                  "bisect_explanations", "watched_builds", "planned_jobs")  # fmt: skip
 
 
 # The temp file a rebuild builds the new store in, next to it; SQLite may add -wal/-shm/-journal sidecars.

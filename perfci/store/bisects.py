@@ -4,6 +4,7 @@ module only stores and reads."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -87,3 +88,34 @@ def culprits_frame(db: Database) -> pandas.DataFrame:
         db, "SELECT id, engine, hardware_label, suite, workload, load_label, metric, culprit, culprit_subject, "
         "culprit_url, confidence, outcome FROM bisects WHERE culprit IS NOT NULL"
     )
+
+
+def explanations(db: Database) -> dict[int, dict]:
+    """Each explained bisect's stored explanation (`perfci bisect --explain`), by bisect id."""
+    if "bisect_explanations" not in db.table_names():
+        return {}
+    return {i: json.loads(r) for i, r in db.execute("SELECT bisect_id, result FROM bisect_explanations")}
+
+
+def save_explanation(db: Database, *, bisect_id: int, baseline: str, candidate: str, point: str, result: dict,
+                     flame_svg: str) -> None:  # fmt: skip
+    """Store (or replace) a bisect's explained culprit: the explanation's top rows and its flame-graph SVG."""
+    from perfci import utc
+    from perfci.store import write_transaction
+
+    with write_transaction(db):
+        db["bisect_explanations"].upsert({"bisect_id": bisect_id, "created": utc.now(), "baseline": baseline,
+                                          "candidate": candidate, "point": point, "result": json.dumps(result),
+                                          "flame_svg": flame_svg}, pk="bisect_id")  # fmt: skip
+
+
+def explained_culprits(db: Database) -> list[dict]:
+    """Each explained bisect culprit (`perfci bisect --explain`) with its bisect's metric and commit, and the
+    flame-graph diff's SVG text, by bisect id."""
+    if "bisect_explanations" not in db.table_names():
+        return []
+    rows = db.execute("SELECT e.bisect_id, e.baseline, e.candidate, e.point, e.result, e.flame_svg, b.metric, "
+                      "b.culprit_subject, b.culprit_url FROM bisect_explanations e JOIN bisects b ON b.id = "
+                      "e.bisect_id ORDER BY e.bisect_id").fetchall()  # fmt: skip
+    keys = ("bisect_id", "baseline", "candidate", "point", "result", "flame_svg", "metric", "subject", "url")
+    return [{**dict(zip(keys, r, strict=True)), "result": json.loads(r[4])} for r in rows]

@@ -216,3 +216,26 @@ def test_missing_data_issue_names_each_silent_series_since_when_and_the_jobs_wai
     closing = markdown.silence_closing_comment("2026-11-23T06:00:00.000Z")
     back = markdown.silence_issue([], silent_after_hours=48)
     check_golden("silence.md", "\n".join((title, "", text, back, closing)))
+
+
+def _row(name: str, role: str, before: float, after: float, q: float) -> dict:
+    return {"name": name, "module": name.rsplit(":", 1)[0], "role": role, "before_ms": before, "after_ms": after,
+            "delta_ms": after - before, "ci_low": after - before - 0.4, "ci_high": after - before + 0.4,
+            "share_before": 0.0, "share_after": 0.1, "p": q / 10, "q": q}  # fmt: skip
+
+
+EXPLANATION = {"baseline_profiles": 3, "candidate_profiles": 3, "fdr": 0.05, "differs": True,
+               "grown": [_row("vllm.v1.core.sched.scheduler:Scheduler.schedule", "engine-core", 1.25, 4.5, 1e-6),
+                         _row("vllm.v1.engine.output_processor:OutputProcessor.process_outputs", "api-server",
+                              0.5, 0.875, 0.004)],
+               "shrunk": [_row("vllm.utils:cdiv", "engine-core", 0.25, 0.0, 0.03)], "flame_graph": "x.svg"}  # fmt: skip
+
+
+def test_an_explained_culprit_shows_its_grown_functions_and_links_the_flame_graph_diff():
+    explained = replace(CULPRIT, id=7, explanation=EXPLANATION)
+    quiet = replace(CULPRIT, id=8, explanation={**EXPLANATION, "grown": [], "differs": True})
+    check_golden("bisect-explained.md", "\n".join(markdown.bisect_comment(b) for b in (explained, quiet)))
+    body = markdown.issue(FINDING, [explained], DASHBOARD)
+    check_golden("issue-explained.md", body)
+    assert "(https://perf.example.org/site/explain/bisect-7.html)" in body
+    assert "`vllm.v1.core.sched.scheduler:Scheduler.schedule` | engine-core | 1.250 → 4.500 (+3.250) | 1e-06 |" in body
