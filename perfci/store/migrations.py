@@ -474,33 +474,6 @@ def _views(db: Database) -> None:
         db.create_view(name, sql)
 
 
-@_migration("0011_profiles")
-def _profiles(db: Database) -> None:
-    """Profile records (perfci.store.profiles): diagnostic profiling runs, one row per record and one per sampled
-    process role of each fresh start, the collapsed stacks kept compressed as in the record."""
-    db["profiles"].create(
-        {"profile_id": str, "created": str, "engine": str, "version": str, "build_source": str,
-         "hardware_label": str, "suite_name": str, "suite_hash": str, "model": str, "workload": str,
-         "load_label": str, "tool": str, "rate_hz": float, "status": str, "record_path": str},
-        pk="profile_id", not_null=["created", "build_source", "hardware_label", "workload", "load_label"],
-    )  # fmt: skip
-    db["profile_samples"].create(
-        {"profile_id": str, "idx": int, "status": str, "requests": int, "duration_s": float, "role": str,
-         "samples": int, "stacks": str},
-        pk=("profile_id", "idx", "role"), foreign_keys=[("profile_id", "profiles", "profile_id")],
-    )  # fmt: skip
-    db["profiles"].create_index(["build_source", "hardware_label", "workload", "load_label"])
-    # A bisect's culprit explained against its parent (`perfci bisect --explain`): the top rows as JSON and the
-    # differential flame graph (SVG text), so reports and the dashboard need nothing but the store.
-    db["bisect_explanations"].create(
-        {"bisect_id": int, "created": str, "baseline": str, "candidate": str, "point": str, "result": str,
-         "flame_svg": str},
-        pk="bisect_id", foreign_keys=[("bisect_id", "bisects", "id")],
-    )  # fmt: skip
-
-
-
-# Frozen with 0010: a changed view is a new migration that drops and recreates it.
 VIEWS = {
     "run_hardware": """
         SELECT run_id, hardware_label, json_extract(hardware, '$.cpu') AS cpu,
@@ -544,3 +517,32 @@ VIEWS = {
 def _kernels(db: Database) -> None:
     """Run records v3: `build.kernels`, what ran in place of the engine's own kernels (null: its own)."""
     db["runs"].add_column("kernels", str)
+
+
+@_migration("0012_profiles")
+def _profiles(db: Database) -> None:
+    """Profile records (perfci.store.profiles): diagnostic profiling runs, one row per record and one per sampled
+    process role of each fresh start, the collapsed stacks kept compressed as in the record."""
+    db["profiles"].create(
+        {"profile_id": str, "created": str, "engine": str, "version": str, "build_source": str,
+         "hardware_label": str, "suite_name": str, "suite_hash": str, "model": str, "workload": str,
+         "load_label": str, "tool": str, "rate_hz": float, "status": str, "record_path": str},
+        pk="profile_id", not_null=["created", "build_source", "hardware_label", "workload", "load_label"],
+    )  # fmt: skip
+    db["profile_samples"].create(
+        {"profile_id": str, "idx": int, "status": str, "requests": int, "duration_s": float, "role": str,
+         "samples": int, "stacks": str},
+        pk=("profile_id", "idx", "role"), foreign_keys=[("profile_id", "profiles", "profile_id")],
+    )  # fmt: skip
+    db["profiles"].create_index(["build_source", "hardware_label", "workload", "load_label"])
+    # A bisect's culprit explained against its parent (`perfci bisect --explain`): the top rows as JSON and the
+    # differential flame graph (SVG text), so reports and the dashboard need nothing but the store.
+    db["bisect_explanations"].create(
+        {"bisect_id": int, "created": str, "baseline": str, "candidate": str, "point": str, "result": str,
+         "flame_svg": str},
+        pk="bisect_id", foreign_keys=[("bisect_id", "bisects", "id")],
+    )  # fmt: skip
+
+
+
+# Frozen with 0010: a changed view is a new migration that drops and recreates it.

