@@ -209,9 +209,12 @@ def _env_exists(release: Release) -> bool:
 
 
 def _with_tail(e: EngineError) -> str:
-    """The message and the last line of its log tail (uv's or the engine's reason), on one line."""
-    tail = e.log_tail.strip().splitlines()
-    return str(e.args[0]) + (f": {tail[-1].strip()}" if tail else "")
+    """The message and the line of its log tail that gives the reason (uv's `cause:` line of a resolution that
+    failed, else the last line), on one line."""
+    tail = [line.strip() for line in e.log_tail.strip().splitlines() if line.strip()]
+    causes = [line.removeprefix("cause: ") for line in tail if line.startswith("cause:")]
+    reason = (causes or tail or [""])[0 if causes else -1]
+    return str(e.args[0]) + (f": {reason}" if reason else "")
 
 
 def summary(outcomes: list[Outcome]) -> str:

