@@ -363,6 +363,19 @@ def rebuild(records_dir, db_path, allow_partial, as_json) -> None:
         console.print(f"left out of {db_path}: the {len(report.refused)} refused file(s) above", markup=False)
 
 
+@db.command("export")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder the records are copied into (made if missing), e.g. examples/NAME/.")  # fmt: skip
+def export(sources, out) -> None:
+    """Copy run records (files, or every *.json under a folder) into a dataset folder that can ship: each read and
+    validated, machine paths and credentials redacted, written compact; run ids already there are skipped."""
+    from perfci import dataset
+
+    written = dataset.export(sources=sources, out=out, home=os.path.expanduser("~"), cwd=os.getcwd())
+    console.print(f"{len(written)} record(s) written to {out}", markup=False, highlight=False)
+
+
 @cli.group()
 def env() -> None:
     """Per-build environments under $PERFCI_CACHE (default ~/.cache/perfci)."""
