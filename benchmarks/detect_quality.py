@@ -39,7 +39,7 @@ import numpy as np
 import ruptures
 from otava.series import Metric, Series
 
-from perfci import detect
+from perfci.verdicts import detect
 
 Noise = Callable[[np.random.Generator, int], np.ndarray]
 TOLERANCE = 3  # builds between a reported change point and the true one

@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from perfci import detect, series
 from perfci.store import open_db
+from perfci.verdicts import detect, series
 
 POWER = 0.8
 SIMS = 400

@@ -57,10 +57,10 @@ import httpx
 import numpy as np
 import peers
 
-from perfci import runner, tinymodel
-from perfci.loadgen.client import RequestSpec, run_point
-from perfci.loadgen.prompts import Prompts
-from perfci.loadgen.sse import SSEParser
+from perfci.measure import runner, tinymodel
+from perfci.measure.loadgen.client import RequestSpec, run_point
+from perfci.measure.loadgen.prompts import Prompts
+from perfci.measure.loadgen.sse import SSEParser
 
 try:
     import uvloop

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from perfci.envs import cache_dir
+from perfci.measure.envs import cache_dir
 
 GUIDELLM = "guidellm==0.8.1"
 

@@ -22,7 +22,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from perfci import config, runner, store
+from perfci import config, store
+from perfci.measure import runner
 
 
 def startup_suite(state: str) -> config.Suite:

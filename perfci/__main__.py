@@ -1,3 +1,3 @@
-from perfci.cli import cli
+from perfci.cli.main import cli
 
 cli()

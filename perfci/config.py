@@ -21,7 +21,7 @@ from perfci.errors import ConfigError
 from perfci.resources import shipped
 
 TINY_MODEL = "perfci:tiny-llama"
-TINY_MODEL_MAX_LEN = 4096  # perfci.tinymodel's max_position_embeddings: what an engine serves it with by default
+TINY_MODEL_MAX_LEN = 4096  # perfci.measure.tinymodel's max_position_embeddings: an engine's default for it
 # No served model takes more; a bigger count is a typo that would only fail once prompts are built.
 MAX_TOKENS = 1_048_576
 

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from perfci import __version__, envs
+from perfci import __version__
+from perfci.measure import envs
 
 MESSAGE_LIMIT = 200  # characters of the exception's first line on the one line printed
 

@@ -1,179 +1,184 @@
-"""Per-request samples -> point aggregates. Pure: no clocks, no I/O.
+"""The metric vocabulary: every metric perfci measures, stores, judges and shows, defined once.
 
-Definitions (docs/metrics.md) follow `vllm bench serve`: TTFT = first token - send; E2E = last token - send
-(time to last token); TPOT = (E2E - TTFT) / (output tokens - 1), only for requests with > 1 output token;
-ITL = every gap between consecutive streamed chunks, pooled over requests (so spikes stay visible).
-Percentiles interpolate linearly between order statistics (numpy's default, as vLLM).
+Each metric has a flat name (the store's column and the series' `metric`), a type, a unit, a direction
+(higher is better, lower is better, or none for counts that are never judged), how a point aggregates it from
+its requests, and the label reports and dashboards print. perfci.measure.aggregate computes a point's metrics
+as a nested dict (`{"ttft_ms": {"p50": …}}`); `flatten` turns it into the flat names used everywhere after
+(`ttft_ms_p50`). Startup series are named `startup.<phase>` and `startup.total` (seconds, lower is better).
+Pure: no I/O.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+import json
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
-from perfci.config import Run, Slo
-from perfci.loadgen.client import RequestSample
+from perfci.errors import ConfigError, RecordError
 
 STATS = ("mean", "std", "p50", "p90", "p95", "p99", "max")
+# The latency statistics judged: all but max (a single request) and std (not a speed).
+JUDGED_STATS = ("mean", "p50", "p90", "p95", "p99")
 LATENCIES = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")
-# The scalars `summarize` returns, with their types (None is always allowed: no data).
-SCALARS: dict[str, type] = {
-    "requests": int,
-    "completed": int,
-    "errors": int,
-    "error_rate": float,
-    "duration_s": float,
-    "request_rate": float,
-    "output_throughput": float,
-    "total_throughput": float,
-    "goodput": float,
-    "slo_met": bool,
-    "prompt_tokens_mean": float,
-    "output_tokens_mean": float,
-    "skipped": int,  # requests not sent: the point stopped early (stalled engine, run deadline)
-}
-# The metric vocabulary: every key of `summarize`, flattened as the store flattens it (`ttft_ms.p50` ->
-# `ttft_ms_p50`), with its type. The store has a typed column for each; other keys go to its JSON column
-# (`errors_by_kind`, whose kinds are open-ended: `http_3xx`, ...).
-VOCABULARY: dict[str, type] = {**SCALARS, **{f"{m}_{s}": float for m in LATENCIES for s in STATS}}
-# Direction of each metric: detection, reports and dashboards read it from here.
-HIGHER_IS_BETTER = {"request_rate": True, "output_throughput": True, "total_throughput": True, "goodput": True}
+_LATENCY_LABELS = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "itl_ms": "ITL", "e2e_ms": "E2E latency"}
+_LATENCY_MEANING = {"ttft_ms": "first token - send", "tpot_ms": "(E2E - TTFT) / (output tokens - 1)",
+                    "itl_ms": "gaps between streamed chunks, pooled", "e2e_ms": "last token - send"}  # fmt: skip
+
+# Startup series: workload "(startup)" (suite workload names cannot hold parentheses), load level = cache state.
+STARTUP_WORKLOAD = "(startup)"
+STARTUP_PREFIX = "startup."
 
 
 @dataclass(frozen=True, slots=True)
-class RequestTimes:
-    """One request's latencies in milliseconds (None where undefined)."""
+class Metric:
+    name: str
+    kind: type  # int, float or bool; None is always allowed (no data)
+    unit: str  # "ms", "s", "req/s", "tok/s", "ratio", "tokens", "requests", "" (none)
+    higher_is_better: bool | None  # None: never judged (a count, a duration, a flag)
+    aggregation: str  # how a point gets it from its requests
+    label: str
+    judged: bool = False  # compared across builds (detect, A/B, bisect)
 
-    send_ms: float
-    ttft_ms: float | None
-    e2e_ms: float | None
-    tpot_ms: float | None
-    itl_ms: tuple[float, ...]
-
-
-def request_times(sample: RequestSample, point_start_ns: int) -> RequestTimes:
-    ms = 1e-6
-    send = (sample.sent_ns - point_start_ns) * ms
-    if not sample.ok or sample.first_token_ns is None:
-        return RequestTimes(send, None, None, None, ())
-    ttft = (sample.first_token_ns - sample.sent_ns) * ms
-    last = sample.chunk_ns[-1] if sample.chunk_ns else sample.first_token_ns
-    e2e = (last - sample.sent_ns) * ms
-    tpot = (e2e - ttft) / (sample.output_tokens - 1) if sample.output_tokens > 1 else None
-    gaps = tuple(float(g) * ms for g in np.diff(sample.chunk_ns)) if len(sample.chunk_ns) > 1 else ()
-    return RequestTimes(send, ttft, e2e, tpot, gaps)
-
-
-def stats(values: Sequence[float] | np.ndarray) -> dict[str, float | None]:
-    """mean, std (sample, ddof=1), p50/p90/p95/p99, max; all None for an empty sample."""
-    a = np.asarray(values, dtype=float)
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return dict.fromkeys(STATS)
-    p50, p90, p95, p99 = np.percentile(a, [50, 90, 95, 99])
-    return {
-        "mean": float(a.mean()),
-        "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
-        "p50": float(p50),
-        "p90": float(p90),
-        "p95": float(p95),
-        "p99": float(p99),
-        "max": float(a.max()),
-    }
+    def format(self, value: float | None) -> str:
+        """The value with its unit, as reports print it."""
+        if value is None or not math.isfinite(value):
+            return "—"
+        if self.unit == "ms":
+            return f"{value:,.1f} ms"
+        if self.unit == "s":
+            return f"{value:,.2f} s"
+        if self.unit == "ratio":
+            return f"{value:.1%}"
+        if self.unit == "req/s":
+            return f"{value:,.2f} req/s"
+        if self.unit == "tok/s":
+            return f"{value:,.1f} tok/s"
+        return f"{value:,.4g}"
 
 
-def summarize(samples: Sequence[RequestSample], *, started_ns: int, ended_ns: int, slo: Slo,
-              skipped: int | None = 0) -> dict:  # fmt: skip
-    """Aggregate one point. Rates divide by the measured window: first send to last completion. `skipped`:
-    planned requests the point did not send because it stopped early (None: the point had no request count)."""
-    times = [request_times(s, started_ns) for s in samples]
-    ok = [(s, t) for s, t in zip(samples, times, strict=True) if s.ok and t.ttft_ms is not None]
-    duration_s = max(ended_ns - started_ns, 0) / 1e9
-    per_s = (lambda n: n / duration_s) if duration_s > 0 else (lambda n: 0.0)
-    out_tokens = sum(s.output_tokens for s, _ in ok)
-    in_tokens = sum(s.prompt_tokens for s, _ in ok)
-    series = {
-        "ttft_ms": [t.ttft_ms for _, t in ok],
-        "tpot_ms": [t.tpot_ms for _, t in ok if t.tpot_ms is not None],
-        "itl_ms": [g for _, t in ok for g in t.itl_ms],
-        "e2e_ms": [t.e2e_ms for _, t in ok],
-    }
-    good = sum(1 for _, t in ok if meets_request_slo(t, slo))
-    n = len(samples)
-    kinds = Counter(s.error_kind or "other" for s in samples if not s.ok)
-    return {
-        "requests": n,
-        "completed": len(ok),
-        "errors": n - len(ok),
-        "error_rate": (n - len(ok)) / n if n else None,
-        "errors_by_kind": dict(sorted(kinds.items())),
-        "skipped": skipped,
-        "duration_s": duration_s,
-        "request_rate": per_s(len(ok)),
-        "output_throughput": per_s(out_tokens),
-        "total_throughput": per_s(out_tokens + in_tokens),
-        "goodput": per_s(good) if has_limits(slo) else None,
-        "slo_met": (bool(ok) and point_meets_slo(series, slo)) if has_limits(slo) else None,
-        "prompt_tokens_mean": in_tokens / len(ok) if ok else None,
-        "output_tokens_mean": out_tokens / len(ok) if ok else None,
-        **{name: stats(values) for name, values in series.items()},
-    }
+def _scalar(name: str, kind: type, unit: str, higher: bool | None, aggregation: str, *,
+            judged: bool = False) -> Metric:  # fmt: skip
+    return Metric(name, kind, unit, higher, aggregation, name.replace("_", " "), judged)
 
 
-def point_status(m: dict, *, stopped: str | None, run: Run, first_error: str | None = None) -> tuple[str, str | None]:
-    """A measured point's status and why (docs/metrics.md, "Point status"): `failed` when nothing completed
-    or the error rate is above `run.failed_error_rate`; `degraded` when it is above `run.max_error_rate` or
-    the point stopped early; else `ok`. Only `ok` points are ever compared or used as a baseline."""
-    n, errors, rate = m["requests"], m["errors"], m["error_rate"]
-    kinds = ", ".join(f"{kind} {count}" for kind, count in m["errors_by_kind"].items())
-    parts = [f"{errors} of {n} requests failed ({kinds})"] if errors else []
-    if first_error:
-        parts.append(f"first: {first_error}")
-    if stopped:
-        parts.append(stopped + (f"; {m['skipped']} requests not sent" if m.get("skipped") else ""))
-    why = "; ".join(parts) or None
-    if not m["completed"]:
-        return "failed", why or "no request was sent"
-    if rate > run.failed_error_rate:
-        return "failed", why
-    if rate > run.max_error_rate or stopped:
-        return "degraded", why
-    return "ok", why
+# Every key of a point's metrics, in the order of the store's columns. `errors_by_kind` is not here: its kinds
+# are open-ended (`http_3xx`, …), so the store keeps it in its JSON column.
+METRICS: tuple[Metric, ...] = (
+    _scalar("requests", int, "requests", None, "requests sent"),
+    _scalar("completed", int, "requests", None, "requests that completed"),
+    _scalar("errors", int, "requests", None, "requests that failed"),
+    _scalar("error_rate", float, "ratio", False, "errors / requests", judged=True),
+    _scalar("duration_s", float, "s", None, "first send to last completion"),
+    _scalar("request_rate", float, "req/s", True, "completed requests / duration", judged=True),
+    _scalar("output_throughput", float, "tok/s", True, "output tokens / duration", judged=True),
+    _scalar("total_throughput", float, "tok/s", True, "prompt and output tokens / duration", judged=True),
+    _scalar("goodput", float, "req/s", True, "requests within every per-request SLO / duration", judged=True),
+    _scalar("slo_met", bool, "", None, "the point's percentile SLOs held"),
+    _scalar("prompt_tokens_mean", float, "tokens", None, "mean over completed requests"),
+    _scalar("output_tokens_mean", float, "tokens", None, "mean over completed requests"),
+    _scalar("skipped", int, "requests", None, "requests not sent: the point stopped early"),
+    *(Metric(f"{m}_{s}", float, "ms", False, f"{s} over requests of {_LATENCY_MEANING[m]}",
+             f"{_LATENCY_LABELS[m]} {s}", s in JUDGED_STATS) for m in LATENCIES for s in STATS),  # fmt: skip
+)
+BY_NAME = {m.name: m for m in METRICS}
+# The store's typed metric columns: name -> type.
+VOCABULARY: dict[str, type] = {m.name: m.kind for m in METRICS}
+# The point metrics judged across builds, latencies first.
+POINT_METRICS = (*(m.name for m in METRICS if m.judged and m.unit == "ms"),
+                 "request_rate", "output_throughput", "total_throughput", "goodput", "error_rate")  # fmt: skip
+assert set(POINT_METRICS) == {m.name for m in METRICS if m.judged}
+# Judged latency statistics: the load page's curves.
+LATENCY_METRICS = tuple(m for m in POINT_METRICS if BY_NAME[m].unit == "ms")
 
 
-def has_limits(slo: Slo) -> bool:
-    return any(getattr(slo, m) is not None for m in LATENCIES)
+def is_startup(name: str) -> bool:
+    return name.startswith(STARTUP_PREFIX)
 
 
-def meets_request_slo(t: RequestTimes, slo: Slo) -> bool:
-    """Per-request goodput test, as `vllm bench serve --goodput` (TTFT, TPOT, E2E; ITL is judged per point)."""
-    checks = ((t.ttft_ms, slo.ttft_ms), (t.tpot_ms, slo.tpot_ms), (t.e2e_ms, slo.e2e_ms))
-    return all(limit is None or value is None or value <= limit for value, limit in checks)
+def higher_is_better(name: str) -> bool:
+    """Throughput, request rate and goodput up is good; latencies, startup phases and error rate down is good."""
+    if is_startup(name):
+        return False
+    metric = BY_NAME.get(name)
+    if metric is None or metric.higher_is_better is None:
+        raise ValueError(f"no direction is known for metric {name!r}")
+    return metric.higher_is_better
 
 
-def point_meets_slo(series: dict[str, list[float]], slo: Slo) -> bool:
-    for name in LATENCIES:
-        limit = getattr(slo, name)
-        if limit is not None and series[name] and np.percentile(series[name], slo.percentile) > limit:
-            return False
-    return True
+def label(name: str) -> str:
+    """`TTFT p50`, `output throughput`, `startup (total)`, `startup phase load_weights`."""
+    if name == STARTUP_PREFIX + "total":
+        return "startup (total)"
+    if is_startup(name):
+        return f"startup phase {name.removeprefix(STARTUP_PREFIX)}"
+    metric = BY_NAME.get(name)
+    return metric.label if metric is not None else name.replace("_", " ")
 
 
-def compact_requests(samples: Sequence[RequestSample], started_ns: int) -> dict[str, list]:
-    """Per-request samples in the run record's columnar form (milliseconds, rounded to the microsecond)."""
-    times = [request_times(s, started_ns) for s in samples]
-    r3 = lambda v: None if v is None else round(v, 3)  # noqa: E731
-    return {
-        "send_ms": [r3(t.send_ms) for t in times],
-        "ttft_ms": [r3(t.ttft_ms) for t in times],
-        "e2e_ms": [r3(t.e2e_ms) for t in times],
-        "prompt_tokens": [s.prompt_tokens for s in samples],
-        "output_tokens": [s.output_tokens for s in samples],
-        "status": [s.status for s in samples],
-        "error": [s.error for s in samples],
-        "error_kind": [s.error_kind for s in samples],
-        "itl_ms": [[round(g, 3) for g in t.itl_ms] for t in times],
-    }
+def format_value(name: str, value: float | None) -> str:
+    """A value of the metric with its unit."""
+    if is_startup(name):
+        return Metric(name, float, "s", False, "", "").format(value)
+    metric = BY_NAME.get(name)
+    unit_of = metric if metric is not None and metric.judged else Metric(name, float, "", None, "", "")
+    return unit_of.format(value)
+
+
+def canonical(name: str) -> str:
+    """A judged metric's name as given on the command line: `ttft_ms_p50` (`ttft_p50` is accepted),
+    `output_throughput`, `startup.PHASE`, `startup.total`."""
+    if is_startup(name) or name in POINT_METRICS:
+        return name
+    for latency in LATENCIES:
+        short = latency.removesuffix("_ms") + "_"
+        if name.startswith(short) and f"{latency}_{name[len(short):]}" in POINT_METRICS:
+            return f"{latency}_{name[len(short):]}"
+    raise ConfigError(f"--metric {name!r}: unknown; one of {', '.join(POINT_METRICS)}, startup.PHASE, startup.total")
+
+
+def flatten(metrics: dict[str, Any]) -> dict[str, Any]:
+    """`{"ttft_ms": {"p50": 1.0}, "requests": 3}` -> `{"ttft_ms_p50": 1.0, "requests": 3}`; lists become JSON.
+
+    Refuses two keys that flatten to one name (`{"a": {"b": 1}, "a_b": 2}`).
+    """
+    items = list(_flat_items(metrics, ""))
+    seen: set[str] = set()
+    for name, _ in items:
+        if name in seen:
+            raise RecordError(f"metric {name!r} appears twice once flattened")
+        seen.add(name)
+    return dict(items)
+
+
+def _flat_items(metrics: dict[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flat_items(value, f"{name}_")
+        else:
+            yield name, json.dumps(value) if isinstance(value, list) else value
+
+
+def split(flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flattened metrics -> (those of the vocabulary, checked against their type; the others).
+    A known metric of the wrong type is refused: its column would hold a value no reader expects."""
+    known, extra = {}, {}
+    for name, value in flat.items():
+        kind = VOCABULARY.get(name)
+        if kind is None:
+            extra[name] = value
+            continue
+        if not _fits(value, kind):
+            raise RecordError(f"metric {name!r} must be {kind.__name__} or null (got {value!r:.80})")
+        known[name] = value
+    return known, extra
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if value is None:
+        return True
+    if kind is bool or isinstance(value, bool):  # bool is an int in Python, not in the vocabulary
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, int) if kind is int else isinstance(value, int | float)

@@ -1,13 +1,43 @@
-"""Shared fixtures: a valid run record (as the JSON dict a runner writes) and a migrated store on disk."""
+"""Shared fixtures: a valid run record (as the JSON dict a runner writes) and a migrated store on disk; and the
+test kinds. Every test is `unit` (in-process, fast: what `make check` runs) unless it is `integration` (it starts
+perfci, an engine or a server as a process: the modules below, or a test marked so), `vllm` (a real vLLM),
+`sglang` (a real SGLang) or `browser` (tests/browser/). `make test` runs them all."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
-from perfci.records import SCHEMA_VERSION, new_run_id
 from perfci.store import open_db
+from perfci.store.records import SCHEMA_VERSION, new_run_id
+
+# Test modules whose tests start processes: perfci commands, the sim engine, fake servers, git, uv, actionlint.
+INTEGRATION_MODULES = {
+    "test_ab", "test_bisector", "test_cache_state", "test_cli", "test_cli_docs", "test_clocks", "test_confirm",
+    "test_dashboard", "test_data", "test_envs", "test_exit_codes", "test_faults", "test_interrupt", "test_pipeline",
+    "test_plan", "test_real_runs", "test_report", "test_repository", "test_runner", "test_runners", "test_server",
+    "test_silence_report", "test_simulator", "test_store_safety", "test_watch", "test_workflow_replay",
+    "test_workflows",
+}  # fmt: skip
+KINDS = ("integration", "vllm", "sglang", "browser")
+
+# Hypothesis's per-example deadline is a timed assertion; on a shared 2-core machine it fails on load, not on bugs.
+settings.register_profile("perfci", deadline=None)
+settings.load_profile("perfci")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.path))
+        if "browser" in path.parts:
+            item.add_marker(pytest.mark.browser)
+        elif path.stem in INTEGRATION_MODULES:
+            item.add_marker(pytest.mark.integration)
+        if not any(item.get_closest_marker(kind) for kind in KINDS):
+            item.add_marker(pytest.mark.unit)
 
 
 def _stats(base: float) -> dict[str, float]:
@@ -41,9 +71,9 @@ _RECORD = {
     "created": "2026-11-26T23:40:00.123Z",
     "perfci_version": "0.1.0",
     "suite": {"name": "smoke", "hash": "0123456789abcdef", "path": "suites/smoke.toml"},
-    "build": {"engine": "sim", "version": "0.1.0", "commit": None, "source": "builtin"},
+    "build": {"engine": "sim", "version": "0.1.0", "commit": None, "source": "builtin", "kernels": None},
     "hardware": {"label": "cpu-2c", "fingerprint": {"cpu": "test cpu", "cores": 2, "memory_gb": 8.0}},
-    "engine_argv": ["python", "-m", "perfci.engines.sim", "--port", "8000"],
+    "engine_argv": ["python", "-m", "perfci.measure.engines.sim", "--port", "8000"],
     "environment": {"python": "3.11.9", "platform": "linux", "argv": ["perfci", "run"]},
     "status": "degraded",
     "error": None,

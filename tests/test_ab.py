@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from perfci import ab, store
+from perfci import store
 from perfci.errors import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, ConfigError
+from perfci.store import sessions
+from perfci.verdicts import ab
 
 SUITE = """\
 name = "ab-test"
@@ -73,7 +75,7 @@ def test_a_slower_decode_step_fails_and_exits_1(slower):
 
 def test_blocks_run_in_abba_order_each_a_stored_run_of_its_build(work, slower):
     db = store.open_db(work / "slow.db", readonly=True)
-    blocks = ab.blocks_frame(db, 1)
+    blocks = sessions.blocks_frame(db, 1)
     assert list(blocks["arm"]) == ["A", "B", "B", "A"]
     runs = {r["run_id"]: r for r in db.execute_returning_dicts("SELECT run_id, version FROM runs")}
     assert set(blocks["run_id"]) == set(runs)
@@ -122,7 +124,7 @@ def test_dashboard_lists_the_session_with_its_series_and_block_links(work, slowe
 
 
 def test_a_changed_machine_identity_makes_the_session_inconclusive_naming_what_changed(make_record_dict):
-    from perfci.records import RunRecord
+    from perfci.store.records import RunRecord
 
     def block(driver: str, scale: float) -> RunRecord:
         data = make_record_dict()
@@ -160,7 +162,15 @@ def test_a_session_stopped_by_a_signal_keeps_its_blocks_and_is_marked_interrupte
         ab.run_ab(baseline=f"sim:{work / 'a.toml'}", candidate=f"sim:{work / 'slow.toml'}",
                   suite=config.load_suite(str(work / "suite.toml")), blocks=4, db=db, out=tmp_path / "runs",
                   reporter=StopAfterSecondBlock())  # fmt: skip
-    assert list(ab.sessions_frame(db)["status"]) == ["interrupted"]
-    assert list(ab.blocks_frame(db, 1)["arm"]) == ["A", "B"]
+    assert list(sessions.sessions_frame(db)["status"]) == ["interrupted"]
+    assert list(sessions.blocks_frame(db, 1)["arm"]) == ["A", "B"]
     with pytest.raises(ConfigError, match="session 1 is interrupted"):
         ab.load_session(db, 1)
+
+
+def test_ab_and_confirm_default_to_the_sessions_number_of_blocks():
+    from perfci.cli import cli
+
+    for command in ("ab", "confirm"):
+        (blocks,) = [p for p in cli.commands[command].params if p.name == "blocks"]
+        assert blocks.default == ab.DEFAULT_BLOCKS, command

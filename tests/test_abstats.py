@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from perfci import abstats
-from perfci.abstats import FAIL, IMPROVED, INCONCLUSIVE, PASS, SeriesValues, judge
+from perfci.verdicts import abstats
+from perfci.verdicts.abstats import FAIL, IMPROVED, INCONCLUSIVE, PASS, SeriesValues, judge
 
 
 def series(a, b, *, metric="itl_ms_p50", name=None, higher=False) -> SeriesValues:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from perfci import backfill, config, envs, runner
+from perfci import config
 from perfci.errors import EXIT_RUN_NOT_OK, EXIT_USAGE, BuildError, ConfigError
+from perfci.measure import envs, runner
+from perfci.ops import backfill
 from perfci.store import open_db
 from tests.index_server import IndexServer
 
@@ -149,7 +151,7 @@ def test_a_killed_backfill_resumes_without_repeating_a_finished_release(index, m
     resumed = perfci(*args, "--json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     outcomes = {o["version"]: o for o in json.loads(resumed.stdout)}
-    assert all(outcomes[v]["status"] == "done-before" for v in finished)
+    assert all(outcomes[v]["status"] == "done-before" for v in finished), (finished, outcomes)
     assert all(outcomes[v]["status"] == "ran" for v in VERSIONS if v not in finished)
     counts = {r["version"]: r["n"] for r in open_db(tmp_path / "k.db").query(
         "SELECT version, count(*) AS n FROM runs GROUP BY version")}  # fmt: skip

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from perfci.bisect import BisectResult, Trial, bisect
+from perfci.bisect.core import BisectResult, Trial, bisect, judge_step
 from perfci.errors import BuildError, ConfigError, EngineError
 
 
@@ -149,3 +149,14 @@ def test_result_fields_are_the_stable_api():
     assert isinstance(result, BisectResult)
     assert {"culprit", "confidence", "trials", "probes"} <= set(result.__dict__)
     assert {"samples", "verdict"} <= set(result.probes[0].__dict__)
+
+
+def test_a_bisect_step_judges_the_median_against_the_threshold_in_the_metric_direction():
+    latency = judge_step([12.0, 9.0, 30.0], threshold=10.0, higher_is_better=False)
+    assert (latency.median, latency.good) == (12.0, False)  # one outlier either way does not decide
+    assert judge_step([9.0, 10.0], threshold=10.0, higher_is_better=False).good  # on the threshold is good
+    assert not judge_step([9.0, 10.0, 11.0], threshold=10.5, higher_is_better=True).good
+    assert judge_step([9.0, 10.0], threshold=10.0, higher_is_better=True).summary("goodput") == \
+        "goodput median 10 (9, 10): good against 10"
+    with pytest.raises(ValueError, match="no trial values"):
+        judge_step([], threshold=1.0, higher_is_better=True)

@@ -15,10 +15,11 @@ from threading import Thread
 import numpy as np
 import pytest
 
-from perfci import bisector
+from perfci import metrics
+from perfci.bisect import drivers as bisector
 from perfci.errors import EXIT_SIGNAL_BASE, ConfigError, EngineError, SourceError
-from perfci.records import RunRecord
 from perfci.store import ingest, open_db
+from perfci.store.records import RunRecord
 from tests import lifetime
 
 SUITE = """
@@ -265,10 +266,10 @@ def test_releases_come_from_the_index_in_version_order(index):
 
 def test_metric_names_points_and_sim_models(history):
     d, shas = history
-    assert bisector.metric_name("ttft_p50") == "ttft_ms_p50" == bisector.metric_name("ttft_ms_p50")
-    assert bisector.metric_name("startup.compile") == "startup.compile"
+    assert metrics.canonical("ttft_p50") == "ttft_ms_p50" == metrics.canonical("ttft_ms_p50")
+    assert metrics.canonical("startup.compile") == "startup.compile"
     with pytest.raises(ConfigError, match="unknown"):
-        bisector.metric_name("ttft_p42")
+        metrics.canonical("ttft_p42")
     suite = bisector.config.load_suite(str(d / "bis.toml"))
     spec = bisector.Spec(engine="sim", good="a", bad="b", suite="x", point="warm", metric="startup.total")
     assert bisector.trial_suite(suite, spec).workloads == []
@@ -291,7 +292,7 @@ def test_sigterm_during_a_trial_stores_it_as_interrupted_and_the_bisect_stays_re
                                           "--bad", shas[-1], "--suite", "bis.toml", "--point", "short/sync",
                                           "--metric", "tpot_ms_p50", "--db", "k.db"], tmp_path)  # fmt: skip
     lifetime.wait_for(lambda: _trials(tmp_path / "k.db") >= 2, timeout_s=240, poll_s=0.2, what="two trials")
-    lifetime.wait_for(lambda: lifetime.engine_processes(marker, proc.pid, "perfci.simulator"), timeout_s=60,
+    lifetime.wait_for(lambda: lifetime.engine_processes(marker, proc.pid, "perfci.measure.simulator"), timeout_s=60,
                       what="a trial's engine")  # fmt: skip
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

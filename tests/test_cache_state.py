@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from perfci import caches, runner, series
-from perfci.caches import Cache
 from perfci.config import load_suite
+from perfci.measure import caches, runner
+from perfci.measure.caches import Cache
 from perfci.store import open_db
+from perfci.verdicts import series
 
 SUITE = """
 name = "t"

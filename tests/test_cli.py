@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfci import __version__
-from perfci.cli import cli
+from perfci.cli.main import cli
 from perfci.errors import EXIT_RUN_NOT_OK
 from perfci.store import open_db, row_counts
 
@@ -156,11 +156,11 @@ startup_s = 0.1
 
 @pytest.fixture(scope="module")
 def fast_and_slow_sim(tmp_path_factory):
-    """Two `perfci run --engine sim` runs of one suite, the second with twice the decode time per token."""
+    """Two `perfci run --engine sim` runs of one suite, the second with ten times the decode time per token."""
     d = tmp_path_factory.mktemp("detect")
     (d / "t.toml").write_text(DETECT_SUITE)
     run_ids = []
-    for decode_ms in (2, 4):
+    for decode_ms in (2, 20):  # ten times slower: a difference no load on the machine can hide
         done = perfci("run", "--suite", "t.toml", "--engine", "sim", "--sim", f"decode_ms_per_token={decode_ms}",
                       "--db", "x.db", "--out", "runs", "--json", cwd=d)  # fmt: skip
         assert done.returncode == 0, done.stderr

@@ -10,16 +10,17 @@ import click
 from click.testing import CliRunner
 from rich.console import Console
 
-from perfci import cli_docs, tables
-from perfci.cli import EXIT_CODES, cli
-from perfci.records import RunRecord
+from perfci.cli import docs as cli_docs
+from perfci.cli.main import EXIT_CODES, cli
+from perfci.report import tables
+from perfci.store.records import RunRecord
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
 
 def test_docs_cli_md_is_in_step_with_the_command_tree():
     text = DOC.read_text()
-    assert cli_docs.render(text) == text, "docs/cli.md is out of date: run `python -m perfci.cli_docs`"
+    assert cli_docs.render(text) == text, "docs/cli.md is out of date: run `python -m perfci.cli.docs`"
 
 
 def test_docs_cli_md_names_every_command_and_option():

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from perfci import clocks, config, runner
+from perfci import config
 from perfci.errors import EXIT_MACHINE, EXIT_SIGNAL_BASE, ConfigError, HardwareError
-from perfci.server import port_in_use
+from perfci.measure import clocks, runner
+from perfci.measure.server import port_in_use
 from tests.lifetime import engine_processes, left_over, records_in, start_perfci, wait_for
 
 FAKE_DIR = Path(__file__).parent / "fake_nvml"
@@ -196,7 +197,7 @@ def test_a_run_stopped_by_a_signal_unlocks_the_clocks(tmp_path, sig):
     write_suite(tmp_path, lock='"max"', duration=30)
     perfci, marker = start_perfci(["run", "--suite", "t.toml", "--engine", "sim", "--db", "p.db", "--out", "runs"],
                                   tmp_path, env=fake_env(gpus))  # fmt: skip
-    (_, cmd), *_ = wait_for(lambda: engine_processes(marker, perfci.pid, "perfci.simulator"), timeout_s=60,
+    (_, cmd), *_ = wait_for(lambda: engine_processes(marker, perfci.pid, "perfci.measure.simulator"), timeout_s=60,
                             what="the engine")  # fmt: skip
     words = cmd.split()
     wait_for(lambda: port_in_use(int(words[words.index("--port") + 1])), timeout_s=30, what="the engine's port")

@@ -16,12 +16,12 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from perfci import abstats
-from perfci.cli import cli
-from perfci.confirm import CONFIRMED, INCONCLUSIVE, NOT_REPRODUCED, decide, series_name, spec_of_source
+from perfci.cli.main import cli
 from perfci.errors import ConfigError
-from perfci.findings import Finding, Member
-from perfci.series import SeriesKey
+from perfci.verdicts import abstats
+from perfci.verdicts.confirm import CONFIRMED, INCONCLUSIVE, NOT_REPRODUCED, decide, series_name, spec_of_source
+from perfci.verdicts.findings import Finding, Member
+from perfci.verdicts.series import SeriesKey
 from tests.github_fake import INSTALLATION_TOKEN, NAME, OWNER, install
 
 SUITE = """
@@ -109,8 +109,17 @@ def test_confirm_refuses_builds_that_are_not_the_findings(detected, tmp_path):
     done = perfci("confirm", str(found[labels["b"]]), "--baseline-build", "sim:a.toml", "--candidate-build",
                   "sim:c.toml", "--suite", "t.toml", "--blocks", "4", "--db", "x.db", cwd=d)  # fmt: skip
     assert done.returncode == 2 and "not the finding's" in done.stderr + done.stdout
-    sim_source = perfci("confirm", str(found[labels["b"]]), "--suite", "t.toml", "--db", "x.db", cwd=d)
-    assert sim_source.returncode == 2 and "--baseline-build" in sim_source.stderr + sim_source.stdout
+
+
+def test_a_sim_finding_is_named_again_from_the_model_files_its_runs_were_made_with(detected, monkeypatch):
+    from perfci import store
+    from perfci.verdicts import confirm, findings
+
+    d, labels, found = detected
+    monkeypatch.chdir(d)
+    db = store.open_db(d / "x.db", readonly=True)
+    (finding,) = findings.regressions(db, ids=[found[labels["b"]]])
+    assert confirm.builds(db, finding) == ("sim:a.toml", "sim:b.toml")
 
 
 KEY = SeriesKey("vllm", "m", "h100", "smoke", "w", "c=2", "tpot_ms_p50")
@@ -149,5 +158,37 @@ def test_a_stored_build_source_names_the_build_to_install_again():
     assert spec_of_source("wheels:vllm@" + "a" * 40) == "vllm@" + "a" * 40
     assert spec_of_source("git:sglang@https://github.com/sgl-project/sglang#v0.5.23") == \
         "sglang@git:https://github.com/sgl-project/sglang#v0.5.23"  # fmt: skip
+    assert spec_of_source("sim:models/a.toml") == "sim:models/a.toml"  # the file the runs named
     with pytest.raises(ConfigError, match="sim:PATH"):
-        spec_of_source("sim:0123456789abcdef")
+        spec_of_source("sim:0123456789abcdef")  # a bisect trial's model, known by its hash only
+
+
+def test_a_session_a_runner_measured_is_recorded_from_its_blocks_run_records_once(detected, tmp_path):
+    """The runner measures with its own copy of the store; the job that writes the data location records the
+    session from the blocks' run records, judged again there: the same outcome, stored once."""
+    import shutil
+
+    d, labels, found = detected
+    shutil.copy(d / "x.db", tmp_path / "runner.db")
+    shutil.copy(d / "x.db", tmp_path / "central.db")
+    for name in ("a", "b", "c", "t"):
+        shutil.copy(d / f"{name}.toml", tmp_path / f"{name}.toml")
+    ident = str(found[labels["b"]])
+    measured = perfci("confirm", ident, "--blocks", "4", "--suite", "t.toml", "--db", "runner.db", "--out", "blocks",
+                      "--json", cwd=tmp_path)  # fmt: skip
+    assert measured.returncode in (0, 1), measured.stderr  # 1: confirmed (on a busy machine 4 blocks may not)
+    assert len(list((tmp_path / "blocks").glob("*.json"))) == 4
+
+    recorded = [perfci("confirm", ident, "--from-records", "blocks", "--db", "central.db", "--json", cwd=tmp_path)
+                for _ in range(2)]  # fmt: skip
+    assert [r.returncode for r in recorded] == [measured.returncode] * 2, recorded[0].stderr
+    there, here, again = (json.loads(r.stdout) for r in (measured, *recorded))
+    assert here == again  # recorded once: the second call returns the same confirmation
+    same = ("outcome", "series", "verdict", "change", "low", "high", "mde")
+    assert {k: here[k] for k in same} == {k: there[k] for k in same}
+    listed = CliRunner().invoke(cli, ["regressions", "--json", "--db", str(tmp_path / "central.db")])
+    (b,) = [f for f in json.loads(listed.output) if f["first_bad"] == labels["b"]]
+    assert b["ab"]["outcome"] == there["outcome"] and b["ab"]["session_id"] == here["session_id"]
+
+    other = perfci("confirm", str(found[labels["c"]]), "--from-records", "blocks", "--db", "central.db", cwd=tmp_path)
+    assert other.returncode == 2 and labels["b"] in other.stderr and "neither of finding" in other.stderr

@@ -1,4 +1,4 @@
-"""`perfci dashboard` and perfci.dashboard over real SQLite stores of synthesised records: page data, escaping of
+"""`perfci dashboard` and perfci.report.dashboard over real SQLite stores of synthesised records: page data, escaping of
 untrusted text, the cost table, replacing a site, serving it over HTTP. tests/browser/ opens the site in Chromium."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import urllib.request
 import pytest
 from click.testing import CliRunner
 
-from perfci import dashboard, findings
-from perfci.cli import cli
+from perfci.cli.main import cli
 from perfci.errors import ConfigError
-from perfci.records import RunRecord
+from perfci.report import dashboard
 from perfci.store import ingest
+from perfci.store.records import RunRecord
+from perfci.verdicts import findings
 
 HOSTILE = '</script><script>alert("x")</script><img src=x onerror=alert(1)>'
 PAGE_DATA = re.compile(r'<script type="application/json" id="page-data">(.*?)</script>', re.S)
@@ -102,7 +103,7 @@ def test_overview_startup_and_cost_data(tmp_db, add_run, tmp_path):
     (row,) = page_data(tmp_path / "site/index.html")["rows"]
     cell = row["cells"]["tiny"]
     assert (cell["run_id"], cell["build"], cell["baseline"]) == (newest, "sim==0.2.0", "sim==0.1.0")
-    assert cell["verdict"] in findings.RUN_VERDICTS
+    assert cell["verdict"] in findings.VERDICTS
     (stack,) = page_data(tmp_path / "site/startup.html")["stacks"]
     # The conftest record's phases are not the sim adapter's: only the parts every engine has are stacked.
     assert stack["phases"] == [] and [c["cache"] for c in stack["caches"]] == ["cold", "warm"]
@@ -183,3 +184,35 @@ def test_cli_builds_and_serves_over_http(tmp_db, add_run, tmp_path):
         dashboard.serve(tmp_path, port=0)
     missing = CliRunner().invoke(cli, ["dashboard", "--db", str(tmp_path / "nope.db"), "--out", str(tmp_path / "s")])
     assert missing.exit_code == 2 and "nope.db" in missing.output
+
+
+def test_stand_in_kernels_are_shown_wherever_the_run_and_its_build_are(tmp_db, add_run, tmp_path):
+    """A run whose engine used perfci's stand-in kernels says so on its page, in the newest runs, and beside its
+    build on the engine-vs-engine and startup pages; a build with its own kernels carries no such note."""
+    own = add_run("0.1.0")
+    stood_in = add_run("0.2.0", kernels="perfci CPU stand-in for sgl_kernel")
+    build(tmp_db, tmp_path)
+    site = tmp_path / "site"
+    assert "perfci CPU stand-in for sgl_kernel" in (site / "runs" / f"{stood_in}.html").read_text()
+    assert 'id="kernels"' not in (site / "runs" / f"{own}.html").read_text()
+    for page in ("engines.html", "startup.html"):
+        text = (site / page).read_text()
+        assert "sim==0.2.0</strong> — kernels: perfci CPU stand-in for sgl_kernel" in text and "sim==0.1.0</strong>" not in text
+    newest = {r["run_id"]: r["kernels"] for r in page_data(site / "index.html")["newest_runs"]}
+    assert newest == {own: None, stood_in: "perfci CPU stand-in for sgl_kernel"}
+
+
+def test_compare_and_report_name_the_stand_in_kernels_of_a_side(tmp_db, add_run, tmp_path):
+    tmp_db_path = tmp_path / "perfci.db"
+    add_run("0.1.0")
+    add_run("0.2.0", kernels="perfci CPU stand-in for sgl_kernel")
+    compared = findings.compare_builds(tmp_db, "sim==0.1.0", "sim==0.2.0")
+    assert (compared.baseline.kernels, compared.candidate.kernels) == (None, "perfci CPU stand-in for sgl_kernel")
+    shown = CliRunner().invoke(cli, ["compare", "sim==0.1.0", "sim==0.2.0", "--db", str(tmp_db_path)])
+    caption = " ".join(shown.output.split())  # the table's caption wraps
+    assert shown.exit_code == 0 and "sim==0.2.0 ran with kernels: perfci CPU stand-in for sgl_kernel" in caption
+    report = CliRunner().invoke(cli, ["report", "--baseline", "sim==0.1.0", "--candidate", "sim==0.2.0", "--db",
+                                      str(tmp_db_path)])  # fmt: skip
+    assert report.exit_code == 0, report.output
+    text = report.output.replace("\\", "")  # markdown escapes of untrusted text (sgl\_kernel)
+    assert "Kernels of sim==0.2.0: **perfci CPU stand-in for sgl_kernel**" in text and "Kernels of sim==0.1.0" not in text

@@ -7,8 +7,8 @@ import sys
 
 from click.testing import CliRunner
 
-from perfci import data
-from perfci.cli import cli
+from perfci.cli.main import cli
+from perfci.ops import data
 from perfci.store import open_db, row_counts
 
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfci import detect
-from perfci.detect import ChangePoint, Verdict, benjamini_hochberg, change_points, compare
 from perfci.errors import ConfigError
+from perfci.verdicts import detect
+from perfci.verdicts.detect import ChangePoint, Verdict, benjamini_hochberg, change_points, compare
 
 
 def noisy(rng: np.random.Generator, n: int, level: float = 100.0, noise: float = 0.02) -> np.ndarray:

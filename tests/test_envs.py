@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from perfci import envs
-from perfci.envs import (
+from perfci.errors import BuildError, ConfigError
+from perfci.measure import envs
+from perfci.measure.envs import (
     MARKER,
     Build,
     ensure_env,
@@ -29,7 +30,6 @@ from perfci.envs import (
     prune_envs,
     uninstall,
 )
-from perfci.errors import BuildError, ConfigError
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from perfci.errors import EXIT_REGRESSION
-from perfci.records import read_record
+from perfci.store.records import read_record
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY = ROOT / "examples" / "vllm-cpu-history"

@@ -1,4 +1,4 @@
-"""The exit-code contract (perfci.cli.EXIT_CODES, docs/cli.md): each command driven into each outcome it can
+"""The exit-code contract (perfci.cli.main.EXIT_CODES, docs/cli.md): each command driven into each outcome it can
 reach, on real stores, real record files, real sim engines and real closed ports; and the checks `perfci run`
 makes on --out and --db before it measures anything."""
 
@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfci import bisector, hardware, store
-from perfci.cli import cli
-from perfci.records import RunRecord, iso_utc, write_record
+from perfci import store
+from perfci.bisect import drivers as bisector
+from perfci.cli.main import cli
+from perfci.measure import hardware
+from perfci.store.records import RunRecord, write_record
+from perfci.utc import stamp
 from tests.conftest import _RECORD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +38,7 @@ load = { concurrency = [1] }
 [run]
 requests = 2
 warmup_requests = 0
-ready_timeout_s = 2
+ready_timeout_s = 60
 [startup]
 caches = ["warm"]
 first_request = false
@@ -54,7 +57,7 @@ def _closed_port() -> int:
 def _record(version: str, *, slowdown: float, minute: int, repeat_noise: list[float]) -> RunRecord:
     """A run of build sim==`version`: one point per repeat, latencies `slowdown` times a base, throughput divided."""
     data = copy.deepcopy(_RECORD) | {"run_id": f"00000000-0000-4000-8000-{minute:012d}", "status": "ok",
-                                     "created": iso_utc(datetime(2026, 11, 1, 0, minute, tzinfo=UTC))}  # fmt: skip
+                                     "created": stamp(datetime(2026, 11, 1, 0, minute, tzinfo=UTC))}  # fmt: skip
     data["build"] = {"engine": "sim", "version": version, "commit": None, "source": "builtin"}
     template = data["points"][0]
     data["points"] = []
@@ -90,6 +93,8 @@ def world(tmp_path_factory) -> Path:
     (d / "existing.json").write_text("a record someone kept\n")
     (d / "tiny.toml").write_text(TINY_SUITE)
     (d / "bad.toml").write_text(TINY_SUITE.replace("prompt_tokens", "prompt_tokenz"))
+    # Ready within 60 s even on a loaded machine; never ready within 2 s when the sim takes 10 minutes to start.
+    (d / "never-ready.toml").write_text(TINY_SUITE.replace("ready_timeout_s = 60", "ready_timeout_s = 2"))
     (d / "watch.toml").write_text('[engines.vllm]\nsince = "0.1.0"\nhardware = ["h100"]\nsuites = ["smoke"]\n'
                                   f'sources = [{{ kind = "simple", url = "http://127.0.0.1:{_closed_port()}/" }}]\n')
     return d
@@ -158,7 +163,7 @@ CASES = {
         (*BISECT, "--index-url", f"http://127.0.0.1:{_closed_port()}/simple"),
         ("report", "--pr", "7", "--repo", "o/n", "--baseline", "sim==0.1.0", "--candidate", "sim==0.2.0", "--db",
          "{w}/ok.db")],  # fmt: skip
-    5: [(*SIM_RUN, "--sim", "startup_s=10"),  # never ready within the suite's ready_timeout_s: the run failed
+    5: [("run", "--suite", "{w}/never-ready.toml", "--engine", "sim", "--sim", "startup_s=600", "--db", "{t}/nr.db"),
         ("run", "--suite", "{w}/tiny.toml", "--engine", "vllm:/nonexistent/python", "--db", "{t}/x.db")],
     125: [(*STEP, "--engine", "vllm:/nonexistent/python", "--threshold", "1")],
     255: [(*STEP[:2], "{w}/bad.toml", *STEP[3:], "--engine", "sim", "--threshold", "1")],
@@ -175,7 +180,8 @@ def test_each_command_exits_with_the_code_of_its_outcome(invoke, args, code):
 
 
 def test_a_run_that_failed_is_stored_before_it_exits_5(invoke, tmp_path):
-    result = invoke(*SIM_RUN, "--sim", "startup_s=10", "--json")
+    result = invoke("run", "--suite", "{w}/never-ready.toml", "--engine", "sim", "--sim", "startup_s=600", "--db",
+                    "{t}/run.db", "--out", "{t}/runs", "--json")  # fmt: skip
     assert result.exit_code == 5
     (path,) = (tmp_path / "runs").glob("*.json")
     assert json.loads(path.read_text())["status"] == "failed"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfci.cli import cli
+from perfci.cli.main import cli
 from perfci.errors import EXIT_RUN_NOT_OK
-from perfci.records import RunRecord, read_record
 from perfci.store import open_db, row_counts
+from perfci.store.records import RunRecord, read_record
 from tests.openai_fake import FakeServer
 
 pytestmark = pytest.mark.timeout(240)  # the bound: a smoke run against a silent server ends well within it

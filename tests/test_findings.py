@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from perfci import findings, series, store
+from perfci import metrics, store
 from perfci.errors import ConfigError
-from perfci.records import RunRecord, iso_utc, write_record
 from perfci.store import ingest
+from perfci.store.records import RunRecord, write_record
+from perfci.utc import stamp
+from perfci.verdicts import findings, series
 
 LOADS = {"c=4": 4.0, "c=8": 8.0}
 LATENCY_MS = {"ttft_ms": 40.0, "tpot_ms": 8.0, "itl_ms": 8.0, "e2e_ms": 300.0}
@@ -42,7 +44,7 @@ def add_build(tmp_db, make_record_dict, clock, tmp_path):
 
     def add(version, *, slowdown=1.0, repeats=5, noise=0.01, startup_slowdown=1.0, status="ok", loads=LOADS,
             hardware="cpu-2c", point_status=None):  # fmt: skip
-        record = make_record_dict(created=iso_utc(clock()), status=status)
+        record = make_record_dict(created=stamp(clock()), status=status)
         record["build"] = {"engine": "sim", "version": version, "commit": None, "source": "builtin"}
         record["hardware"]["label"] = hardware
         template = record["points"][0]
@@ -139,7 +141,7 @@ def test_a_slower_release_is_one_finding_with_every_series_it_moved(tmp_db, add_
     assert (finding.last_good, finding.first_bad, finding.status, finding.confirmed) == (
         "sim==0.2.0", "sim==0.3.0", "open", True)  # fmt: skip
     moved = {(m.key.load_label, m.key.metric) for m in finding.members if m.method == "compare"}
-    assert {(load, f"{lat}_{stat}") for load in LOADS for lat in LATENCY_MS for stat in series.JUDGED_STATS} <= moved
+    assert {(load, f"{lat}_{stat}") for load in LOADS for lat in LATENCY_MS for stat in metrics.JUDGED_STATS} <= moved
     assert ("c=8", "output_throughput") in moved
     assert finding.rel_change is not None and finding.ci_low <= finding.rel_change <= finding.ci_high
     assert [f.id for f in report.failing] == [finding.id]
@@ -229,7 +231,7 @@ def test_degraded_points_are_never_a_verdict_nor_a_baseline(tmp_db, add_build, c
     new = add_build("0.3.0", slowdown=1.15)
     report = detect(tmp_db, clock)
     judged = {j.run_id: j for j in report.judged}
-    point_verdicts = {v.verdict for v in judged[cut].verdicts if v.key.workload != series.STARTUP_WORKLOAD}
+    point_verdicts = {v.verdict for v in judged[cut].verdicts if v.key.workload != metrics.STARTUP_WORKLOAD}
     assert point_verdicts == {"failed"}
     assert judged[new].baseline.build == "sim==0.1.0" and judged[new].verdict == "regression"
     (finding,) = report.findings

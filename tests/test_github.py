@@ -1,4 +1,4 @@
-"""perfci.github against a fake GitHub Enterprise over real HTTP (tests/github_fake.py): comments, statuses,
+"""perfci.report.github against a fake GitHub Enterprise over real HTTP (tests/github_fake.py): comments, statuses,
 check runs, issues, retries, and the token kept out of every message."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from perfci import github
+from perfci.report import github
 from tests.github_fake import BOT, INSTALLATION_TOKEN, NAME, OWNER, USER_TOKEN, install
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

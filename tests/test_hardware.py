@@ -2,7 +2,7 @@
 
 import itertools
 
-from perfci import hardware
+from perfci.measure import hardware
 
 
 def test_cpu_fingerprint_and_label():

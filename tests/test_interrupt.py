@@ -9,9 +9,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from perfci import runner
 from perfci.errors import EXIT_SIGNAL_BASE
-from perfci.server import port_in_use
+from perfci.measure import runner
+from perfci.measure.server import port_in_use
 from perfci.store import open_db
 from tests.lifetime import engine_processes, left_over, records_in, start_perfci, temp_dirs, wait_for
 
@@ -33,7 +33,7 @@ caches = ["cold"]  # one start, whatever the caches hold (a warm one may prime f
 startup_s = STARTUP
 decode_ms_per_token = 5
 """
-SIM = "perfci.simulator"
+SIM = "perfci.measure.simulator"
 
 
 def run_sim(tmp_path, *, startup_s: float):

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perfci.config import Slo
-from perfci.loadgen.client import RequestSample
-from perfci.metrics import compact_requests, request_times, stats, summarize
+from perfci.measure.aggregate import compact_requests, request_times, stats, summarize
+from perfci.measure.loadgen.client import RequestSample
 
 MS = 1_000_000
 

@@ -7,8 +7,8 @@ import json
 
 from click.testing import CliRunner
 
-from perfci import hardware
-from perfci.cli import cli
+from perfci.cli.main import cli
+from perfci.measure import hardware
 from perfci.store import open_db
 from tests.index_server import IndexServer
 from tests.workflows import all_calls

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from perfci import plan, watch
-from perfci.cli import cli
-from perfci.records import RunRecord
+from perfci.cli.main import cli
+from perfci.ops import plan, watch
 from perfci.store import ingest
+from perfci.store.records import RunRecord
 from tests.index_server import CONFIG, NIGHTLY_1, IndexServer
 
 T0 = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)

@@ -13,19 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from perfci import records
 from perfci.errors import RecordError
-from perfci.loadgen.client import ERROR_KINDS
-from perfci.records import (
+from perfci.measure.loadgen.client import ERROR_KINDS
+from perfci.store import records
+from perfci.store.records import (
     RUN_ID_PATTERN,
     SCHEMA_VERSION,
     RunRecord,
-    iso_utc,
     migrate,
     new_run_id,
     read_record,
     write_record,
 )
+from perfci.utc import stamp
 
 
 def write_json(path: Path, data) -> Path:
@@ -197,6 +197,7 @@ def v1_record(record_dict: dict) -> dict:
     for start in old["startups"]:
         for key in ("requested", "caches", "weights"):
             del start[key]
+    del old["build"]["kernels"]
     return old
 
 
@@ -211,7 +212,7 @@ def test_v1_record_reads_as_v2_with_error_kinds_and_statuses(tmp_path, record_di
     old["points"][0]["requests"]["error"] = [None, "stream ended before [DONE]: connection closed mid-response",
                                              "HTTP 503: busy"]  # fmt: skip
     record = read_record(write_json(tmp_path / "v1.json", old))
-    assert record.schema_version == SCHEMA_VERSION == 2
+    assert record.schema_version == SCHEMA_VERSION == 3
     assert record.status == "degraded"  # was partial
     point = record.points[0]
     assert point.status == "degraded"  # 1 of 3 requests failed: no longer ok
@@ -252,11 +253,11 @@ def test_run_ids_are_uuid4_text():
     assert all(re.match(RUN_ID_PATTERN, i) for i in ids)
 
 
-def test_iso_utc():
+def test_utc_stamp_is_milliseconds_in_utc_and_refuses_naive_datetimes():
     moment = datetime(2026, 11, 27, 1, 40, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
-    assert iso_utc(moment) == "2026-11-26T23:40:00.123Z"
+    assert stamp(moment) == "2026-11-26T23:40:00.123Z"
     with pytest.raises(ValueError, match="naive"):
-        iso_utc(datetime(2026, 1, 1))
+        stamp(datetime(2026, 1, 1))
 
 
 # Property: anything the models accept survives write -> read unchanged.
@@ -268,7 +269,7 @@ json_values = st.recursive(
     max_leaves=10,
 )
 timestamps = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)).map(
-    iso_utc
+    stamp
 )
 
 
@@ -338,6 +339,7 @@ def run_records(draw):
                 "version": draw(st.none() | names),
                 "commit": draw(st.none() | names),
                 "source": draw(names),
+                "kernels": draw(st.none() | names),
             },
             "hardware": {"label": draw(names), "fingerprint": draw(st.dictionaries(names, json_values, max_size=4))},
             "engine_argv": draw(st.lists(st.text(), max_size=4)),
@@ -399,3 +401,11 @@ def test_v1_suite_paths_that_are_not_a_shipped_suite_keep_their_place(make_recor
     ]:
         old["suite"] = {"name": "smoke", "hash": "0911d8505eaa2eae", "path": path}
         assert migrate(old)["suite"]["path"] == kept
+
+
+def test_v2_record_reads_as_v3_with_the_builds_own_kernels(tmp_path, record_dict):
+    old = json.loads(json.dumps(record_dict)) | {"schema_version": 2}
+    del old["build"]["kernels"]
+    record = read_record(write_json(tmp_path / "v2.json", old))
+    assert record.schema_version == 3 and record.build.kernels is None
+    assert "kernels" not in old["build"]  # the input is not mutated

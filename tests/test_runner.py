@@ -9,11 +9,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from perfci import config, runner
+from perfci import config
 from perfci.config import load_suite
-from perfci.engines.base import Adapter, Launch
 from perfci.errors import ConfigError
-from perfci.server import free_port, port_in_use
+from perfci.measure import runner
+from perfci.measure.engines.base import Adapter, Launch
+from perfci.measure.server import free_port, port_in_use
 
 SUITE = """
 name = "t"
@@ -50,7 +51,7 @@ def sim_target():
 
 def simulators() -> list[psutil.Process]:
     me = psutil.Process()
-    return [p for p in me.children(recursive=True) if "perfci.simulator" in " ".join(p.cmdline())]
+    return [p for p in me.children(recursive=True) if "perfci.measure.simulator" in " ".join(p.cmdline())]
 
 
 def test_ok_run_has_startup_points_and_requests(tmp_path):
@@ -160,7 +161,7 @@ def test_engine_killed_mid_point(tmp_path):
 
 def test_endpoint_mode_measures_a_running_server(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "perfci.simulator", "--port", str(port), "--model", "served-name",
+    proc = subprocess.Popen([sys.executable, "-m", "perfci.measure.simulator", "--port", str(port), "--model", "served-name",
                              "--config", '{"startup_s": 0}'], stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 20
@@ -214,8 +215,8 @@ def test_target_errors():
 
 
 def test_dirty_gpu_is_refused_unless_forced(tmp_path, monkeypatch):
-    from perfci import hardware
     from perfci.errors import HardwareError
+    from perfci.measure import hardware
 
     monkeypatch.setattr(hardware, "preflight", lambda: hardware.Preflight(["GPU 0: 2 process(es) running: [1, 2]"]))
     with pytest.raises(HardwareError, match="GPU 0: 2 process"):

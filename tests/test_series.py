@@ -7,10 +7,11 @@ import math
 import pytest
 from packaging.version import Version
 
-from perfci import series
+from perfci import metrics
 from perfci.errors import ConfigError
-from perfci.records import RunRecord
 from perfci.store import ingest
+from perfci.store.records import RunRecord
+from perfci.verdicts import series
 
 
 @pytest.fixture
@@ -35,14 +36,14 @@ def add_run(tmp_db, make_record_dict):
 
 
 def test_direction_of_every_judged_metric():
-    up = {m for m in series.POINT_METRICS if series.higher_is_better(m)}
+    up = {m for m in metrics.POINT_METRICS if metrics.higher_is_better(m)}
     assert up == {"request_rate", "output_throughput", "total_throughput", "goodput"}
-    assert not series.higher_is_better("itl_ms_p99")
-    assert not series.higher_is_better("error_rate")
-    assert not series.higher_is_better("startup.compile")
+    assert not metrics.higher_is_better("itl_ms_p99")
+    assert not metrics.higher_is_better("error_rate")
+    assert not metrics.higher_is_better("startup.compile")
     assert series.SeriesKey("vllm", "m", "h100", "s", "w", "c=4", "request_rate").higher_is_better
     with pytest.raises(ValueError, match="'slo_met'"):
-        series.higher_is_better("slo_met")
+        metrics.higher_is_better("slo_met")
 
 
 def test_build_labels_and_version_keys():
@@ -60,10 +61,10 @@ def test_observations_hold_every_repeat_failed_points_and_startup_phases(tmp_db,
     ttft = obs[(obs.metric == "ttft_ms_p50") & (obs.load_label == "c=4")]
     assert (list(ttft.value), list(ttft.ok), list(ttft.build)) == ([12.75], [True], ["sim==0.1.0"])
     failed = obs[obs.load_label == "r=2.0/s poisson"]  # the sample's second point failed
-    assert len(failed) == len(series.POINT_METRICS) and not failed.ok.any() and failed.value.isna().all()
+    assert len(failed) == len(metrics.POINT_METRICS) and not failed.ok.any() and failed.value.isna().all()
     assert obs.loc[obs.metric == "goodput", "value"].isna().all()  # no SLO: not measured, not a failure
 
-    starts = obs[obs.workload == series.STARTUP_WORKLOAD]
+    starts = obs[obs.workload == metrics.STARTUP_WORKLOAD]
     cold = starts[starts.load_label == "cold"].set_index("metric")["value"].to_dict()
     assert cold == {"startup.total": 2.5, "startup.spawn": 0.2, "startup.weights_loaded": 1.0,
                     "startup.server_up": 2.3, "startup.health_ok": 2.5}  # fmt: skip
@@ -76,15 +77,15 @@ def test_a_degraded_point_gives_no_values(tmp_db, make_record_dict):
     ingest(tmp_db, RunRecord.model_validate(record))
     obs = series.observations(tmp_db)
     degraded = obs[obs.load_label == "c=4"]
-    assert len(degraded) == len(series.POINT_METRICS) and not degraded.ok.any() and degraded.value.isna().all()
+    assert len(degraded) == len(metrics.POINT_METRICS) and not degraded.ok.any() and degraded.value.isna().all()
     history = series.history(obs)
-    assert set(history.index.get_level_values("workload")) == {series.STARTUP_WORKLOAD}  # no point series
+    assert set(history.index.get_level_values("workload")) == {metrics.STARTUP_WORKLOAD}  # no point series
 
 
 def test_a_start_that_never_became_ready_is_a_failed_observation(tmp_db, add_run):
     add_run(ready=False)
     obs = series.observations(tmp_db)
-    cold = obs[(obs.workload == series.STARTUP_WORKLOAD) & (obs.load_label == "cold")]
+    cold = obs[(obs.workload == metrics.STARTUP_WORKLOAD) & (obs.load_label == "cold")]
     assert not cold.ok.any() and cold.value.isna().all()
     assert "startup.total" in set(cold.metric)
 

@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from perfci.errors import EngineError
-from perfci.server import EngineProcess, free_port, port_in_use
+from perfci.measure.server import EngineProcess, free_port, port_in_use
 
 FAKE = str(Path(__file__).with_name("fake_engine.py"))
 
@@ -113,7 +113,7 @@ def test_missing_executable_leaves_no_watchdog(tmp_path):
 PARENT = """
 import sys, time
 from pathlib import Path
-from perfci.server import EngineProcess
+from perfci.measure.server import EngineProcess
 e = EngineProcess([sys.executable, sys.argv[1], "stubborn", sys.argv[2]], port=int(sys.argv[2]),
                   log_path=Path(sys.argv[3]))
 e.start()

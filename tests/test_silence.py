@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from perfci.errors import ConfigError
-from perfci.silence import PlannedJob, RunSeen, silent
-from perfci.watch import WatchConfig, load_config, stamp
+from perfci.ops.watch import WatchConfig, load_config
+from perfci.report.silence import PlannedJob, RunSeen, silent
+from perfci.utc import stamp
 
 T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 CONFIG = WatchConfig.model_validate({

@@ -22,7 +22,7 @@ import pytest
 
 from perfci.config import Sim
 from perfci.errors import ConfigError
-from perfci.simulator import load_config, step_ms
+from perfci.measure.simulator import load_config, step_ms
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "sim-model"
@@ -77,7 +77,7 @@ class Server:
 def launch(log_dir: Path, config: dict, *args: str) -> Server:
     port = free_port()
     log_path = log_dir / f"sim-{port}.log"
-    argv = [sys.executable, "-m", "perfci.simulator", "--port", str(port), "--model", MODEL,
+    argv = [sys.executable, "-m", "perfci.measure.simulator", "--port", str(port), "--model", MODEL,
             "--config", json.dumps(config), *args]
     with log_path.open("w") as log:
         proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -250,7 +250,7 @@ def test_sigterm_during_startup_and_mid_stream_exits_cleanly(start_sim):
     (["--config-file", "/nonexistent/sim.toml"], "/nonexistent/sim.toml: cannot read"),
 ])
 def test_bad_config_exits_2_naming_the_problem(args, named):
-    argv = [sys.executable, "-m", "perfci.simulator", "--port", "9", "--model", MODEL, *args]
+    argv = [sys.executable, "-m", "perfci.measure.simulator", "--port", "9", "--model", MODEL, *args]
     done = subprocess.run(argv, check=False, cwd=REPO, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2, done.stderr
     assert named in done.stderr
@@ -405,7 +405,7 @@ def test_malformed_rate_garbles_one_line_then_continues(start_sim):
 
 def test_start_noise_gives_each_start_its_own_speed_unless_seeded():
     from perfci.config import Sim
-    from perfci.simulator import start_factor
+    from perfci.measure.simulator import start_factor
 
     assert start_factor(Sim()) == 1.0
     fresh = [start_factor(Sim(start_noise=0.05)) for _ in range(200)]

@@ -1,5 +1,5 @@
-from perfci import startup
-from perfci.engines.sim import SimEngine
+from perfci.measure import startup
+from perfci.measure.engines.sim import SimEngine
 
 
 def test_durations_marks_and_unreported_time():

@@ -8,20 +8,21 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlite_utils
 
-from perfci import migrations, store
+from perfci import store
 from perfci.errors import RecordError, StoreError
-from perfci.records import RunRecord, write_record
+from perfci.metrics import flatten as flatten_metrics
 from perfci.store import (
     TABLES,
-    flatten_metrics,
     ingest,
     ingest_files,
+    migrations,
     open_db,
     points_frame,
     rebuild,
     row_counts,
     runs_frame,
 )
+from perfci.store.records import RunRecord, write_record
 
 SAMPLE_COUNTS = {"runs": 1, "startups": 2, "startup_phases": 6, "points": 2, "requests": 3}
 
@@ -81,7 +82,7 @@ def test_ingest_loads_every_table(tmp_db, record_dict):
     assert row_counts(tmp_db) == SAMPLE_COUNTS
     run = tmp_db["runs"].get(record.run_id)
     assert (run["engine"], run["suite_hash"], run["record_path"]) == ("sim", "0123456789abcdef", "records/x.json")
-    assert json.loads(run["engine_argv"])[:3] == ["python", "-m", "perfci.engines.sim"]
+    assert json.loads(run["engine_argv"])[:3] == ["python", "-m", "perfci.measure.engines.sim"]
     point = tmp_db["points"].get(f"{record.run_id}:0")
     assert (point["load_kind"], point["load_value"], point["load_label"]) == ("concurrency", 4.0, "c=4")
     assert (point["ttft_ms_p50"], point["e2e_ms_max"], point["requests"]) == (12.75, 202.5, 3)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from perfci import suite_reference
+from perfci.cli import suite_reference
 from perfci.config import Run, Suite
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "suites.md"

@@ -1,5 +1,5 @@
 from perfci.config import load_suite
-from perfci.suites import expand, load_levels
+from perfci.measure.suites import expand, load_levels
 
 
 def test_smoke_points_in_order():

@@ -9,8 +9,8 @@ from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 
 from perfci.errors import ConfigError
-from perfci.loadgen.prompts import WORDS, Prompts
-from perfci.tinymodel import ensure_tiny_model, write_tiny_model
+from perfci.measure.loadgen.prompts import WORDS, Prompts
+from perfci.measure.tinymodel import ensure_tiny_model, write_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from perfci import github, watch
-from perfci.cli import cli
+from perfci.cli.main import cli
 from perfci.errors import ConfigError, SourceError
-from perfci.records import RunRecord
+from perfci.ops import watch
+from perfci.report import github
 from perfci.store import ingest, open_db
+from perfci.store.records import RunRecord
 from tests.index_server import CONFIG, FIXTURES, NIGHTLY_1, IndexServer
 
 NIGHTLY_2 = "vllm@0a7c1d3b5e8f9a2b4c6d8e0f1a3b5c7d9e1f3a5b"

@@ -463,3 +463,79 @@ def test_engine_pr_gate_builds_vllm_from_git_with_the_merge_bases_precompiled_ke
     assert full.stdout.splitlines()[2] == f"candidate=vllm@git:file://{repo}#{head}"
     bad = subprocess.run([str(script), "bad"], cwd=tmp_path, env=env | {"REF": "main"}, capture_output=True, text=True)
     assert bad.returncode == 2 and "full commit SHA" in bad.stderr
+
+
+CONFIRM_SUITE = """
+name = "confirm-demo"
+description = "A release stream of sim builds, repeated so that detect can judge one run against another"
+[[models]]
+name = "m"
+[[workloads]]
+name = "w"
+prompt_tokens = 16
+output_tokens = {output_tokens}
+load = {{ concurrency = [2] }}
+[run]
+requests = 8
+warmup_requests = 1
+repeats = 5
+[startup]
+caches = ["warm"]
+"""
+
+
+@pytest.mark.timeout(900)  # five workflow runs, three releases of 5 repeats and two A/B sessions of 4 blocks
+def test_ingest_files_an_issue_only_for_the_finding_an_ab_session_on_its_hardware_confirms(tmp_path, github, origin):
+    """The release stream through ingest.yml: detect finds two regressions against build a; for each, the confirm
+    job measures it again with `perfci ab` on a runner of its hardware label (4 blocks), and the record job
+    stores the outcomes and files issues. Build b decodes four times as slowly: confirmed, filed. Build c is as fast
+    as a, but its benchmark ran while the suite file asked for longer outputs under the same name: the trend
+    shows an end-to-end "regression" that the A/B session, one suite on one machine, does not reproduce. It is
+    marked so in the job summary and gets no issue."""
+    from perfci.measure import hardware
+
+    here = hardware.label(hardware.fingerprint())
+    suite = {"suites/confirm-demo.toml": CONFIRM_SUITE.format(output_tokens=8)}
+    # Decode steps long against a busy machine's scheduling jitter, so that 4 blocks settle it.
+    models = {"models/a.toml": "decode_ms_per_token = 5.0\nstartup_s = 0.1\n",
+              "models/b.toml": "decode_ms_per_token = 20.0\nstartup_s = 0.1\n",
+              "models/c.toml": "decode_ms_per_token = 5.0\nstartup_s = 0.1\nseed = 7\n"}  # fmt: skip
+    replay = make_replay(tmp_path, github, origin, files=suite | models,
+                         vars={"PERFCI_CONFIRM_LABELS": json.dumps([here]), "PERFCI_CONFIRM_BLOCKS": "4"})  # fmt: skip
+
+    def release(build: str, baseline: str = ""):
+        bench = dispatch_benchmark(replay, build=f"sim:models/{build}.toml", suite="confirm-demo")
+        ingest = replay.run("ingest.yml", event="workflow_dispatch",
+                            inputs={"run-id": str(bench.run_id), "baseline": baseline})  # fmt: skip
+        passed(ingest)
+        (record,) = (replay.artifacts / str(bench.run_id)).rglob("*.json")
+        return ingest, f"sim=={json.loads(record.read_text())['build']['version']}"
+
+    first, a = release("a")
+    assert first.job("confirm").result == "skipped" and first.job("record").result == "skipped"
+
+    slower, b = release("b", baseline=a)
+    (job,) = slower.jobs["confirm"]
+    assert job.runs_on == ["self-hosted", "linux", here] and job.permissions["contents"] == "read"
+    assert job.permissions.get("issues", "none") == "none"
+    assert "FAIL" in job.summary
+    filed = lambda: [i for i in github.issues.values() if "pull_request" not in i]  # noqa: E731
+    (issue,) = filed()
+    assert b in issue["title"] and "**confirmed**" in issue["body"]
+    assert "### Series moved" in issue["body"]  # the trend, beside the confirmation
+
+    replay.files["suites/confirm-demo.toml"] = CONFIRM_SUITE.format(output_tokens=24)  # c's trend run only
+    bench = dispatch_benchmark(replay, build="sim:models/c.toml", suite="confirm-demo")
+    replay.files |= suite
+    (record,) = (replay.artifacts / str(bench.run_id)).rglob("*.json")
+    c = f"sim=={json.loads(record.read_text())['build']['version']}"
+    same = replay.run("ingest.yml", event="workflow_dispatch", inputs={"run-id": str(bench.run_id), "baseline": a})
+    passed(same)
+    (job,) = same.jobs["confirm"]
+    assert job.matrix["id"] != slower.jobs["confirm"][0].matrix["id"]  # b, confirmed, is not measured again
+    assert filed() == [issue]  # c is not filed
+    summary = same.job("record").summary
+    assert c in summary and ("not-reproduced" in summary or "inconclusive" in summary), summary
+
+    data = data_branch(origin, tmp_path)
+    assert len(list((data / "records").rglob("*.json"))) == 3 + 2 * 4  # three releases, two sessions' blocks

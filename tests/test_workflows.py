@@ -228,9 +228,9 @@ _STATUS_CASE = re.compile(r'\[\s*"\$status"\s*-eq\s*(?P<code>\d+)\s*\]')
 
 
 def test_workflows_let_through_only_the_exit_codes_whose_meaning_is_news():
-    """Exit codes are a contract (docs/cli.md): a step may go on after 1 from detect (a regression was found)
-    or after 4 from watch (a source is down), and after nothing else; continue-on-error, which lets every code
-    through, never wraps a perfci step."""
+    """Exit codes are a contract (docs/cli.md): a step may go on after 1 from detect or confirm (a regression
+    was found, or confirmed) or after 4 from watch (a source is down), and after nothing else;
+    continue-on-error, which lets every code through, never wraps a perfci step."""
     from perfci.errors import EXIT_EXTERNAL, EXIT_REGRESSION
 
     seen = set()
@@ -241,9 +241,9 @@ def test_workflows_let_through_only_the_exit_codes_whose_meaning_is_news():
                 if "perfci " in script:
                     assert not step.get("continue-on-error"), f"{path.name}: {step.get('name')}"
                 for match in _TOLERATED.finditer(script):
-                    assert (match["command"], int(match["code"])) == ("detect", EXIT_REGRESSION), match[0]
+                    assert match["command"] in ("detect", "confirm") and int(match["code"]) == EXIT_REGRESSION, match[0]
                     seen.add(match["command"])
                 if "perfci watch" in script:
                     assert [int(m["code"]) for m in _STATUS_CASE.finditer(script)] == [EXIT_EXTERNAL]
                     seen.add("watch")
-    assert seen == {"detect", "watch"}
+    assert seen == {"detect", "confirm", "watch"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import yaml
 
-from perfci.cli import cli
+from perfci.cli.main import cli
 
 GITHUB = Path(__file__).resolve().parent.parent / ".github"
 WORKFLOWS = sorted((GITHUB / "workflows").glob("*.yml"))
@@ -39,7 +39,7 @@ class Call:
     where: str
     path: tuple[str, ...]  # the command path, e.g. ("data", "push")
     args: tuple[str, ...]  # what follows it
-    command: click.Command | None  # None: no such command in perfci.cli
+    command: click.Command | None  # None: no such command in perfci.cli.main
 
     @property
     def options(self) -> set[str]:

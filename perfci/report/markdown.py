@@ -19,11 +19,13 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 
-from perfci import ab, resources
-from perfci.findings import Finding, Member, SeriesVerdict
-from perfci.report.summary import VERDICTS, Bisect, Section, Summary
-from perfci.series import STARTUP_PREFIX, STARTUP_WORKLOAD, SeriesKey
-from perfci.silence import Silence
+from perfci import resources
+from perfci.metrics import STARTUP_PREFIX, STARTUP_WORKLOAD, format_value, label
+from perfci.report.silence import Silence
+from perfci.report.summary import Bisect, Section, Summary
+from perfci.verdicts import ab
+from perfci.verdicts.findings import VERDICTS, Finding, Member, SeriesVerdict
+from perfci.verdicts.series import SeriesKey
 
 COMMENT_LIMIT = 65_536  # characters: GitHub's limit on a comment or an issue body
 CHECK_RUN_LIMIT = 65_535  # characters: a check run's output.summary
@@ -134,38 +136,6 @@ def pvalue(p: float | None) -> str:
     return "—" if p is None else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
 
 
-def value(metric: str, v: float | None) -> str:
-    """A median with its unit."""
-    if v is None or not math.isfinite(v):
-        return "—"
-    if metric.startswith(STARTUP_PREFIX):
-        return f"{v:,.2f} s"
-    if metric.endswith(("_mean", "_p50", "_p90", "_p95", "_p99")) and "_ms_" in metric:
-        return f"{v:,.1f} ms"
-    if metric == "error_rate":
-        return f"{v:.1%}"
-    if metric in ("request_rate", "goodput"):
-        return f"{v:,.2f} req/s"
-    if metric in ("output_throughput", "total_throughput"):
-        return f"{v:,.1f} tok/s"
-    return f"{v:,.4g}"
-
-
-_LATENCY_NAMES = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "itl_ms": "ITL", "e2e_ms": "E2E latency"}
-
-
-def metric_name(metric: str) -> str:
-    """`TTFT p50`, `output throughput`, `startup (total)`, `startup phase load_weights`."""
-    if metric == STARTUP_PREFIX + "total":
-        return "startup (total)"
-    if metric.startswith(STARTUP_PREFIX):
-        return f"startup phase {metric.removeprefix(STARTUP_PREFIX)}"
-    name, _, stat = metric.rpartition("_")
-    if name in _LATENCY_NAMES:
-        return f"{_LATENCY_NAMES[name]} {stat}"
-    return metric.replace("_", " ")
-
-
 def verdict(v: str) -> str:
     return f"{ICONS[v]} {v.replace('-', ' ')}"
 
@@ -179,18 +149,13 @@ def severity(v: SeriesVerdict) -> tuple:
     return VERDICTS.index(v.verdict), -abs(v.rel_change or 0.0), v.key
 
 
-def representative(f: Finding) -> Member | None:
-    """The member the finding's summary columns come from (store._summarise_regression's order)."""
-    return min(f.members, key=lambda m: (m.pending, m.pvalue, -abs(m.rel_change)), default=None)
-
-
 def issue_title(f: Finding, bisect: Bisect | None) -> str:
     """`sim==0.2.0 made TTFT p50 12.0% worse on cpu-2c at c=4 (smoke); bisected to sim@abc (confidence 97%)`."""
-    m = representative(f)
+    m = f.representative
     title = f"{f.first_bad} made a series worse on {f.hardware_label} ({f.suite})"
     if m is not None:
         where = "at startup" if m.key.workload == STARTUP_WORKLOAD else f"at {m.key.load_label}"
-        title = (f"{f.first_bad} made {metric_name(m.key.metric)} {abs(m.rel_change):.1%} worse on "
+        title = (f"{f.first_bad} made {label(m.key.metric)} {abs(m.rel_change):.1%} worse on "
                  f"{f.hardware_label} {where} ({f.suite})")  # fmt: skip
     if bisect is not None and bisect.outcome == "culprit" and bisect.culprit:
         confidence = f" (confidence {bisect.confidence:.0%})" if bisect.confidence is not None else ""
@@ -211,8 +176,8 @@ def _env() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)  # fmt: skip
     env.filters.update(md=md, url=url, pct=pct, change=change, pvalue=pvalue, verdict=verdict,
-                       series_verdict=series_verdict, metric_name=metric_name)  # fmt: skip
-    env.globals.update(value=value, ICONS=ICONS)
+                       series_verdict=series_verdict, metric_name=label)  # fmt: skip
+    env.globals.update(value=format_value, ICONS=ICONS)
     return env
 
 
@@ -284,7 +249,8 @@ def _section(sec: Section, dashboard: Dashboard, detail: Detail) -> dict:
         parts = ([] if one_scope else [k.hardware_label, k.suite]) + ([] if len(models) == 1 else [k.model])
         where = f"{'startup' if k.workload == STARTUP_WORKLOAD else k.workload} · {k.load_label}"
         return {"v": v, "series": " · ".join([*parts, where]), "metric": k.metric, "link": dashboard.series(k),
-                "baseline": value(k.metric, v.baseline), "candidate": value(k.metric, v.candidate)}  # fmt: skip
+                "baseline": format_value(k.metric, v.baseline),
+                "candidate": format_value(k.metric, v.candidate)}  # fmt: skip
 
     notable = sorted((v for v in sec.verdicts if v.verdict in NOTABLE), key=severity)
     shown = notable if detail.main_rows is None else notable[: detail.main_rows]
@@ -308,7 +274,7 @@ def _section(sec: Section, dashboard: Dashboard, detail: Detail) -> dict:
 
 def _finding(f: Finding, bisects: tuple[Bisect, ...], dashboard: Dashboard) -> dict:
     mine = [b for b in bisects if b.regression_id == f.id]
-    m = representative(f)
+    m = f.representative
     return {"f": f, "member": m, "link": dashboard.series(m.key) if m else None, "bisect": latest_culprit(mine),
             "bisects": mine}  # fmt: skip
 
@@ -319,7 +285,7 @@ def issue(f: Finding, bisects: list[Bisect], dashboard: Dashboard) -> str:
     rows = [{"m": m, "link": dashboard.series(m.key),
              "series": f"{m.key.model} · {'startup' if m.key.workload == STARTUP_WORKLOAD else m.key.workload} · "
                        f"{m.key.load_label}"} for m in members]  # fmt: skip
-    context = {"f": f, "marker": finding_marker(f), "member": representative(f), "bisects": bisects,
+    context = {"f": f, "marker": finding_marker(f), "member": f.representative, "bisects": bisects,
                "dashboard": dashboard}  # fmt: skip
     for shown in (len(rows), 50, 10):  # a finding can move hundreds of series: keep the body under the limit
         text = _render("issue.md.j2", rows=rows[:shown], left_out=len(rows) - min(shown, len(rows)), **context)

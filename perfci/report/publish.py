@@ -16,13 +16,14 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from perfci import ab, abstats, findings, github
+from perfci import utc
 from perfci.errors import ConfigError
-from perfci.findings import Finding
-from perfci.report import markdown, summary
+from perfci.report import github, markdown, summary
 from perfci.report.markdown import Dashboard
+from perfci.report.silence import Silence
 from perfci.report.summary import Bisect, Summary
-from perfci.silence import Silence
+from perfci.verdicts import ab, abstats, findings
+from perfci.verdicts.findings import Finding
 
 LABEL = "perfci"  # perfci looks for its issues among those with this label
 ISSUE_LABELS = (LABEL, "performance-regression")
@@ -65,11 +66,12 @@ class Plan:
 
 def silence_for(db: Database, config_path: Path, *, now: datetime) -> SilencePlan:
     """The missing-data issue's plan from the store and a watch config (its [alerts] silent_after_hours)."""
-    from perfci import silence, watch
+    from perfci.ops import watch
+    from perfci.report import silence
 
     config = watch.load_config(config_path)
     return silence_plan(silence.check(db, config, now=now), silent_after_hours=config.alerts.silent_after_hours,
-                        now=watch.stamp(now))  # fmt: skip
+                        now=utc.stamp(now))  # fmt: skip
 
 
 def silence_plan(silences: list[Silence], *, silent_after_hours: float, now: str) -> SilencePlan:
@@ -82,7 +84,7 @@ def plan(s: Summary, stored: list[Finding], bisects: list[Bisect], dashboard: Da
          issues: bool) -> Plan:  # fmt: skip
     """Everything a report would post: the comment when `pr`, a status and check run when there is a `commit`,
     an issue for each stored finding that has (or needs) one when `issues`."""
-    counts = {v: n for v in summary.VERDICTS if (n := sum(x.verdict == v for x in s.verdicts))}
+    counts = {v: n for v in findings.VERDICTS if (n := sum(x.verdict == v for x in s.verdicts))}
     said = ", ".join(f"{n} {v}" for v, n in counts.items() if v != "unchanged") or "nothing moved"
     description = f"{said} in {len(s.verdicts)} series"
     state = "failure" if s.failing else "success"

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 from sqlite_utils import Database
 
-from perfci import findings, series, store
+from perfci import store
 from perfci.errors import ConfigError
-from perfci.findings import Finding, SeriesVerdict
-from perfci.series import SCOPE, Selection, SeriesKey
-
-VERDICTS = ("regression", "failed", "improvement", "inconclusive", "no-baseline", "unchanged")  # by severity
+from perfci.store import bisects as stored_bisects
+from perfci.verdicts import findings, series
+from perfci.verdicts.findings import VERDICTS, Finding, SeriesVerdict
+from perfci.verdicts.series import SCOPE, Selection, SeriesKey
 
 
 @dataclass(frozen=True)
@@ -94,32 +94,28 @@ def of_comparison(db: Database, baseline: str, candidate: str, *, min_effect: fl
 def of_latest_detect(db: Database) -> Summary:
     """The runs the newest `perfci detect` pass judged, with the verdicts it stored (medians from the store), and
     the findings in their scopes that are open or that pass saw."""
-    judged = store.read_frame(
-        db, "SELECT j.*, r.engine, r.version, r.\"commit\", r.hardware_label, r.suite FROM judged_runs j "
-        "JOIN runs r USING (run_id) WHERE j.judged_at = (SELECT max(judged_at) FROM judged_runs) "
-        "ORDER BY r.created, j.run_id"
-    )
+    judged = store.latest_judged_frame(db)
     if judged.empty:
         raise ConfigError("nothing to report: no run has been judged (run `perfci detect`, or give --baseline and "
                           "--candidate)")  # fmt: skip
     stamp = judged["judged_at"].iloc[0]
-    stored = store.read_frame(
-        db, f"SELECT * FROM verdicts WHERE run_id IN ({', '.join('?' * len(judged))}) "
-        "ORDER BY run_id, model, workload, load_label, metric", list(judged["run_id"])
-    )
+    stored = store.verdicts_frame(db, judged["run_id"])
     baseline_runs = {row.run_id: tuple(json.loads(row.baseline_runs)) if _text(row.baseline_runs) else ()
                      for row in judged.itertuples()}  # fmt: skip
     obs = series.observations(db, run_ids=dict.fromkeys([*judged["run_id"], *sum(baseline_runs.values(), ())]))
     values = _values(obs)
+    kernels = store.read_frame(db, "SELECT run_id, kernels FROM runs").set_index("run_id")["kernels"]
     sections = []
     for run in judged.itertuples(index=False):
         build = series.build_label(run.engine, _text(run.version), _text(run.commit))
-        candidate = Selection(f"run {run.run_id[:8]} ({build})", build, (run.run_id,))
+        candidate = Selection(f"run {run.run_id[:8]} ({build})", build, (run.run_id,),
+                              series.kernels_of(kernels.loc[[run.run_id]].to_frame()))
         base_ids = baseline_runs[run.run_id]
         baseline = None
         if label := _text(run.baseline):
             base_builds = obs.loc[obs["run_id"].isin(base_ids), "build"].unique()
-            baseline = Selection(label, base_builds[0] if len(base_builds) == 1 else label, base_ids)
+            baseline = Selection(label, base_builds[0] if len(base_builds) == 1 else label, base_ids,
+                                 series.kernels_of(kernels.loc[list(base_ids)].to_frame()))
         verdicts = tuple(_verdict(row, run, values, base_ids) for row in stored[stored["run_id"] == run.run_id]
                          .itertuples(index=False))  # fmt: skip
         sections.append(Section(candidate, baseline, verdicts))
@@ -167,11 +163,4 @@ _BISECT_FIELDS = tuple(Bisect.__dataclass_fields__)
 
 def bisects(db: Database, regression_ids: Iterable[int] | None = None) -> list[Bisect]:
     """Bisections, newest first: all, or those started from the given findings."""
-    sql = f"SELECT {', '.join(_BISECT_FIELDS)} FROM bisects"
-    params: list[Any] = []
-    if regression_ids is not None:
-        ids = list(regression_ids)
-        sql += f" WHERE regression_id IN ({', '.join('?' * len(ids))})"
-        params = ids
-    rows = db.execute(sql + " ORDER BY updated DESC, id DESC", params).fetchall()
-    return [Bisect(*row) for row in rows]
+    return [Bisect(*row) for row in stored_bisects.rows(db, _BISECT_FIELDS, regression_ids)]

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from perfci import dashboard
+from perfci.report import dashboard
 from perfci.store import open_db
 
 # Non-white pixels of a chart's canvas and a digest of them: a chart "has marks" when uPlot counted values and the
@@ -148,7 +148,7 @@ def test_cost_and_run_pages(page, site, artifacts):
     page.locator("#matrix td.verdict a[href^='runs/']").first.click()
     page.wait_for_load_state("load")
     assert page.locator("#points tbody tr").count() == 3
-    assert "perfci.simulator" in page.locator("#argv").inner_text()
+    assert "perfci.measure.simulator" in page.locator("#argv").inner_text()
     download = page.locator("a[download]").get_attribute("href")
     assert (site / "runs" / download).is_file()
     shot(page, artifacts, "run")

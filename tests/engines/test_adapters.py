@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from perfci import engines, startup
 from perfci.config import Model, load_suite
-from perfci.engines.base import LaunchContext
-from perfci.engines.vllm import commit_of
 from perfci.errors import ConfigError
+from perfci.measure import engines, startup
+from perfci.measure.engines.base import LaunchContext
+from perfci.measure.engines.vllm import commit_of
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "startup-logs"
 
@@ -120,3 +120,45 @@ def test_sglang_old_and_new_logs():
 def test_vllm_commit_from_dev_version():
     assert commit_of("0.11.1.dev42+g1a2b3c4d") == "1a2b3c4d"
     assert commit_of("0.32.0") is None and commit_of(None) is None
+
+
+TOY_ENGINE = '''
+"""A throwaway engine adapter: everything perfci needs to know of an engine, in one module."""
+from typing import ClassVar
+
+from perfci.measure.engines.base import Adapter, Launch
+from perfci.measure.startup import duration, mark
+
+
+class ToyEngine(Adapter):
+    name: ClassVar[str] = "toy"
+    distributions: ClassVar = ("toy-serve", "toy_serve")
+    commit_wheels: ClassVar = "https://wheels.toy.example"
+    git_subdirectory: ClassVar = "py"
+    patterns: ClassVar = (mark("ready", r"toy is up"), duration("load", r"loaded in ([0-9.]+) s"))
+
+    def launch(self, ctx):
+        return Launch(argv=[ctx.python, "-m", "toy", "--port", str(ctx.port)], served_model=ctx.model.name)
+'''
+
+
+def test_a_new_engine_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
+    from perfci.measure import envs
+
+    (tmp_path / "toy_engine.py").write_text(TOY_ENGINE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from toy_engine import ToyEngine
+
+    monkeypatch.setitem(engines.REGISTRY, ToyEngine.name, ToyEngine())  # the registry line
+
+    assert engines.get("toy").launch(ctx(tmp_path)).argv == ["/env/bin/python", "-m", "toy", "--port", "8123"]
+    release = envs.parse_build("toy-serve==1.2")
+    assert (release.engine, release.requirement) == ("toy", "toy-serve==1.2")
+    commit = envs.parse_build("toy-serve@" + "ab" * 20)
+    assert envs.install_args(commit, environ={})[-3:] == ["--extra-index-url", "https://wheels.toy.example/" + "ab" * 20,
+                                                          "toy-serve"]  # fmt: skip
+    git = envs.parse_build("toy-serve@git:https://example.com/toy.git#main")
+    assert git.requirement == "toy-serve @ git+https://example.com/toy.git@main#subdirectory=py"
+    assert "toy-serve" in envs.grammar() and "toy_serve" not in envs.engine_table().adapters  # not a build name
+    phases = startup.parse([(0.5, "toy loaded in 0.25 s"), (1.0, "toy is up")], engines.get("toy").patterns)
+    assert phases.values == {"load": 0.25, "at_ready": 1.0}

@@ -11,10 +11,10 @@ import time
 import psutil
 import pytest
 
-from perfci import engines, envs, runner
 from perfci.config import load_suite
 from perfci.errors import EXIT_SIGNAL_BASE
-from perfci.server import port_in_use
+from perfci.measure import engines, envs, runner
+from perfci.measure.server import port_in_use
 from perfci.store import open_db, points_frame, row_counts
 from tests import lifetime
 
@@ -41,7 +41,7 @@ def test_env_is_isolated_and_fixed_up(vllm_env):
 def test_generated_argv_parses_with_vllms_own_parser(vllm_env, tmp_path):
     """A flag renamed or removed upstream fails here, not two minutes into a GPU run."""
     from perfci.config import Model
-    from perfci.engines.base import LaunchContext
+    from perfci.measure.engines.base import LaunchContext
 
     model = Model(name="m", max_model_len=2048, tensor_parallel=1, cuda_graphs=False, torch_compile=False,
                   dtype="bfloat16", engine_args={"vllm": ["--seed", "3"]})  # fmt: skip

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perfci.errors import ConfigError
-from perfci.loadgen.arrivals import arrival_offsets
+from perfci.measure.loadgen.arrivals import arrival_offsets
 
 rates = st.floats(min_value=0.01, max_value=1000)
 bursts = st.floats(min_value=0.1, max_value=10)

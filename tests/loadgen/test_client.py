@@ -10,7 +10,7 @@ import time
 import pytest
 
 from perfci.errors import ConfigError
-from perfci.loadgen.client import RequestSpec, run_point
+from perfci.measure.loadgen.client import RequestSpec, run_point
 from tests.openai_fake import TEMPLATE_TOKENS, FakeServer
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from perfci.loadgen.connection import (
+from perfci.measure.loadgen.connection import (
     ChunkedDecoder,
     ConnectionClosed,
     ConnectionPool,

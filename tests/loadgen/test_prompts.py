@@ -10,7 +10,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from perfci.config import Distribution, Load, Workload
 from perfci.errors import ConfigError
-from perfci.loadgen.prompts import Prompts, request_specs
+from perfci.measure.loadgen.prompts import Prompts, request_specs
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "café", "naïve", "日本語", "données",
          "émoji", "🙂", "tokens", "latency", "42"]  # fmt: skip

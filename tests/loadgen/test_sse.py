@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from perfci.loadgen.sse import SSEParser
+from perfci.measure.loadgen.sse import SSEParser
 
 # A payload is one line: no CR or LF, and not empty (empty payloads are skipped by design).
 payloads = st.binary(min_size=1, max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b)

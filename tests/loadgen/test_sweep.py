@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from perfci.errors import ConfigError, PerfciError
-from perfci.loadgen.sweep import sweep_rates
+from perfci.measure.loadgen.sweep import sweep_rates
 
 
 def test_evenly_spaced_strictly_between():

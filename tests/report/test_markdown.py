@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from perfci.confirm import Confirmation
-from perfci.findings import Finding, Member, SeriesVerdict
+from perfci import metrics
+from perfci.metrics import STARTUP_WORKLOAD
 from perfci.report import markdown
 from perfci.report.markdown import Dashboard
+from perfci.report.silence import Silence
 from perfci.report.summary import Bisect, Section, Summary
-from perfci.series import STARTUP_WORKLOAD, Selection, SeriesKey
-from perfci.silence import Silence
+from perfci.verdicts.confirm import Confirmation
+from perfci.verdicts.findings import Finding, Member, SeriesVerdict
+from perfci.verdicts.series import Selection, SeriesKey
 
 GOLDEN = Path(__file__).with_name("golden")
 DASHBOARD = Dashboard("https://perf.example.org/site/")
@@ -163,11 +165,11 @@ def test_markers_survive_untrusted_text_and_untrusted_text_stays_inert():
                          ("startup.total", 95.0, "95.00 s"), ("output_throughput", 2310.5, "2,310.5 tok/s"),
                          ("request_rate", 8.0, "8.00 req/s"), ("error_rate", 0.25, "25.0%")])  # fmt: skip
 def test_values_carry_their_units(metric, value, text):
-    assert markdown.value(metric, value) == text
+    assert metrics.format_value(metric, value) == text
 
 
 def _ab_session(verdicts, *, verdict="FAIL", reason="1 of 4 series regressed"):
-    from perfci import ab, abstats
+    from perfci.verdicts import ab, abstats
 
     return ab.Session(id=7, baseline="vllm==0.32.0", candidate="vllm@git:https://github.com/o/vllm#abc123",
                       baseline_build="vllm==0.32.0", candidate_build="vllm@abc123def456", suite="smoke",
@@ -187,7 +189,7 @@ AB_SERIES = (
 
 
 def test_ab_summary_lists_every_series_worst_first_and_shrinks_to_fit():
-    from perfci.abstats import SeriesVerdict
+    from perfci.verdicts.abstats import SeriesVerdict
 
     verdicts = [SeriesVerdict(name, metric, v, change, low, high, mde, p, p, 0.01, 4, 4, reason)
                 for name, metric, v, change, low, high, mde, p, reason in AB_SERIES]  # fmt: skip

