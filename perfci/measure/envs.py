@@ -378,6 +378,27 @@ def prune_envs(
     return removed
 
 
+def find_env(build: Build, *, cache: Path | None = None) -> Path | None:
+    """The build's complete env, if there is one (nothing is created or touched)."""
+    path = (cache or cache_dir()) / "envs" / build.key
+    meta = _read_marker(path)
+    return path if meta is not None and meta.get("source") == build.source else None
+
+
+def remove_env(build: Build, *, cache: Path | None = None) -> Path | None:
+    """Remove this one build's env (e.g. a backfill done with its release); None when there was none, or another
+    process holds its lock. Other envs are never touched."""
+    envs = (cache or cache_dir()) / "envs"
+    path = envs / build.key
+    if build.python is not None or not path.is_dir():
+        return None
+    with _try_lock(envs / f"{build.key}.lock") as held:
+        if not held:
+            return None
+        _rmtree(path)
+    return path
+
+
 def _key_of(text: str) -> str:
     try:
         return parse_build(text).key
