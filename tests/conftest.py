@@ -16,8 +16,8 @@ from perfci.store.records import SCHEMA_VERSION, new_run_id
 
 # Test modules whose tests start processes: perfci commands, the sim engine, fake servers, git, uv, actionlint.
 INTEGRATION_MODULES = {
-    "test_ab", "test_bisector", "test_cache_state", "test_cli", "test_cli_docs", "test_clocks", "test_confirm",
-    "test_dashboard", "test_data", "test_envs", "test_exit_codes", "test_faults", "test_interrupt", "test_pipeline",
+    "test_ab", "test_backfill", "test_bisector", "test_cache_state", "test_cli", "test_cli_docs", "test_clocks", "test_confirm",
+    "test_dashboard", "test_data", "test_envs", "test_examples", "test_exit_codes", "test_faults", "test_interrupt", "test_pipeline",
     "test_plan", "test_real_runs", "test_report", "test_repository", "test_runner", "test_runners", "test_server",
     "test_silence_report", "test_simulator", "test_store_safety", "test_watch", "test_workflow_replay",
     "test_workflows",

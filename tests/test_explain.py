@@ -209,6 +209,7 @@ def perfci(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=600)  # fmt: skip
 
 
+@pytest.mark.integration  # starts sim engines under py-spy
 def test_explain_on_the_sim_engine_names_its_slower_step_and_reuses_stored_profiles(tmp_path):
     (tmp_path / "s.toml").write_text(SUITE)
     (tmp_path / "a.toml").write_text("decode_ms_per_token = 4.0\nstartup_s = 0\nstep_cpu_ms = 0.5\n")
@@ -237,6 +238,7 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
+@pytest.mark.integration  # starts sim engines under py-spy
 def test_bisect_explain_names_the_culprit_and_stores_why_for_reports_and_the_dashboard(tmp_path):
     """A sim engine history whose commit 4 makes every scheduler step spend 4 ms of CPU instead of 0.5."""
     repo = tmp_path / "engine"
