@@ -488,7 +488,7 @@ def rebuild(records_dir, db_path, allow_partial, as_json) -> None:
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder the records are copied into (made if missing), e.g. examples/NAME/.")  # fmt: skip
-def export(sources, out) -> None:
+def db_export(sources, out) -> None:
     """Copy run records (files, or every *.json under a folder) into a dataset folder that can ship: each read and
     validated, machine paths and credentials redacted, written compact; run ids already there are skipped."""
     from perfci.store import dataset
