@@ -102,6 +102,19 @@ def test_stopped_engine_disarms_its_watchdog(tmp_path):
     assert dog.poll() == 0 and e._watchdog is None
 
 
+def test_a_terminated_watchdog_stops_its_engine_first(tmp_path):
+    """`pkill -f perfci` reaches the watchdog as well as perfci: the engine must not outlive them both."""
+    import signal
+
+    e = engine("ok", tmp_path)
+    e.start()
+    e.wait_ready(timeout_s=30)
+    dog = e._watchdog
+    dog.send_signal(signal.SIGTERM)
+    assert dog.wait(timeout=15) == 128 + signal.SIGTERM
+    assert group_alive(e.pid) == []
+
+
 def test_missing_executable_leaves_no_watchdog(tmp_path):
     before = {p.pid for p in psutil.Process().children()}
     e = EngineProcess(["/no/such/python"], port=free_port(), log_path=tmp_path / "l.log")

@@ -1,4 +1,5 @@
-"""Stops an engine's process group when perfci dies, however it dies (`kill -9` included).
+"""Stops an engine's process group when perfci dies, however it dies (`kill -9` included), and when the watchdog
+itself is told to terminate.
 
 EngineProcess starts one watchdog per engine, before the engine, in a session of its own (terminal signals
 and job-control kills of perfci's group do not reach it). Its stdin is a pipe whose only write end perfci
@@ -41,14 +42,26 @@ def stop_group(pgid: int) -> None:
 
 
 def main() -> None:
+    received = bytearray()
+
+    def stop_if_armed() -> None:
+        words = received.split()
+        if words and words[-1] != b"done":
+            stop_group(int(words[0]))
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # A terminating signal meant for perfci often reaches its watchdog too (`pkill -f perfci`, a runner's
+        # cleanup of the job's processes): stop the engine before dying, or it would outlive both.
+        stop_if_armed()
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     os.write(1, b"armed\n")
     os.close(1)
-    received = bytearray()
     while chunk := os.read(0, 64):
         received += chunk
-    words = received.split()
-    if words and words[-1] != b"done":
-        stop_group(int(words[0]))
+    stop_if_armed()
 
 
 if __name__ == "__main__":
