@@ -318,7 +318,7 @@ def profile(build, suite_name, point, samples, db_path, out) -> None:
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True,
               help="Directory for new profile records and the flame-graph diff.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON on stdout.")
+@json_option("Print the explanation as JSON on stdout.")
 def explain(baseline, candidate, suite_name, point, samples, db_path, out, as_json) -> None:
     """Which functions and modules take more (or less) time per request in CANDIDATE than in BASELINE at one
     point, with q values that hold the false-discovery rate over every function, and a differential flame
@@ -336,7 +336,7 @@ def explain(baseline, candidate, suite_name, point, samples, db_path, out, as_js
                                            say=lambda t: console.log(t, markup=False))  # fmt: skip
     flame = explaining.write_flame(result.flame_svg, out, *(explaining.safe_name(b) for b in (baseline, candidate)))
     if as_json:
-        click.echo(json.dumps({**result.as_dict(), "flame_graph": str(flame)}))
+        echo_json({**result.as_dict(), "flame_graph": str(flame)})
     else:
         stdout.print(explaining.markdown(result, flame_link=str(flame)), markup=False, highlight=False)
 
@@ -378,7 +378,7 @@ class ReleaseProgress:
               help="Stand-in builds: run each release on the sim engine with DIR/VERSION.toml as its latency model.")
 @db_option
 @click.option("--out", type=click.Path(path_type=Path), default="runs", show_default=True, help="Run records.")
-@click.option("--json", "as_json", is_flag=True, help="Print what happened to each release as JSON on stdout.")
+@json_option("Print what happened to each release as JSON on stdout.")
 @force_option
 def backfill(package, since, until, suite_name, repeats, pre, index_url, keep_envs, sim_dir, db_path, out, as_json,
              force) -> None:  # fmt: skip
@@ -398,7 +398,7 @@ def backfill(package, since, until, suite_name, repeats, pre, index_url, keep_en
                                     progress=ReleaseProgress(progress, len(chosen)),
                                     reporter=RichReporter(progress))  # fmt: skip
     if as_json:
-        click.echo(json.dumps([o.as_dict() for o in outcomes]))
+        echo_json([o.as_dict() for o in outcomes])
     else:
         stdout.print(history.summary(outcomes), markup=False, highlight=False)
     if any(o.status in ("not-ok", "not-installable") for o in outcomes):
