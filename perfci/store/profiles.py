@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 import re
 import uuid
 from collections import Counter
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlite_utils import Database
 
 from perfci.errors import RecordError
+from perfci.store.records import write_once
 from perfci.verdicts.explainstats import Profile
 
 KIND = "perfci-profile"
@@ -145,18 +145,7 @@ def roles_from_raw(raw: str) -> dict[str, Role]:
 def write_profile(record: ProfileRecord, directory: Path) -> Path:
     """`<directory>/profile-<id>.json`, atomically and never over an existing file."""
     path = Path(directory) / f"profile-{record.profile_id}.json"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(record.model_dump_json().encode())
-        os.link(tmp, path)  # fails if the name exists, where a rename would overwrite
-    except FileExistsError:
-        raise RecordError(f"{path}: already exists; profile records are never overwritten") from None
-    except OSError as e:
-        raise RecordError(f"{path}: cannot write profile record ({e.strerror or e})") from e
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_once(path, record.model_dump_json().encode(), what="profile record")
 
 
 def is_profile_file(path: Path) -> bool:

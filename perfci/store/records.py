@@ -296,9 +296,7 @@ def write_record(record: RunRecord, path: Path) -> Path:
     """Write `record` to `path` if it names a `.json` file, else into the directory `path` (made if missing)
     as `<run_id>.json`; return where.
 
-    Atomic and no-clobber: the bytes go to a temp file in the same directory, are fsynced, then hard-linked
-    into place; link() fails if the name exists, where os.replace would silently overwrite a record that
-    appeared after any existence check.
+    Atomic and no-clobber (`write_once`).
     """
     path = Path(path)
     if path.is_dir() or path.suffix != ".json":
@@ -310,6 +308,14 @@ def write_record(record: RunRecord, path: Path) -> Path:
     if len(data) > MAX_RECORD_BYTES:  # it could never be read back
         raise RecordError(f"{path}: run {record.run_id} is {len(data)} bytes, over the bound on a run record's "
                           f"size ({MAX_RECORD_BYTES} bytes, records.MAX_RECORD_BYTES)")  # fmt: skip
+    return write_once(path, data, what="run record")
+
+
+def write_once(path: Path, data: bytes, *, what: str) -> Path:
+    """Write `data` to `path`, atomically and never over an existing file (a RecordError naming `path` and
+    `what` otherwise). The bytes go to a temp file in the same directory, are fsynced, then hard-linked into
+    place: link() fails if the name exists, where os.replace would silently overwrite a file that appeared
+    after any existence check."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # not mkstemp: that would make it 0600
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,9 +326,9 @@ def write_record(record: RunRecord, path: Path) -> Path:
         os.link(tmp, path)
         _fsync_dir(path.parent)
     except FileExistsError:
-        raise RecordError(f"{path}: already exists; run records are never overwritten") from None
+        raise RecordError(f"{path}: already exists; {what}s are never overwritten") from None
     except OSError as e:
-        raise RecordError(f"{path}: cannot write run record ({e.strerror or e})") from e
+        raise RecordError(f"{path}: cannot write {what} ({e.strerror or e})") from e
     finally:
         tmp.unlink(missing_ok=True)
     return path
